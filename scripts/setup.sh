@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up everything napari-deeper needs on a fresh machine, idempotently:
+# a virtual environment in .venv, the CPU build of torch (a GPU user can bring a CUDA build),
+# the package (editable) with its test extra and PyQt6, and on Debian/Ubuntu as root the
+# virtual X server and GL libraries that napari needs. Sourced by run-napari.sh and run-tests.sh.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${NAPARI_DEEPER_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+
+need_apt=()
+command -v Xvfb >/dev/null 2>&1 || need_apt+=(xvfb xauth)
+ldconfig -p 2>/dev/null | grep -q 'libGL.so.1' || need_apt+=(libgl1 libegl1)
+ldconfig -p 2>/dev/null | grep -q 'libxkbcommon-x11.so.0' || need_apt+=(libxkbcommon-x11-0)
+ldconfig -p 2>/dev/null | grep -q 'libxcb-cursor.so.0' || need_apt+=(libxcb-cursor0)
+ldconfig -p 2>/dev/null | grep -q 'libfontconfig.so.1' || need_apt+=(libfontconfig1)
+ldconfig -p 2>/dev/null | grep -q 'libdbus-1.so.3' || need_apt+=(libdbus-1-3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing system packages: ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${need_apt[@]}" libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
+      libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libgl1-mesa-dri >/dev/null
+  else
+    echo "setup: missing system packages (${need_apt[*]}); install them with your package manager" >&2
+  fi
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating $venv"
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
+  echo "setup: installing torch 2.13.0 (CPU build)"
+  "${pip[@]}" torch==2.13.0
+fi
+stamp="$venv/.napari-deeper-installed"
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+  echo "setup: installing napari-deeper with its test extra"
+  "${pip[@]}" -e "$root[testing]"
+  touch "$stamp"
+fi
+export NAPARI_DEEPER_PYTHON="$venv/bin/python"

@@ -1,0 +1,95 @@
+"""Small helpers every widget shares: find spectral layers, make result layers with provenance."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image
+
+from .. import __version__
+
+PROVENANCE_KEY = "napari_deeper"
+
+
+def is_spectral(layer) -> bool:
+    """A spectral layer is a 3-D, non-RGB image whose first axis is the spectral one."""
+    return isinstance(layer, Image) and layer.ndim == 3 and not layer.rgb
+
+
+def spectral_layers(viewer) -> list[Image]:
+    return [layer for layer in viewer.layers if is_spectral(layer)]
+
+
+def wavenumbers_of(layer) -> np.ndarray | None:
+    """The layer's spectral axis from ``metadata["wavenumbers"]`` (None when it has none)."""
+    w = layer.metadata.get("wavenumbers") if layer is not None else None
+    return None if w is None else np.asarray(w, dtype=float)
+
+
+def spectral_axis(layer) -> np.ndarray:
+    """The spectral axis for plotting: the wavenumbers, or band indices when there are none."""
+    w = wavenumbers_of(layer)
+    return w if w is not None else np.arange(layer.data.shape[0], dtype=float)
+
+
+def provenance(operation: str, source, params: dict | None = None, **extra) -> dict:
+    """The record a made layer keeps of how it was made (``metadata["napari_deeper"]``)."""
+    record = {
+        "operation": operation,
+        "params": dict(params or {}),
+        "source": getattr(source, "name", source),
+        "napari_deeper_version": __version__,
+    }
+    record.update(extra)
+    return record
+
+
+def cube_layer_kwargs(source: Image, name: str, record: dict, scale_factor: float = 1.0) -> dict:
+    """Keyword arguments for a new cube layer that inherits the source's spectral axis.
+
+    ``scale_factor`` > 1 is a spatial upscaling: the new pixels are ``scale_factor`` times
+    smaller, and the translate is shifted so that output pixel ``f*i + f//2`` sits exactly on
+    input pixel ``i`` in world coordinates.
+    """
+    scale = np.asarray(source.scale, dtype=float).copy()
+    translate = np.asarray(source.translate, dtype=float).copy()
+    if scale_factor != 1:
+        f = float(scale_factor)
+        offset = (int(f) // 2) * scale[1:] / f
+        scale[1:] = scale[1:] / f
+        translate[1:] = translate[1:] - offset
+    metadata = {key: value for key, value in source.metadata.items() if key != PROVENANCE_KEY}
+    metadata[PROVENANCE_KEY] = record
+    return {
+        "name": name,
+        "scale": scale,
+        "translate": translate,
+        "metadata": metadata,
+        "axis_labels": source.axis_labels,
+        "units": source.units,
+        "colormap": source.colormap.name,
+    }
+
+
+def result_name(source_name: str, method: str) -> str:
+    return f"{source_name} · {method}"
+
+
+def show_side_by_side(viewer, layers, link_contrast: bool = True) -> None:
+    """Show ``layers`` (only them) in napari's grid mode, with one set of contrast limits."""
+    layers = list(layers)
+    for layer in viewer.layers:
+        layer.visible = layer in layers
+    if link_contrast and layers:
+        lows, highs = zip(*(layer.contrast_limits for layer in layers))
+        limits = (float(min(lows)), float(max(highs)))
+        for layer in layers:
+            layer.contrast_limits = limits
+    viewer.grid.enabled = True
+    viewer.grid.stride = 1
+    viewer.grid.shape = (-1, -1)
+
+
+def restore_view(viewer) -> None:
+    viewer.grid.enabled = False
+    for layer in viewer.layers:
+        layer.visible = True

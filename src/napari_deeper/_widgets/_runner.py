@@ -1,0 +1,102 @@
+"""Run / Cancel buttons and a progress bar that drive a core ``*_steps`` generator in a thread.
+
+Every dock widget that starts long work owns one :class:`Runner`. The core generator yields
+:class:`napari_deeper.compute.Progress` between chunks; ``Cancel`` asks the worker to quit at the
+next yield. The result reaches ``on_done`` on the main thread, only when the run finished: a
+cancelled or failed run makes no layers and shows a notification instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+
+class Runner(QWidget):
+    """Run and Cancel buttons, a progress bar and a status line for one background operation."""
+
+    def __init__(self, text: str = "Run", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.run_button = QPushButton(text)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.worker: GeneratorWorker | None = None
+        self.last_error: BaseException | None = None
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        self.cancel_button.clicked.connect(self.cancel)
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def start(self, steps_factory: Callable, on_done: Callable, *args, **kwargs) -> GeneratorWorker | None:
+        """Run ``steps_factory(*args, **kwargs)`` in a worker thread; pass its result to ``on_done``."""
+        if self.busy:
+            show_info("A run is already in progress; cancel it or wait for it to finish.")
+            return None
+        self.last_error = None
+        worker = thread_worker(steps_factory, start_thread=False)(*args, **kwargs)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda result: self._on_returned(result, on_done))
+        worker.errored.connect(self._on_error)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.status.setText("Running...")
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.status.setText("Cancelling...")
+            self.worker.quit()
+
+    def _on_progress(self, progress) -> None:
+        fraction = getattr(progress, "fraction", None)
+        if fraction is not None:
+            self.progress.setValue(int(round(1000 * fraction)))
+            message = getattr(progress, "message", "")
+            if message:
+                self.status.setText(message)
+
+    def _on_returned(self, result, on_done: Callable) -> None:
+        try:
+            on_done(result)
+        except Exception as error:  # noqa: BLE001 - shown to the user, never crashes the viewer
+            self._on_error(error)
+            return
+        self.progress.setValue(1000)
+        self.status.setText("Done.")
+
+    def _on_error(self, error: BaseException) -> None:
+        self.last_error = error
+        self.status.setText(f"Failed: {error}")
+        show_error(f"napari-deeper: {error}")
+
+    def _on_aborted(self) -> None:
+        self.status.setText("Cancelled: no layers were made.")
+        show_info("napari-deeper: run cancelled; no layers were made.")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)

@@ -1,0 +1,156 @@
+"""The one way to run long work: generators that yield progress, devices, memory-aware batches.
+
+Every heavy core operation is written as a generator function (``*_steps``) that yields
+:class:`Progress` between chunks and *returns* its result. Plain calls drive it with :func:`run`;
+napari widgets wrap the same generator in ``napari.qt.threading.thread_worker``, whose ``quit()``
+stops it at the next ``yield`` (that is the cancellation point), and whose ``returned`` signal
+delivers the result on the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Generator, Iterator, TypeVar
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Steps = Generator["Progress", None, T]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a long operation has come: ``done`` of ``total`` units, and what it is doing."""
+
+    done: int
+    total: int
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.total <= 0 else min(1.0, self.done / self.total)
+
+
+def run(steps: Steps[T], callback: Callable[[Progress], None] | None = None) -> T:
+    """Drive a ``*_steps`` generator to the end and return its result."""
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(progress)
+
+
+def select_device(device=None):
+    """Return a ``torch.device``: the one asked for, else CUDA, then Apple MPS, then the CPU.
+
+    ``device`` may be None or "auto" (choose), "cpu", "cuda", "cuda:1", "gpu" (first GPU) or a
+    ``torch.device``. Asking for a GPU that is not there raises a ``ValueError``.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    name = "auto" if device is None else str(device).lower()
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "gpu":
+        if cuda:
+            return torch.device("cuda")
+        if mps:
+            return torch.device("mps")
+        raise ValueError("a GPU was asked for but none is available; use device='cpu' or 'auto'")
+    if name.startswith("cuda") and not cuda:
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available")
+    if name == "mps" and not mps:
+        raise ValueError("device 'mps' asked for, but Apple MPS is not available")
+    if name not in {"cpu", "mps"} and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return torch.device(name)
+
+
+def available_memory(device) -> int:
+    """Bytes that one operation may reasonably use on ``device`` (a share of what is free)."""
+    if getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        pages = 4 << 30
+    return int(min(pages * 0.25, 4 << 30))
+
+
+def chunk_size(bytes_per_item: float, device=None, minimum: int = 1, maximum: int = 1 << 20) -> int:
+    """How many items fit in memory at once when each needs ``bytes_per_item`` bytes."""
+    budget = available_memory(device if device is not None else "cpu")
+    return int(np.clip(budget // max(1.0, bytes_per_item), minimum, maximum))
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Slices that cover ``range(n)`` in pieces of at most ``size``."""
+    size = max(1, int(size))
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for the errors torch raises when a device runs out of memory."""
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def map_batches(
+    fn: Callable[[np.ndarray, object], np.ndarray],
+    items: np.ndarray,
+    device,
+    batch_size: int,
+    message: str = "",
+) -> Steps[np.ndarray]:
+    """Apply ``fn(batch, device)`` to ``items`` along axis 0 in batches, yielding progress.
+
+    On a GPU out-of-memory error the batch size is halved and the batch retried; when even one
+    item does not fit, the rest runs on the CPU, with a warning saying so. Returns the
+    concatenated outputs.
+    """
+    import torch
+
+    n = len(items)
+    out: list[np.ndarray] = []
+    start = 0
+    yield Progress(0, n, message)
+    while start < n:
+        stop = min(n, start + batch_size)
+        try:
+            out.append(fn(items[start:stop], device))
+        except Exception as error:  # noqa: BLE001 - narrowed just below
+            if device.type == "cpu" or not is_out_of_memory(error):
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if batch_size > 1:
+                batch_size = max(1, batch_size // 2)
+                log.info("out of memory on %s: batch size down to %d", device, batch_size)
+            else:
+                warnings.warn(
+                    f"{device} ran out of memory even for one item; continuing on the CPU",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                device = torch.device("cpu")
+            continue
+        start = stop
+        yield Progress(start, n, message)
+    return np.concatenate(out, axis=0) if out else np.empty((0,), dtype=np.float32)
