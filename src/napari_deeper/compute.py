@@ -24,11 +24,15 @@ Steps = Generator["Progress", None, T]
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a long operation has come: ``done`` of ``total`` units, and what it is doing."""
+    """How far a long operation has come: ``done`` of ``total`` units, and what it is doing.
+
+    Training loops also report the current ``loss`` so a widget can show it live.
+    """
 
     done: int
     total: int
     message: str = ""
+    loss: float | None = None
 
     @property
     def fraction(self) -> float:
