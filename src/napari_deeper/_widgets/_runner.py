@@ -45,14 +45,22 @@ class Runner(QWidget):
     def busy(self) -> bool:
         return self.worker is not None
 
-    def start(self, steps_factory: Callable, on_done: Callable, *args, **kwargs) -> GeneratorWorker | None:
-        """Run ``steps_factory(*args, **kwargs)`` in a worker thread; pass its result to ``on_done``."""
+    def start(
+        self, steps_factory: Callable, on_done: Callable, *args, on_progress: Callable | None = None, **kwargs
+    ) -> GeneratorWorker | None:
+        """Run ``steps_factory(*args, **kwargs)`` in a worker thread; pass its result to ``on_done``.
+
+        ``on_progress``, when given, also receives every yielded ``Progress`` on the main thread
+        (connected before the worker starts, so no early report is missed).
+        """
         if self.busy:
             show_info("A run is already in progress; cancel it or wait for it to finish.")
             return None
         self.last_error = None
         worker = thread_worker(steps_factory, start_thread=False)(*args, **kwargs)
         worker.yielded.connect(self._on_progress)
+        if on_progress is not None:
+            worker.yielded.connect(on_progress)
         worker.returned.connect(lambda result: self._on_returned(result, on_done))
         worker.errored.connect(self._on_error)
         worker.aborted.connect(self._on_aborted)
