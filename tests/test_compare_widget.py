@@ -1,0 +1,179 @@
+"""The Compare widget in a real viewer: known inputs, the table, sorting, CSV, grid, differences."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+import napari_deeper as nd
+from napari_deeper._widgets.compare import CompareWidget
+
+pytestmark = pytest.mark.gui
+
+WAVENUMBERS = np.linspace(600, 1800, 12)
+
+
+@pytest.fixture
+def cubes():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:20, 0:24]
+    spatial = np.exp(-((yy - 10) ** 2 + (xx - 12) ** 2) / 40.0)
+    spectrum = 1 + np.sin(np.linspace(0, 3, WAVENUMBERS.size))
+    reference = (spectrum[:, None, None] * spatial[None] + 0.1).astype(np.float32)
+    noisy = (reference + rng.normal(0, 0.05, reference.shape)).astype(np.float32)
+    return {"reference": reference, "noisy": noisy, "identical": reference.copy(), "lr": reference[:, ::2, ::2]}
+
+
+@pytest.fixture
+def widget(make_napari_viewer, cubes):
+    viewer = make_napari_viewer()
+    for name, data in cubes.items():
+        viewer.add_image(data, name=name, metadata={"wavenumbers": WAVENUMBERS})
+    return CompareWidget(viewer)
+
+
+def run_compare(qtbot, widget):
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=20000)
+    assert widget.runner.last_error is None, widget.runner.last_error
+
+
+def column(widget, title):
+    return widget.column_titles().index(title)
+
+
+def cell_texts(widget, title):
+    c = column(widget, title)
+    return [widget.table.item(r, c).text() for r in range(widget.table.rowCount())]
+
+
+def test_table_matches_the_metrics_module_and_sorts_and_exports(qtbot, widget, cubes, tmp_path):
+    assert widget.reference.value == "reference"
+    assert list(widget.candidates.choices) == ["noisy", "identical", "lr"]
+    assert list(widget.candidates.value) == ["noisy", "identical", "lr"]
+    run_compare(qtbot, widget)
+
+    rows = {row["name"]: row for row in widget.rows}
+    expected = nd.metrics.all_metrics(cubes["noisy"], cubes["reference"])
+    for key, value in expected.items():
+        assert rows["noisy"][key] == pytest.approx(value, rel=1e-9)
+    assert rows["identical"]["mse"] == 0 and rows["identical"]["psnr"] == math.inf
+    assert rows["lr"]["note"].startswith("shape differs")
+    assert math.isnan(rows["lr"]["psnr"])
+
+    assert widget.column_titles() == [
+        "Candidate", "MSE", "NMSE", "PSNR (dB)", "SSIM", "SAM (°)", "SNR (dB)", "Note"
+    ]
+    assert cell_texts(widget, "Candidate") == ["noisy", "identical", "lr"]
+    assert cell_texts(widget, "PSNR (dB)") == [f"{expected['psnr']:.2f}", "∞", "—"]
+    assert cell_texts(widget, "SSIM")[0] == f"{expected['ssim']:.4f}"
+
+    # sorting by PSNR: numeric order, the incomparable LR scan last either way
+    widget.table.sortByColumn(column(widget, "PSNR (dB)"), Qt.SortOrder.DescendingOrder)
+    assert cell_texts(widget, "Candidate") == ["identical", "noisy", "lr"]
+    widget.table.sortByColumn(column(widget, "PSNR (dB)"), Qt.SortOrder.AscendingOrder)
+    assert cell_texts(widget, "Candidate") == ["noisy", "identical", "lr"]
+    widget.table.sortByColumn(column(widget, "MSE"), Qt.SortOrder.AscendingOrder)
+    assert cell_texts(widget, "Candidate") == ["identical", "noisy", "lr"]
+
+    # CSV: the displayed order, full precision, blank for what could not be computed
+    path = widget.export_csv(tmp_path / "metrics.csv")
+    with path.open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["name"] for row in table] == ["identical", "noisy", "lr"]
+    assert {row["reference"] for row in table} == {"reference"}
+    assert float(table[1]["psnr"]) == pytest.approx(expected["psnr"], rel=1e-12)
+    assert float(table[1]["sam"]) == pytest.approx(expected["sam"], rel=1e-12)
+    assert table[0]["psnr"] == "inf" and table[0]["mse"] == "0.0"
+    assert table[2]["psnr"] == "" and table[2]["shape"] == "12x10x12"
+
+
+def test_crop_to_overlap_scores_the_low_resolution_scan(qtbot, widget, cubes):
+    widget.candidates.value = ["lr"]
+    widget.crop.value = True
+    run_compare(qtbot, widget)
+    (row,) = widget.rows
+    assert row["note"].startswith("cropped to overlap")
+    assert row["mse"] == pytest.approx(nd.metrics.mse(cubes["lr"], cubes["reference"], crop="overlap"))
+
+
+def test_side_by_side_toggles_the_grid_with_linked_contrast_and_titles(widget):
+    viewer = widget.viewer
+    viewer.layers["noisy"].contrast_limits = (0.0, 5.0)
+    widget.candidates.value = ["noisy", "identical"]
+    widget.side_by_side_button.click()
+    shown = ["reference", "noisy", "identical"]
+    assert viewer.grid.enabled
+    assert [layer.name for layer in viewer.layers if layer.visible] == shown
+    limits = {tuple(viewer.layers[name].contrast_limits) for name in shown}
+    assert len(limits) == 1 and limits.pop()[1] == pytest.approx(5.0)
+    assert all(viewer.layers[name].name_overlay.visible for name in shown)
+
+    widget.normal_view_button.click()
+    assert not viewer.grid.enabled
+    assert all(layer.visible for layer in viewer.layers)
+    assert not any(layer.name_overlay.visible for layer in viewer.layers)
+
+
+def test_difference_maps_become_layers_with_provenance(qtbot, widget, cubes):
+    viewer = widget.viewer
+    widget.candidates.value = ["noisy", "lr"]
+    widget.differences.value = "per band (candidate - reference)"
+    run_compare(qtbot, widget)
+    cube = viewer.layers["noisy · difference to reference"]
+    np.testing.assert_allclose(cube.data, cubes["noisy"] - cubes["reference"], atol=1e-6)
+    assert cube.metadata["napari_deeper"]["operation"] == "difference"
+    assert cube.metadata["napari_deeper"]["params"]["reference"] == "reference"
+    np.testing.assert_array_equal(cube.metadata["wavenumbers"], WAVENUMBERS)
+    assert "lr · difference to reference" not in viewer.layers  # shapes differ: no map
+    # the difference layers are not offered as candidates
+    assert "noisy · difference to reference" not in widget.candidates.choices
+
+    widget.differences.value = "band-averaged |difference|"
+    widget.candidates.value = ["noisy"]
+    run_compare(qtbot, widget)
+    integrated = viewer.layers["noisy · |difference| to reference"]
+    assert integrated.ndim == 2
+    np.testing.assert_allclose(
+        integrated.data, np.abs(cubes["noisy"] - cubes["reference"]).mean(axis=0), atol=1e-6
+    )
+
+
+def test_accuracy_column_appears_when_unmix_labels_exist(qtbot, widget):
+    viewer = widget.viewer
+    reference_labels = np.ones((20, 24), dtype=np.int32)
+    reference_labels[:, 12:] = 2
+    noisy_labels = reference_labels.copy()
+    noisy_labels[:5, :] = 3  # 120 of 480 pixels wrong
+    for source, data in (("reference", reference_labels), ("noisy", noisy_labels)):
+        viewer.add_labels(
+            data, name=f"{source} · classes", metadata={"napari_deeper": {"source": source}}
+        )
+    assert widget.labels_for("noisy").name == "noisy · classes"
+    widget.candidates.value = ["noisy", "identical"]
+    run_compare(qtbot, widget)
+    assert "Accuracy" in widget.column_titles()
+    rows = {row["name"]: row for row in widget.rows}
+    assert rows["noisy"]["accuracy"] == pytest.approx(1 - 120 / 480)
+    assert math.isnan(rows["identical"]["accuracy"])  # no labels were made from it
+    assert cell_texts(widget, "Accuracy") == ["75.0%", "—"]
+
+
+def test_layer_lists_follow_the_viewer_and_empty_choices_do_not_run(widget, cubes):
+    viewer = widget.viewer
+    viewer.add_image(cubes["noisy"] * 2, name="brighter")
+    assert "brighter" in widget.candidates.choices
+    viewer.layers.remove("brighter")
+    assert "brighter" not in widget.candidates.choices
+    widget.reference.value = "noisy"
+    assert "noisy" not in widget.candidates.choices and "reference" in widget.candidates.choices
+    widget.candidates.value = []
+    widget.runner.run_button.click()
+    assert not widget.runner.busy and widget.rows == []
+    assert "at least one candidate" in widget.runner.status.text()
+    with pytest.raises(ValueError, match="nothing to export"):
+        widget.export_csv("unused.csv")
