@@ -1,0 +1,100 @@
+"""Sample data (File > Open Sample > napari-deeper): simulated cells with their ground truth.
+
+Both samples come from :mod:`napari_deeper.training.simulate` with a fixed seed, so they are the
+same every time. The functions return plain napari LayerData tuples and import nothing from
+napari.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import __version__
+
+SHAPE = (64, 64)
+N_BANDS = 500
+SEED = 0
+LOW_PHOTONS = 20.0
+HIGH_PHOTONS = 1000.0
+SUPERRES_PHOTONS = 1000.0
+FACTOR = 2
+
+
+def _wavenumbers() -> np.ndarray:
+    from .training.simulate import wavenumber_axis
+
+    # a slightly non-uniform axis over the usual fingerprint range, as a spectrometer gives
+    return wavenumber_axis(N_BANDS, 500.0, 1800.0, jitter=0.05, seed=SEED)
+
+
+def _layer(data, name: str, cube, params: dict, truth_grid=None, **kwargs) -> tuple:
+    """LayerData tuple; ``truth_grid`` maps HR ground-truth images onto the layer's pixels."""
+    on_grid = truth_grid or (lambda image: image)
+    metadata = {
+        "wavenumbers": np.asarray(cube.wavenumbers, dtype=np.float64),
+        "ground_truth": {
+            "abundances": on_grid(cube.abundances),
+            "endmembers": cube.endmembers,
+            "names": list(cube.names),
+            "clean": on_grid(cube.clean),
+        },
+        "napari_deeper": {
+            "operation": "simulate",
+            "params": dict(params),
+            "source": "napari_deeper.training.simulate",
+            "napari_deeper_version": __version__,
+        },
+    }
+    layer_kwargs = {
+        "name": name,
+        "metadata": metadata,
+        "axis_labels": ("wavenumber", "y", "x"),
+        "units": ("1/cm", "pixel", "pixel"),
+        "colormap": "magma",
+    }
+    layer_kwargs.update(kwargs)
+    return (data, layer_kwargs, "image")
+
+
+def denoise_pair() -> list[tuple]:
+    """The same simulated cell at high SNR (1000 photons) and low SNR (20 photons).
+
+    Both share the clean cube (same seed); each layer is reproduced exactly by
+    ``simulate_cell((64, 64), wavenumbers=w, photons=p, seed=0)`` with ``w`` from its metadata.
+    """
+    from .training.simulate import simulate_cell
+
+    w = _wavenumbers()
+    layers = []
+    for photons, label in ((HIGH_PHOTONS, "high SNR"), (LOW_PHOTONS, "low SNR")):
+        cube = simulate_cell(SHAPE, wavenumbers=w, photons=photons, seed=SEED)
+        layers.append(
+            _layer(cube.noisy, f"cell {label} ({photons:g} photons)", cube, dict(cube.metadata))
+        )
+    return layers
+
+
+def superres_pair() -> list[tuple]:
+    """A simulated cell (HR) and its 2x skip-sampled low-resolution version, overlaid exactly.
+
+    LR pixel ``i`` is HR pixel ``2 i + 1``, so the LR layer has ``scale`` 2 and ``translate`` 1
+    (HR pixels) along y and x. Each layer's ground truth (abundances, clean cube) is on its own
+    pixel grid.
+    """
+    from .training.simulate import simulate_superres_pair, skip_sample
+
+    hr, lr_noisy, _lr_clean = simulate_superres_pair(
+        SHAPE, FACTOR, wavenumbers=_wavenumbers(), photons=SUPERRES_PHOTONS, seed=SEED
+    )
+    params = dict(hr.metadata)
+    hr_layer = _layer(hr.noisy, "cell HR", hr, params)
+    lr_layer = _layer(
+        lr_noisy,
+        f"cell LR (1/{FACTOR})",
+        hr,
+        {**params, "skip_sample_offset": FACTOR // 2},
+        truth_grid=lambda image: skip_sample(image, FACTOR),
+        scale=(1.0, float(FACTOR), float(FACTOR)),
+        translate=(0.0, float(FACTOR // 2), float(FACTOR // 2)),
+    )
+    return [hr_layer, lr_layer]
