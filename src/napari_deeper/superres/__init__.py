@@ -1,0 +1,304 @@
+"""Spatial super-resolution of hyperspectral cubes: interpolation baselines and compact networks.
+
+One entry point, :func:`upscale` (``nd.upscale``), and its steps generator :func:`upscale_steps`
+for widgets. Low resolution means skip-sampling: LR pixel ``i`` is HR pixel ``f*i + f//2`` along
+each axis, and every method returns a ``(B, Y*f, X*f)`` cube on that grid, so output pixel
+``f*i + f//2`` lies on input pixel ``i``.
+
+Methods (the registry :data:`METHODS`, name -> :class:`Method`):
+
+- ``nearest``, ``bilinear``, ``bicubic``: per band, separable, on the skip-sampling grid.
+- ``hyrisr``: compact HyRISR (residual groups of channel-attention blocks) on principal-component
+  images of the cube, correcting their bicubic upscale; any band count, tiled for large images.
+- ``srresnet``: SRResNet (16 residual blocks, sub-pixel upsampling) used the same way.
+
+Models the user fine-tuned (task ``"superres"`` in the model registry) are methods too, under
+their own names: see :func:`available_methods`.
+
+:func:`restore_steps` is the "fast scan restore" pipeline: denoise a low-SNR, low-resolution scan,
+then super-resolve it; it keeps both results and reports the imaging-time saving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .. import compute
+from .._validation import as_cube, as_wavenumbers, check_method
+
+SCALES = (2, 3, 4)
+DEFAULT = "hyrisr"
+MIN_SIZE = 2
+
+__all__ = [
+    "DEFAULT",
+    "METHODS",
+    "SCALES",
+    "Method",
+    "RestoreResult",
+    "available_methods",
+    "check_scale",
+    "restore",
+    "restore_steps",
+    "upscale",
+    "upscale_steps",
+]
+
+_NETWORK_PARAMS = {
+    "tile": {"type": int, "default": 96, "min": 8, "max": 1024,
+             "help": "low-resolution tile size (pixels); smaller tiles use less memory"},
+    "overlap": {"type": int, "default": 12, "min": 0, "max": 64,
+                "help": "context added on each side of a tile (low-resolution pixels)"},
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One super-resolution method: how to run it and which parameters it takes.
+
+    ``kind`` is ``"interpolation"`` or ``"network"``; a network method names its model in the
+    model registry (``model``). ``params`` maps each keyword to its type, default, range and help.
+    """
+
+    name: str
+    kind: str
+    description: str
+    params: dict = field(default_factory=dict)
+    model: str | None = None
+
+    def steps(self, data: np.ndarray, scale: int, device, **params) -> compute.Steps[np.ndarray]:
+        if self.kind == "interpolation":
+            return _interpolation_steps(data, scale, self.name)
+        return _network_steps(self.model, data, scale, device, self.name, **params)
+
+
+METHODS: dict[str, Method] = {
+    "nearest": Method("nearest", "interpolation", "pixel replication (each LR pixel becomes an f x f block)"),
+    "bilinear": Method("bilinear", "interpolation", "linear between LR sample positions, per band"),
+    "bicubic": Method("bicubic", "interpolation", "cubic spline through LR sample positions, per band"),
+    "hyrisr": Method(
+        "hyrisr", "network",
+        "compact HyRISR: channel-attention residual groups on principal-component images",
+        dict(_NETWORK_PARAMS), model="hyrisr",
+    ),
+    "srresnet": Method(
+        "srresnet", "network",
+        "SRResNet: 16 residual blocks and sub-pixel upsampling on principal-component images",
+        dict(_NETWORK_PARAMS), model="srresnet",
+    ),
+}
+
+
+def available_methods() -> dict[str, Method]:
+    """The built-in methods plus every user model trained for super-resolution."""
+    from ..models import list_models
+
+    methods = dict(METHODS)
+    for info in list_models(task="superres"):
+        if info.shipped or info.name in methods:
+            continue
+        methods[info.name] = Method(
+            info.name, "network",
+            f"fine-tuned {info.arch} ({info.card.get('base_model', 'user model')})",
+            dict(_NETWORK_PARAMS), model=info.name,
+        )
+    return methods
+
+
+def check_scale(scale) -> int:
+    """Return ``scale`` as an int in :data:`SCALES` or raise a ``ValueError`` saying what is accepted."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value.is_integer() or int(value) not in SCALES:
+        raise ValueError(f"scale must be 2, 3 or 4, got {scale!r}")
+    return int(value)
+
+
+def _check_params(method: Method, params: dict) -> dict:
+    unknown = sorted(set(params) - set(method.params))
+    if unknown:
+        accepted = ", ".join(sorted(method.params)) or "none"
+        raise ValueError(
+            f"method {method.name!r} does not take {', '.join(unknown)}; accepted parameters: {accepted}"
+        )
+    checked = {}
+    for key, spec in method.params.items():
+        value = params.get(key, spec["default"])
+        try:
+            value = spec["type"](value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{key} must be a {spec['type'].__name__}, got {value!r}") from error
+        if not spec["min"] <= value <= spec["max"]:
+            raise ValueError(f"{key} must be between {spec['min']} and {spec['max']}, got {value}")
+        checked[key] = value
+    return checked
+
+
+def _interpolation_steps(data: np.ndarray, scale: int, name: str) -> compute.Steps[np.ndarray]:
+    from .interpolation import interpolate
+
+    b, y, x = data.shape
+    out = np.empty((b, y * scale, x * scale), dtype=np.float32)
+    per_band = 4.0 * (y * scale) * (x * scale + x) * 2
+    size = compute.chunk_size(per_band, None, maximum=b)
+    yield compute.Progress(0, b, f"{name} x{scale}")
+    for part in compute.chunks(b, size):
+        out[part] = interpolate(data[part], scale, name)
+        yield compute.Progress(part.stop, b, f"{name} x{scale}")
+    return out
+
+
+_MODEL_CACHE: dict = {}
+
+
+def _model(name: str):
+    """The network called ``name`` (cached per file and modification time)."""
+    from ..models import find_model, load_model
+
+    info = find_model(name)
+    key = (str(info.path), info.path.stat().st_mtime)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = load_model(info.path, device="cpu")
+    return _MODEL_CACHE[key]
+
+
+def _network_steps(model_name: str, data: np.ndarray, scale: int, device, label: str,
+                   tile: int, overlap: int) -> compute.Steps[np.ndarray]:
+    from .deep import network_upscale_steps
+
+    model, _card = _model(model_name)
+    if scale not in getattr(model, "scales", ()):
+        raise ValueError(
+            f"model {model_name!r} was trained for scales {tuple(model.scales)}, not {scale}"
+        )
+    return (yield from network_upscale_steps(model, data, scale, device, tile, overlap,
+                                             f"{label} x{scale}"))
+
+
+def upscale_steps(data, scale: int = 2, method: str = DEFAULT, wavenumbers=None, device=None,
+                  **params) -> compute.Steps[np.ndarray]:
+    """Generator version of :func:`upscale`: yields progress, returns the ``(B, Y*f, X*f)`` cube."""
+    scale = check_scale(scale)
+    methods = available_methods()
+    name = check_method(method, methods)
+    chosen = methods[name]
+    params = _check_params(chosen, params)
+    cube = as_cube(data)
+    as_wavenumbers(wavenumbers, cube.shape[0])
+    if min(cube.shape[1:]) < MIN_SIZE:
+        raise ValueError(
+            f"the image is {cube.shape[1]} x {cube.shape[2]} pixels; super-resolution needs at "
+            f"least {MIN_SIZE} x {MIN_SIZE}"
+        )
+    dev = compute.select_device(device) if chosen.kind == "network" else None
+    return (yield from chosen.steps(cube, scale, dev, **params))
+
+
+def upscale(data, scale: int = 2, method: str = DEFAULT, wavenumbers=None, device=None,
+            **params) -> np.ndarray:
+    """Super-resolve a ``(B, Y, X)`` cube by ``scale`` (2, 3 or 4) -> ``(B, Y*scale, X*scale)``.
+
+    ``method`` is a name from :func:`available_methods` (default ``"hyrisr"``). Output pixel
+    ``scale*i + scale//2`` lies on input pixel ``i`` (the skip-sampling grid); values are in the
+    input's units. ``device`` (None/"auto", "cpu", "cuda"...) runs the networks; ``tile`` and
+    ``overlap`` bound their memory on large images. The input is not modified.
+    """
+    return compute.run(upscale_steps(data, scale, method, wavenumbers, device, **params))
+
+
+@dataclass
+class RestoreResult:
+    """What :func:`restore_steps` returns: both stages and the imaging-time saving.
+
+    ``time_saving`` is ``scale**2 * exposure_ratio``: a scan with ``scale`` times the step along
+    both axes takes ``scale**2`` fewer points, each ``exposure_ratio`` times shorter than the
+    reference dwell time.
+    """
+
+    denoised: np.ndarray
+    upscaled: np.ndarray
+    scale: int
+    exposure_ratio: float
+    time_saving: float
+    denoise_method: str
+    upscale_method: str
+
+
+def _denoise_steps(data, method, wavenumbers, device):
+    from .. import denoise
+
+    steps = getattr(denoise, "denoise_steps", None)
+    kwargs = {"wavenumbers": wavenumbers, "device": device}
+    if method is not None:
+        kwargs["method"] = method
+    if steps is not None:
+        return (yield from steps(data, **kwargs))
+    yield compute.Progress(0, 1, "denoising")
+    return denoise.denoise(data, **kwargs)
+
+
+def _default_denoise_method() -> str:
+    from .. import denoise
+
+    return str(getattr(denoise, "DEFAULT", "default"))
+
+
+def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
+                  upscale_method: str | None = None, wavenumbers=None, device=None,
+                  exposure_ratio: float | None = None) -> compute.Steps[RestoreResult]:
+    """Fast scan restore: denoise a low-SNR LR scan, then super-resolve it by ``scale``.
+
+    ``denoise_method`` / ``upscale_method`` default to each family's default. ``exposure_ratio``
+    is how many times longer the reference dwell time is than this scan's (None: 1, only the
+    fewer points count). Returns a :class:`RestoreResult` holding the denoised LR cube and the
+    upscaled one.
+    """
+    scale = check_scale(scale)
+    cube = as_cube(data)
+    as_wavenumbers(wavenumbers, cube.shape[0])
+    ratio = 1.0 if exposure_ratio is None else float(exposure_ratio)
+    if not np.isfinite(ratio) or ratio < 1.0:
+        raise ValueError(f"exposure_ratio must be a number >= 1, got {exposure_ratio!r}")
+    upscale_method = DEFAULT if upscale_method is None else upscale_method
+    check_method(upscale_method, available_methods())
+    if min(cube.shape[1:]) < MIN_SIZE:
+        raise ValueError(
+            f"the image is {cube.shape[1]} x {cube.shape[2]} pixels; super-resolution needs at "
+            f"least {MIN_SIZE} x {MIN_SIZE}"
+        )
+    denoised = yield from _stage(_denoise_steps(cube, denoise_method, wavenumbers, device),
+                                 0, "denoising")
+    denoised = np.asarray(denoised, dtype=np.float32)
+    upscaled = yield from _stage(
+        upscale_steps(denoised, scale, upscale_method, wavenumbers, device), 1, "super-resolving"
+    )
+    return RestoreResult(
+        denoised, upscaled, scale, ratio, float(scale * scale * ratio),
+        denoise_method or _default_denoise_method(), str(upscale_method).lower(),
+    )
+
+
+def _stage(steps, index: int, label: str, n_stages: int = 2, resolution: int = 1000):
+    """Re-yield a sub-generator's progress as stage ``index`` of ``n_stages``; return its result."""
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            yield compute.Progress((index + 1) * resolution, n_stages * resolution, label)
+            return stop.value
+        done = index * resolution + int(round(progress.fraction * resolution))
+        yield compute.Progress(done, n_stages * resolution, f"{label}: {progress.message}".rstrip(": "))
+
+
+def restore(data, scale: int = 2, denoise_method: str | None = None,
+            upscale_method: str | None = None, wavenumbers=None, device=None,
+            exposure_ratio: float | None = None) -> RestoreResult:
+    """Plain-call version of :func:`restore_steps`."""
+    return compute.run(restore_steps(data, scale, denoise_method, upscale_method, wavenumbers,
+                                     device, exposure_ratio))
