@@ -24,6 +24,17 @@ def test_wavenumber_axis_uniform_and_jittered():
     np.testing.assert_array_equal(j, sim.wavenumber_axis(500, 500.0, 1800.0, jitter=0.2, seed=1))
 
 
+def test_wavenumber_axis_uniform_in_wavelength():
+    # a 532 nm grating spectrometer: the WITec THP-1 export steps from 2.82 to 2.41 cm-1
+    w = sim.wavenumber_axis(500, 501.27, 1802.47, laser_nm=532.0)
+    assert w[0] == 501.27 and w[-1] == 1802.47
+    steps = np.diff(w)
+    assert np.all(np.diff(steps) < 0)
+    assert steps[0] == pytest.approx(2.82, abs=0.02) and steps[-1] == pytest.approx(2.41, abs=0.02)
+    wavelength = 1e7 / (1e7 / 532.0 - w)
+    np.testing.assert_allclose(np.diff(wavelength), np.diff(wavelength)[0], rtol=1e-9)
+
+
 def test_pseudo_voigt_peak_height_position_and_fwhm():
     w = np.linspace(900.0, 1100.0, 20001)
     v = sim.pseudo_voigt(w, 1004.0, 8.0, 2.5)
@@ -255,6 +266,8 @@ def test_large_jobs_run_in_reasonable_time():
         (lambda: sim.wavenumber_axis(1), "n_bands"),
         (lambda: sim.wavenumber_axis(10, 1800.0, 500.0), "stop must be greater"),
         (lambda: sim.wavenumber_axis(10, jitter=1.5), "jitter"),
+        (lambda: sim.wavenumber_axis(10, 500.0, 4000.0, laser_nm=3000.0), "beyond"),
+        (lambda: sim.wavenumber_axis(10, laser_nm=-1.0), "laser_nm"),
         (lambda: sim.pseudo_voigt(W, 1000.0, 0.0, 1.0), "fwhms"),
         (lambda: sim.pseudo_voigt(W, 1000.0, 10.0, 1.0, rho=2.0), "rho"),
         (lambda: sim.pseudo_voigt(np.ones((2, 2)), 1000.0, 10.0, 1.0), "1-D"),

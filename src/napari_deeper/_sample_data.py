@@ -18,13 +18,15 @@ LOW_PHOTONS = 20.0
 HIGH_PHOTONS = 1000.0
 SUPERRES_PHOTONS = 1000.0
 FACTOR = 2
+LASER_NM = 532.0
 
 
 def _wavenumbers() -> np.ndarray:
     from .training.simulate import wavenumber_axis
 
-    # a slightly non-uniform axis over the usual fingerprint range, as a spectrometer gives
-    return wavenumber_axis(N_BANDS, 500.0, 1800.0, jitter=0.05, seed=SEED)
+    # the fingerprint range as a grating spectrometer with a 532 nm laser samples it: uniform in
+    # wavelength, so the steps in cm-1 shrink smoothly from about 2.8 to 2.4
+    return wavenumber_axis(N_BANDS, 500.0, 1800.0, laser_nm=LASER_NM)
 
 
 def _layer(data, name: str, cube, params: dict, truth_grid=None, **kwargs) -> tuple:
