@@ -118,7 +118,8 @@ def test_cell_abundances_structure(rng):
     nucleus = labels == names.index("nucleic acids")
     cytoplasm = labels == names.index("proteins")
     assert nucleus.sum() > 30 and cytoplasm.sum() > nucleus.sum()
-    assert sim.cell_abundances((32, 32), np.random.default_rng(0), n_components=3).shape == (3, 32, 32)
+    three = sim.cell_abundances((32, 32), np.random.default_rng(0), n_components=3)
+    assert three.shape == (3, 32, 32)
 
 
 def test_simulate_cell_shapes_dtypes_and_ground_truth():
@@ -212,7 +213,8 @@ def test_skip_sample_geometry():
         assert lr.shape == (3, len(range(off, 8, factor)), len(range(off, 10, factor)))
         for i in range(lr.shape[1]):
             for j in range(lr.shape[2]):
-                np.testing.assert_array_equal(lr[:, i, j], hr[:, factor * i + off, factor * j + off])
+                hr_pixel = hr[:, factor * i + off, factor * j + off]
+                np.testing.assert_array_equal(lr[:, i, j], hr_pixel)
     lr = sim.skip_sample(hr, 2)
     lr[0, 0, 0] = -1  # a copy, not a view
     assert hr[0, 1, 1] != -1
@@ -257,7 +259,8 @@ def test_large_jobs_run_in_reasonable_time():
     cube = sim.simulate_cell((128, 128), wavenumbers=w, seed=0)
     cube_seconds = time.perf_counter() - start
     assert noisy.shape == (10_000, 500) and cube.noisy.shape == (500, 128, 128)
-    print(f"spectra_batch 1e4 x 500: {batch_seconds:.2f} s; simulate_cell 128x128x500: {cube_seconds:.2f} s")
+    print(f"spectra_batch 1e4 x 500: {batch_seconds:.2f} s; "
+          f"simulate_cell 128x128x500: {cube_seconds:.2f} s")
 
 
 @pytest.mark.parametrize(
