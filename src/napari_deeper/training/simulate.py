@@ -105,8 +105,8 @@ maps and endmembers everywhere in this module, so label 0 is the substrate (outs
 SHIFT_STD = 1.5
 WIDTH_STD = 0.05
 HEIGHT_STD = 0.08
-_SHIFT_LEVELS = 5  # shift grid the per-pixel spectra are interpolated on
-_WIDTH_LEVELS = 2
+_SHIFT_LEVELS = 7  # shift grid (cubic interpolation: 5 levels span the range, 1 extra per side)
+_WIDTH_LEVELS = 2  # width grid (linear interpolation)
 _HEIGHT_MODES = 2  # random relative-height patterns per component
 
 _NORMAL_COUNTS = 1000.0  # above this many expected counts, shot noise is drawn as a normal
@@ -420,9 +420,11 @@ def fluorescence_background(
 class _VariationBasis:
     """Each component's spectrum on a (shift x width) grid, plus relative-height patterns.
 
-    A pixel's spectrum is a bilinear interpolation on the grid (non-negative weights, so a shifted
-    band stays a single band as long as the grid step is small against the band width) plus a
-    small multiple of each height pattern.
+    A pixel's spectrum is interpolated on the grid, cubically along the shift (Catmull-Rom) and
+    linearly along the width, plus a small multiple of each height pattern. Over the whole
+    range of shifts and widths at ``variation=1`` it stays within 2.5 % (of the component's
+    maximum) of the exactly evaluated shifted and broadened spectrum; linear interpolation
+    along the shift would lose 6 % of the narrowest band's height between grid points.
     """
 
     spectra: np.ndarray  # (K, G*H + J, B) float32
@@ -439,7 +441,8 @@ def _variation_basis(w: np.ndarray, tables, variation: float, rng) -> _Variation
     if variation > 0:
         smax = 3.0 * SHIFT_STD * variation
         wmax = min(0.9, 3.0 * WIDTH_STD * variation)
-        shifts = np.linspace(-smax, smax, _SHIFT_LEVELS)
+        step = 2.0 * smax / (_SHIFT_LEVELS - 3)
+        shifts = np.linspace(-smax - step, smax + step, _SHIFT_LEVELS)
         widths = np.linspace(1.0 - wmax, 1.0 + wmax, _WIDTH_LEVELS)
         n_modes = _HEIGHT_MODES
     else:
@@ -455,7 +458,7 @@ def _variation_basis(w: np.ndarray, tables, variation: float, rng) -> _Variation
     return _VariationBasis(np.stack(per_component).astype(np.float32), shifts, widths, n_modes)
 
 
-def _grid_weights(values: np.ndarray, levels: np.ndarray):
+def _linear_weights(values: np.ndarray, levels: np.ndarray):
     """Lower grid index and the weight of the upper neighbour for linear interpolation."""
     step = levels[1] - levels[0]
     t = (np.clip(values, levels[0], levels[-1]) - levels[0]) / step
@@ -463,11 +466,32 @@ def _grid_weights(values: np.ndarray, levels: np.ndarray):
     return lower, (t - lower).astype(np.float32)
 
 
+def _cubic_weights(values: np.ndarray, levels: np.ndarray):
+    """Catmull-Rom interpolation on ``levels`` (one spare level at each end).
+
+    Returns the index of the grid point just below each value (from 1 to ``G - 3``) and the
+    weights of the points at offsets -1, 0, +1, +2 from it (they sum to 1).
+    """
+    step = levels[1] - levels[0]
+    t = (np.clip(values, levels[1], levels[-2]) - levels[0]) / step
+    lower = np.clip(np.floor(t).astype(np.intp), 1, levels.size - 3)
+    t = (t - lower).astype(np.float32)
+    t2, t3 = t * t, t * t * t
+    weights = (
+        0.5 * (-t3 + 2 * t2 - t),
+        0.5 * (3 * t3 - 5 * t2 + 2),
+        0.5 * (-3 * t3 + 4 * t2 + t),
+        0.5 * (t3 - t2),
+    )
+    return lower, weights
+
+
 def _mix(basis: _VariationBasis, abundances, shifts, widths, heights) -> np.ndarray:
     """``(B, N)`` float32 spectra: sum over components of abundance x varied component spectrum.
 
     ``abundances``, ``shifts`` (cm-1) and ``widths`` (relative change) are ``(K, N)``;
     ``heights`` is ``(K, J, N)`` (relative height-pattern amounts, clipped to +-0.9).
+    The result can dip a hair below zero far from bands (cubic weights); callers clip it.
     """
     k, m, b = basis.spectra.shape
     n = abundances.shape[1]
@@ -476,18 +500,15 @@ def _mix(basis: _VariationBasis, abundances, shifts, widths, heights) -> np.ndar
     if basis.grid_size == 1:
         coef[:, 0, :] = 1.0
     else:
-        # the four corners of each pixel's grid cell are distinct entries (G, H >= 2)
-        gs, ws = _grid_weights(shifts, basis.shift_levels)
-        gw, ww = _grid_weights(1.0 + widths, basis.width_levels)
+        # the 4 x 2 grid points each pixel uses are distinct entries
+        gs, shift_weights = _cubic_weights(shifts, basis.shift_levels)
+        gw, ww = _linear_weights(1.0 + widths, basis.width_levels)
         comp = np.arange(k)[:, None]
         pix = np.arange(n)[None, :]
-        for ds, dw, weight in (
-            (0, 0, (1 - ws) * (1 - ww)),
-            (1, 0, ws * (1 - ww)),
-            (0, 1, (1 - ws) * ww),
-            (1, 1, ws * ww),
-        ):
-            coef[comp, (gs + ds) * n_widths + gw + dw, pix] = weight
+        for ds, shift_weight in zip((-1, 0, 1, 2), shift_weights):
+            row = (gs + ds) * n_widths + gw
+            coef[comp, row, pix] = shift_weight * (1 - ww)
+            coef[comp, row + 1, pix] = shift_weight * ww
     if basis.n_modes:
         coef[:, basis.grid_size :, :] = np.clip(heights, -0.9, 0.9)
     coef *= np.asarray(abundances, dtype=np.float32)[:, None, :]
