@@ -314,9 +314,9 @@ def _band_table(names) -> tuple[list[str], list[np.ndarray]]:
 def component_spectra(wavenumbers, names=None) -> tuple[np.ndarray, list[str]]:
     """Pure spectra of the library components on ``wavenumbers``: ``(endmembers (k, B), names)``.
 
-    ``names`` defaults to all of :data:`COMPONENTS` in its order. Heights are the library's
-    relative heights (the strongest band of each component has height 1 at its centre; a band
-    outside the axis does not show). float32.
+    ``names`` defaults to all of :data:`COMPONENTS` in its order. Band heights are the
+    library's relative heights (1 for each component's strongest band; overlapping neighbours
+    add to it), and a band outside the axis shows only its tail, if at all. float32.
     """
     w = _axis(wavenumbers)
     names, tables = _band_table(names)
@@ -778,10 +778,6 @@ def _background_strength(background) -> float:
     return _non_negative(background, "background")
 
 
-def _variation(variation) -> float:
-    return _non_negative(variation, "variation")
-
-
 def _cell_clean(shape, w, n_components, background, variation, rng):
     """Clean cube, abundances, pure endmembers and names for one simulated cell."""
     ny, nx = shape
@@ -839,7 +835,7 @@ def simulate_cell(
     photons = _positive(photons, "photons")
     read_noise = _non_negative(read_noise, "read_noise")
     strength = _background_strength(background)
-    variation = _variation(variation)
+    variation = _non_negative(variation, "variation")
     spikes = _fraction(spikes, "spikes")
     rng = np.random.default_rng(seed)
     clean, abundances, endmembers, names = _cell_clean(
@@ -941,7 +937,7 @@ def spectra_batch(
         raise ValueError(f"photons must be > 0, got {photons!r}")
     read_noise = _non_negative(read_noise, "read_noise")
     background = _background_strength(background)
-    variation = _variation(variation)
+    variation = _non_negative(variation, "variation")
     spikes = _fraction(spikes, "spikes")
     lo_extra, hi_extra = _range_pair(extra_peaks, "extra_peaks", 0, integer=True)
 
