@@ -1,0 +1,503 @@
+"""``load_cube``: recognise a file's layout and turn it into a float32 ``(B, Y, X)`` :class:`Cube`.
+
+The layouts, tried in this order on the named arrays of a ``.mat`` or ``.npz`` file:
+
+1. a file written by :func:`napari_deeper.io.save_cube` (it carries a ``napari_deeper`` record);
+2. a WITec Project FIVE / Eigenvector "dataset" struct (``data``, ``imagesize``, ``axisscale``);
+3. a noise-learning set (``cube`` / ``lcube`` / ``noise`` as bands x pixels, ``x``, ``size``);
+4. a DeepeR denoising set (``Inputs``/``Outputs``, ``Train_*``/``Test_*`` or ``data``, pixels x bands);
+5. otherwise the largest numeric 2-D or 3-D array (a DeepeR super-resolution image, etc.).
+
+A ``.npy`` holds one array. Every guess (which axis holds the bands, how N spectra fold into an
+image, which unit) is written to ``metadata["choices"]`` so that the user can see and undo it.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ._cube import (
+    NONFINITE_MODES,
+    Cube,
+    axes_label,
+    check_array_header,
+    count_nonfinite,
+    describe,
+    image_shape,
+    check_shape,
+    is_numeric,
+    parse_axes,
+    parse_shape,
+    parse_unit,
+    spectral_axes_2d,
+    spectral_axis_3d,
+    to_byx,
+)
+from ._variables import (
+    Variable,
+    as_text,
+    matlab_hdf5_variables,
+    matlab_v5_variables,
+    npz_variables,
+    read_npy_header,
+)
+
+EXTENSIONS = (".mat", ".npy", ".npz")
+
+#: Names under which files store the spectral axis, with the unit each name implies.
+WAVENUMBER_KEYS = ("wavenumbers", "wavenumber", "raman_shift", "ramanshift", "shift", "wn", "axis", "x")
+WAVELENGTH_KEYS = ("wavelengths", "wavelength", "lambda", "wl")
+UNIT_KEYS = ("spectral_unit", "unit", "units")
+
+DEEPER_MAIN = ("Inputs", "Train_Inputs", "Test_Inputs", "data")
+DEEPER_PAIRED = ("Outputs", "Train_Outputs", "Test_Outputs")
+NOISE_LEARNING = ("cube", "lcube", "noise")
+OWN_RECORD = "napari_deeper"
+COMPANION_PREFIX = "companion_"
+DEFAULT_UNIT_NOTE = "the file does not state the spectral unit: assumed 1/cm"
+
+
+def load_cube(path, shape=None, layout=None, nonfinite: str = "raise") -> Cube:
+    """Read a hyperspectral cube from a ``.mat`` (v4-v7.3), ``.npy`` or ``.npz`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+    shape : (Y, X), optional
+        Image shape for files that store N spectra as a (pixels, bands) matrix; overrides the
+        size stored in the file and the square / strip guesses.
+    layout : str, optional
+        The stored array's axes, to skip the guessing: "byx", "yxb", "xyb", ... for 3-D
+        arrays, "nb" (pixels x bands) or "bn" for 2-D ones, as NumPy / ``scipy.io.loadmat``
+        shows the array.
+    nonfinite : "raise" | "zero" | "keep"
+        NaN / Inf values: raise a ValueError that counts them (default), replace them with 0
+        (noted in the metadata), or keep them as they are.
+
+    Returns a :class:`Cube` (``data`` float32 ``(B, Y, X)``; a float32 ``(B, Y, X)`` ``.npy``
+    stays a read-only memory map). Anything that is not a readable cube raises a ValueError
+    that says what was found.
+    """
+    if nonfinite not in NONFINITE_MODES:
+        raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE_MODES)}; got {nonfinite!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist or is not a file")
+    ext = path.suffix.lower()
+    if ext not in EXTENSIONS:
+        raise ValueError(f"{path.name}: unsupported file type {ext!r}; napari-deeper reads {', '.join(EXTENSIONS)}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path.name} is an empty file")
+    if shape is not None:
+        shape = parse_shape(shape)
+    reader = {".npy": _read_npy, ".npz": _read_npz, ".mat": _read_mat}[ext]
+    cube = reader(path, shape, layout)
+    return _finish(cube, path, nonfinite)
+
+
+# --- per container -------------------------------------------------------------------------
+
+
+def _read_npy(path: Path, shape, layout) -> Cube:
+    with open(path, "rb") as handle:
+        stored_shape, _fortran_order, dtype = read_npy_header(handle, path.name)
+        offset = handle.tell()
+    check_array_header(stored_shape, dtype, f"{path.name} {describe(stored_shape, dtype)}")
+    needed = offset + int(np.prod(stored_shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < needed:
+        raise ValueError(
+            f"{path.name} is truncated: its header promises a {describe(stored_shape, dtype)} array "
+            f"({needed:,} bytes) but the file has {size:,} bytes"
+        )
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path.name} could not be memory-mapped: {error}") from None
+    variable = Variable(path.stem, "numeric", tuple(stored_shape), dtype, lambda: array)
+    context = _Context(path, "npy", shape, layout)
+    wavenumbers = context.sidecar()
+    data, axes, choices = context.arrange(variable, _length(wavenumbers))
+    return context.cube(data, wavenumbers, f"npy:{axes_label(axes)}", axes, choices)
+
+
+def _read_npz(path: Path, shape, layout) -> Cube:
+    try:
+        variables = npz_variables(path)
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path.name} is not a readable .npz archive: {error}") from None
+    return _guarded(path, lambda: _interpret(variables, _Context(path, "npz", shape, layout)))
+
+
+def _read_mat(path: Path, shape, layout) -> Cube:
+    import scipy.io.matlab as matlab
+
+    try:
+        major, _minor = matlab.matfile_version(str(path))
+    except Exception:  # noqa: BLE001 - any failure here means "not a v4-v7 MAT file"
+        major = None
+    if major in (0, 1):
+        try:
+            variables = matlab_v5_variables(path)
+        except Exception as error:  # noqa: BLE001 - scipy raises many types on damaged files
+            raise ValueError(f"{path.name} is not a readable MATLAB file: {error}") from None
+        return _guarded(path, lambda: _interpret(variables, _Context(path, "mat", shape, layout)))
+    import h5py
+
+    if not h5py.is_hdf5(str(path)):
+        raise ValueError(
+            f"{path.name} is not a MATLAB file (neither a v4-v7 MAT file nor a v7.3 / HDF5 one)"
+        )
+    try:
+        h5file = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path.name} is not a readable MATLAB v7.3 (HDF5) file: {error}") from None
+    with h5file:
+        variables = matlab_hdf5_variables(h5file)
+        return _guarded(path, lambda: _interpret(variables, _Context(path, "mat-v7.3", shape, layout)))
+
+
+def _guarded(path: Path, read):
+    """Run ``read``; turn low-level read failures (damaged data blocks) into ValueErrors."""
+    try:
+        return read()
+    except ValueError:
+        raise
+    except Exception as error:  # noqa: BLE001 - scipy / h5py raise many types on damaged files
+        raise ValueError(
+            f"{path.name} is damaged or truncated: {type(error).__name__}: {error}"
+        ) from None
+
+
+# --- layouts -------------------------------------------------------------------------------
+
+
+def _interpret(variables: dict[str, Variable], context: "_Context") -> Cube:
+    context.variables = variables
+    numeric = {n: v for n, v in variables.items() if v.kind == "numeric"}
+    if OWN_RECORD in variables and "data" in numeric:
+        return _own_format(variables, context)
+    for name, variable in variables.items():
+        if variable.kind == "struct":
+            fields = variable.fields()
+            if "data" in fields and fields["data"].kind == "numeric":
+                return _witec_struct(name, fields, context)
+    matrices = {n: v for n, v in numeric.items() if len(v.shape) == 2 and min(v.shape) > 1}
+    if any(k in matrices for k in ("cube", "lcube")) or (
+        "noise" in matrices and ("x" in numeric or "size" in numeric)
+    ):
+        return _noise_learning(matrices, numeric, context)
+    if any(k in matrices for k in DEEPER_MAIN + DEEPER_PAIRED):
+        return _deeper_pairs(matrices, numeric, context)
+    return _largest_array(variables, numeric, context)
+
+
+def _own_format(variables, context: "_Context") -> Cube:
+    record_text = as_text(variables[OWN_RECORD].load()) or "{}"
+    try:
+        record = json.loads(record_text)
+    except json.JSONDecodeError:
+        record = {}
+    axes = "byx" if context.container == "npz" else "yxb"
+    wavenumbers = None
+    if "wavenumbers" in variables:
+        unit = record.get("spectral_unit") or _text_of(variables, UNIT_KEYS) or "1/cm"
+        wavenumbers = (np.asarray(variables["wavenumbers"].load(), dtype=np.float64).ravel(), unit, "")
+    data, _, _ = context.arrange(variables["data"], _length(wavenumbers), layout=axes)
+    companions = {}
+    for name, variable in variables.items():
+        if name.startswith(COMPANION_PREFIX) and variable.kind == "numeric":
+            companions[name[len(COMPANION_PREFIX):]], _, _ = context.arrange(variable, _length(wavenumbers), layout=axes)
+    cube = context.cube(data, wavenumbers, f"napari-deeper:{context.container}", axes, [])
+    saved = {k: v for k, v in record.items() if k not in cube.metadata}
+    cube.metadata.update(saved)
+    if "format" in record:
+        cube.metadata["saved_from_format"] = record["format"]
+    cube.metadata["companions"] = companions
+    return cube
+
+
+def _witec_struct(name: str, fields: dict[str, Variable], context: "_Context") -> Cube:
+    """WITec Project FIVE export: ``data`` (pixels x bands), ``imagesize`` [ny nx], ``axisscale``."""
+    data_variable = fields["data"]
+    check_array_header(data_variable.shape, data_variable.dtype, f"{name}.data {describe(data_variable.shape, data_variable.dtype)}")
+    file_shape = None
+    if "imagesize" in fields and fields["imagesize"].kind == "numeric":
+        size = np.asarray(fields["imagesize"].load()).ravel()
+        file_shape = tuple(int(v) for v in size[:2]) if size.size >= 2 else None
+    wavenumbers = None
+    if "axisscale" in fields and fields["axisscale"].kind == "cell":
+        scale = np.asarray(fields["axisscale"].load(), dtype=object)
+        if scale.ndim == 2 and scale.shape[0] >= 2:
+            values = scale[1, 0]
+            label = as_text(scale[1, 1]) if scale.shape[1] >= 2 else None
+            if isinstance(values, np.ndarray) and values.dtype.kind in "iuf" and values.size > 1:
+                unit = parse_unit(label) if label else None
+                wavenumbers = (np.asarray(values, dtype=np.float64).ravel(), unit, "axisscale{2,1}")
+    data, axes, choices = context.arrange(
+        data_variable, _length(wavenumbers), file_shape=file_shape, bands_first=False
+    )
+    cube = context.cube(data, wavenumbers, "witec-struct", axes, choices)
+    title = as_text(fields["name"].load()) if "name" in fields else None
+    cube.metadata["variable"] = name
+    if title:
+        cube.metadata["title"] = title
+    return cube
+
+
+def _noise_learning(matrices, numeric, context: "_Context") -> Cube:
+    """Noise-learning sets: ``cube`` / ``lcube`` / ``noise`` are bands x pixels, ``x`` the axis."""
+    present = [k for k in NOISE_LEARNING if k in matrices]
+    main = present[0]
+    wavenumbers = _vector(context, ("x",))
+    file_shape = None
+    if "size" in numeric:
+        size = np.asarray(numeric["size"].load()).ravel()
+        file_shape = tuple(int(v) for v in size[:2]) if size.size >= 2 else None
+    data, axes, choices = context.arrange(
+        matrices[main], _length(wavenumbers), file_shape=file_shape, bands_first=True
+    )
+    cube = context.cube(data, wavenumbers, f"noise-learning:{main}", axes, choices)
+    cube.metadata["companions"] = context.companions(
+        {k: matrices[k] for k in present[1:]}, cube, file_shape=file_shape, bands_first=True
+    )
+    return cube
+
+
+def _deeper_pairs(matrices, numeric, context: "_Context") -> Cube:
+    """DeepeR denoising sets: N x bands matrices; the axis comes from a sidecar ``axis.txt``."""
+    names = [k for k in DEEPER_MAIN + DEEPER_PAIRED if k in matrices]
+    main = names[0]
+    wavenumbers = _vector(context, WAVENUMBER_KEYS + WAVELENGTH_KEYS) or context.sidecar()
+    data, axes, choices = context.arrange(matrices[main], _length(wavenumbers), bands_first=False)
+    cube = context.cube(data, wavenumbers, f"deeper-pairs:{main}", axes, choices)
+    cube.metadata["companions"] = context.companions(
+        {k: matrices[k] for k in names[1:]}, cube, bands_first=False
+    )
+    return cube
+
+
+def _largest_array(variables, numeric, context: "_Context") -> Cube:
+    candidates = {
+        n: v for n, v in numeric.items() if len(v.shape) >= 2 and sorted(v.shape)[-2] > 1
+    }
+    if not candidates:
+        found = ", ".join(f"{n} ({v.kind} {describe(v.shape)})" for n, v in variables.items()) or "nothing"
+        raise ValueError(
+            f"{context.path.name} holds no numeric 2-D or 3-D array to read as a cube; found: {found}"
+        )
+    name = max(candidates, key=lambda n: int(np.prod(candidates[n].shape)))
+    wavenumbers = _vector(context, WAVENUMBER_KEYS + WAVELENGTH_KEYS, exclude=name) or context.sidecar()
+    data, axes, choices = context.arrange(candidates[name], _length(wavenumbers))
+    if len(candidates) > 1:
+        others = ", ".join(n for n in candidates if n != name)
+        choices.insert(0, f"read {name!r}, the largest numeric array (also in the file: {others})")
+    container = "mat" if context.container.startswith("mat") else context.container
+    cube = context.cube(data, wavenumbers, f"{container}:{name}:{axes_label(axes)}", axes, choices)
+    cube.metadata["variable"] = name
+    return cube
+
+
+def _vector(context: "_Context", keys, exclude=None):
+    """(values, unit, where) of the first spectral vector stored under one of ``keys``.
+
+    The unit is the one a ``spectral_unit`` text states, else the one the name implies
+    ("wavelengths" -> nm, "wavenumbers" -> 1/cm; "x" and "axis" say nothing).
+    """
+    for key in keys:
+        variable = context.variables.get(key)
+        if (
+            variable is None
+            or variable.kind != "numeric"
+            or key == exclude
+            or sum(n > 1 for n in variable.shape) != 1
+        ):
+            continue
+        stated = parse_unit(_text_of(context.variables, UNIT_KEYS) or "")
+        implied = "nm" if key in WAVELENGTH_KEYS else None if key in ("x", "axis") else "1/cm"
+        values = np.asarray(variable.load(), dtype=np.float64).ravel()
+        return values, stated or implied, f"variable {key!r}"
+    return None
+
+
+def _length(wavenumbers) -> int | None:
+    return None if wavenumbers is None else int(wavenumbers[0].size)
+
+
+def _text_of(variables, keys) -> str | None:
+    for key in keys:
+        variable = variables.get(key)
+        if variable is not None and variable.kind == "char":
+            return variable.text()
+    return None
+
+
+# --- shared machinery ----------------------------------------------------------------------
+
+
+class _Context:
+    """What one load knows: the path, the container, the caller's overrides, and its notes."""
+
+    def __init__(self, path: Path, container: str, shape, layout):
+        self.path = path
+        self.container = container
+        self.shape = shape
+        self.layout = layout
+        self.notes: list[str] = []
+        self.variables: dict[str, Variable] = {}
+        self.pixel_order = "F" if container.startswith("mat") else "C"
+        self.prefer_last = container.startswith("mat")
+
+    def arrange(self, variable: Variable, n_spectral, *, file_shape=None, bands_first=None, layout=None):
+        """Check ``variable``'s header, decide its axes, load it and return ``(B, Y, X)`` data.
+
+        ``n_spectral`` is the length of a known spectral axis (it picks the band axis).
+        Returns the data, the stored axes ("yxb", "nb", ...) and the choices made.
+        """
+        what = f"{self.path.name}:{variable.name} {describe(variable.shape, variable.dtype)}"
+        shape = check_array_header(variable.shape, variable.dtype, what)
+        choices: list[str] = []
+        layout = layout or self.layout
+        if layout is not None:
+            axes = parse_axes(layout, len(shape))
+        elif len(shape) == 3:
+            axis, why = spectral_axis_3d(shape, n_spectral, self.prefer_last)
+            axes = {0: "byx", 1: "ybx", 2: "yxb"}[axis]
+            choices.append(why)
+        else:
+            known = self.shape or file_shape
+            n_pixels = None if known is None else int(np.prod(known))
+            axes, why = spectral_axes_2d(shape, n_spectral, n_pixels, bands_first)
+            choices.append(why)
+        image = None
+        if len(axes) == 2:
+            n_pixels = shape[axes.index("n")]
+            image, why = image_shape(n_pixels, self.shape, file_shape, self.pixel_order)
+            choices.append(why)
+        array = variable.load()
+        if not isinstance(array, np.ndarray) or not is_numeric(array.dtype):
+            raise ValueError(f"{what} did not load as a numeric array")
+        if array.shape != shape:
+            array = array.reshape(shape)
+        data = to_byx(array, axes, image, self.pixel_order)
+        if len(axes) == 3 and self.shape is not None and data.shape[1:] != self.shape:
+            check_shape(self.shape, data.shape[1] * data.shape[2])
+            data = to_byx(data.reshape(data.shape[0], -1), "bn", self.shape, "C")
+            choices.append(f"image refolded to {self.shape[0]} x {self.shape[1]} as asked (row-major)")
+        return data, axes, [c for c in choices if c]
+
+    def sidecar(self):
+        """(values, unit, where) from a file next to this one, or None."""
+        stem = self.path.stem
+        candidates = [
+            (f"{stem}_wavenumbers.npy", "1/cm"),
+            (f"{stem}_wavelengths.npy", "nm"),
+            (f"{stem}_wavenumbers.txt", "1/cm"),
+            (f"{stem}_wavelengths.txt", "nm"),
+            (f"{stem}_axis.txt", None),
+            ("axis.txt", None),
+        ]
+        for filename, unit in candidates:
+            sidecar = self.path.with_name(filename)
+            if not sidecar.is_file():
+                continue
+            try:
+                if sidecar.suffix == ".npy":
+                    values = np.load(sidecar, allow_pickle=False)
+                else:
+                    values = np.loadtxt(sidecar, dtype=np.float64, ndmin=1)
+                values = np.asarray(values, dtype=np.float64).ravel()
+            except (ValueError, OSError, TypeError) as error:
+                self.notes.append(f"could not read the spectral axis in {filename}: {error}")
+                continue
+            return values, unit, filename
+        return None
+
+    def companions(self, variables: dict[str, Variable], cube: Cube, *, file_shape=None, bands_first=None) -> dict:
+        """The other cubes of a paired set, arranged like the main one; unreadable ones noted."""
+        out = {}
+        n_bands = cube.data.shape[0]
+        for name, variable in variables.items():
+            try:
+                data, _, choices = self.arrange(variable, n_bands, file_shape=file_shape, bands_first=bands_first)
+            except ValueError as error:
+                self.notes.append(f"companion {name!r} skipped: {error}")
+                continue
+            if data.shape[0] != n_bands:
+                self.notes.append(f"companion {name!r} skipped: {data.shape[0]} bands, the main cube has {n_bands}")
+                continue
+            out[name] = data
+            self.notes.extend(f"companion {name!r}: {c}" for c in choices if "square" in c or "strip" in c)
+        return out
+
+    def cube(self, data, wavenumbers, format_name: str, axes: str, choices: list[str]) -> Cube:
+        unit = None
+        axis = None
+        if wavenumbers is not None:
+            values, unit, where = wavenumbers
+            if values.size != data.shape[0]:
+                self.notes.append(
+                    f"spectral axis from {where} has {values.size} values but the cube has "
+                    f"{data.shape[0]} bands: ignored"
+                )
+                unit = None
+            elif not np.all(np.isfinite(values)):
+                self.notes.append(f"spectral axis from {where} contains NaN or Inf: ignored")
+                unit = None
+            else:
+                axis = values
+                if where and where.endswith((".npy", ".txt")):
+                    self.notes.append(f"spectral axis read from {where}")
+        if axis is not None and unit is None:
+            choices = [*choices, DEFAULT_UNIT_NOTE]
+        return Cube(
+            data=data,
+            wavenumbers=axis,
+            metadata={
+                "source": str(self.path),
+                "format": format_name,
+                "choices": "; ".join(choices),
+                "spectral_unit": unit or "1/cm",
+                "notes": self.notes,
+                "companions": {},
+                "container": self.container,
+                "stored_axes": axes,
+                "pixel_order": self.pixel_order if len(axes) == 2 else None,
+            },
+        )
+
+
+def _finish(cube: Cube, path: Path, nonfinite: str) -> Cube:
+    """Apply the NaN / Inf policy to the cube and its companions."""
+    notes = cube.metadata.setdefault("notes", [])
+    arrays = {"": cube.data, **cube.metadata.get("companions", {})}
+    counts = {}
+    for name, data in arrays.items():
+        if nonfinite == "keep" and isinstance(data, np.memmap):
+            continue
+        n_nan, n_inf = count_nonfinite(data)
+        counts[name] = (n_nan, n_inf)
+        if not (n_nan or n_inf):
+            continue
+        what = f"{path.name}" + (f" ({name})" if name else "")
+        if nonfinite == "raise":
+            raise ValueError(
+                f"{what} contains {n_nan} NaN and {n_inf} Inf values out of {data.size}; "
+                "load with nonfinite='zero' to replace them with 0, or nonfinite='keep'"
+            )
+        if nonfinite == "zero":
+            fixed = np.nan_to_num(np.array(data, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            if name:
+                cube.metadata["companions"][name] = fixed
+            else:
+                cube.data = fixed
+            notes.append(f"{what}: {n_nan} NaN and {n_inf} Inf values replaced with 0")
+        else:
+            notes.append(f"{what}: {n_nan} NaN and {n_inf} Inf values kept")
+    main = counts.get("")
+    cube.metadata["nonfinite"] = None if main is None else {"nan": main[0], "inf": main[1]}
+    return cube

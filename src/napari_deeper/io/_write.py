@@ -1,0 +1,137 @@
+"""``save_cube``: write a cube so that :func:`napari_deeper.io.load_cube` reads it back exactly.
+
+Layouts written (documented in docs/formats.md):
+
+- ``.npy``: the ``(B, Y, X)`` float32 data only; the spectral axis goes to a sidecar
+  ``<name>_wavenumbers.npy`` (``<name>_wavelengths.npy`` for data in nm).
+- ``.npz``: ``data`` ``(B, Y, X)`` float32, ``wavenumbers`` float64 (if any), ``napari_deeper``
+  (the metadata as a JSON string, with ``spectral_unit``), and ``companion_<name>`` cubes.
+- ``.mat`` (MATLAB v5): ``data`` ``(Y, X, B)`` single (MATLAB's rows x columns x bands),
+  ``wavenumbers`` 1 x B double, ``spectral_unit`` and ``napari_deeper`` (JSON) as text, and
+  ``companion_<name>`` cubes as ``(Y, X, B)`` too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .._validation import as_cube, as_wavenumbers
+from ._cube import Cube
+from ._read import COMPANION_PREFIX, OWN_RECORD
+
+SPECTRAL_UNITS = ("1/cm", "nm")
+FORMAT_VERSION = 1
+# MATLAB v5 files store each variable's size in 32 bits.
+_MAT_V5_MAX_BYTES = 2**31 - 1
+
+
+def save_cube(cube, path, wavenumbers=None, metadata: dict | None = None) -> list[str]:
+    """Write ``cube`` (a :class:`Cube`, or a ``(B, Y, X)`` array) to ``.npy``, ``.npz`` or ``.mat``.
+
+    ``wavenumbers`` and ``metadata`` override the Cube's own (or go with a bare array).
+    NaN / Inf values are written as they are. Returns the paths written.
+    """
+    path = Path(path)
+    if isinstance(cube, Cube):
+        data = cube.data
+        wavenumbers = cube.wavenumbers if wavenumbers is None else wavenumbers
+        metadata = {**cube.metadata, **(metadata or {})}
+    else:
+        data = cube
+        metadata = dict(metadata or {})
+    data = as_cube(data, "cube data", allow_nonfinite=True)
+    wavenumbers = as_wavenumbers(wavenumbers, data.shape[0])
+    unit = metadata.get("spectral_unit") or "1/cm"
+    if unit not in SPECTRAL_UNITS:
+        raise ValueError(f"spectral_unit must be one of {SPECTRAL_UNITS}, got {unit!r}")
+    companions = {
+        name: as_cube(array, f"companion {name!r}", allow_nonfinite=True)
+        for name, array in (metadata.get("companions") or {}).items()
+    }
+    ext = path.suffix.lower()
+    if ext not in (".npy", ".npz", ".mat"):
+        raise ValueError(f"cannot save to {path.name}: use a .npy, .npz or .mat file name")
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot save to {path}: the folder {path.parent} does not exist")
+    data = _detach_from(data, path)
+    record = json.dumps(_record(metadata, unit))
+    if ext == ".npy":
+        return _save_npy(data, wavenumbers, unit, path)
+    if ext == ".npz":
+        arrays = {"data": data, OWN_RECORD: np.array(record)}
+        if wavenumbers is not None:
+            arrays["wavenumbers"] = wavenumbers
+        arrays.update({COMPANION_PREFIX + _identifier(n): a for n, a in companions.items()})
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+        return [str(path)]
+    return _save_mat(data, wavenumbers, unit, record, companions, path)
+
+
+def _save_npy(data, wavenumbers, unit, path: Path) -> list[str]:
+    np.save(path, np.ascontiguousarray(data))
+    written = [str(path)]
+    if wavenumbers is not None:
+        sidecar = path.with_name(f"{path.stem}_{'wavelengths' if unit == 'nm' else 'wavenumbers'}.npy")
+        np.save(sidecar, wavenumbers)
+        written.append(str(sidecar))
+    return written
+
+
+def _save_mat(data, wavenumbers, unit, record, companions, path: Path) -> list[str]:
+    import scipy.io as sio
+
+    for name, array in {"data": data, **companions}.items():
+        if array.nbytes > _MAT_V5_MAX_BYTES:
+            raise ValueError(
+                f"{name} is {array.nbytes / 2**30:.1f} GiB; MATLAB v5 files hold at most 2 GiB "
+                "per variable: save as .npy or .npz instead"
+            )
+    variables = {
+        "data": np.transpose(data, (1, 2, 0)),
+        "spectral_unit": unit,
+        OWN_RECORD: record,
+    }
+    if wavenumbers is not None:
+        variables["wavenumbers"] = wavenumbers.reshape(1, -1)
+    for name, array in companions.items():
+        variables[(COMPANION_PREFIX + _identifier(name))[:63]] = np.transpose(array, (1, 2, 0))
+    sio.savemat(str(path), variables, do_compression=False)
+    return [str(path)]
+
+
+def _record(metadata: dict, unit: str) -> dict:
+    """The JSON-safe part of the metadata (arrays and companions are stored as arrays)."""
+    record = {}
+    for key, value in metadata.items():
+        if key == "companions":
+            continue
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        record[key] = value
+    record["spectral_unit"] = unit
+    record["napari_deeper_format_version"] = FORMAT_VERSION
+    return record
+
+
+def _identifier(name: str) -> str:
+    return re.sub(r"\W", "_", str(name)) or "unnamed"
+
+
+def _detach_from(data: np.ndarray, path: Path) -> np.ndarray:
+    """A memory map of the very file being overwritten must be read into memory first."""
+    if not path.exists():
+        return data
+    array = data
+    while isinstance(array, np.ndarray):
+        filename = getattr(array, "filename", None)
+        if filename and Path(filename).resolve() == path.resolve():
+            return np.array(data)
+        array = array.base
+    return data
