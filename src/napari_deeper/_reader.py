@@ -1,0 +1,96 @@
+"""npe2 reader: open ``.mat`` / ``.npy`` / ``.npz`` hyperspectral cubes as napari image layers.
+
+Each file becomes one ``(B, Y, X)`` layer named after the file, with its spectral axis in
+``metadata["wavenumbers"]`` and how it was read in ``metadata["napari_deeper"]``; paired arrays
+in the same file (e.g. the Outputs of a DeepeR Inputs/Outputs set) become extra layers named
+"<file> <array>". Guesses are shown as a notification. A file that cannot be read shows an
+error notification and opens nothing; NaN / Inf values are kept, with a warning pointing to the
+Cube layout widget, which replaces them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from .io import load_cube
+from .io._read import EXTENSIONS
+from ._widgets._layers import provenance
+
+# napari's "this reader handled the file but made no layers" answer (see napari.plugins.io):
+# returning an empty list instead would make napari raise a second, vaguer error.
+NO_LAYERS = [(None,)]
+
+
+def get_reader(path):
+    """Return :func:`read_cubes` when every path is a ``.mat``, ``.npy`` or ``.npz`` file."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    if not paths or any(Path(p).suffix.lower() not in EXTENSIONS for p in paths):
+        return None
+    return read_cubes
+
+
+def read_cubes(path) -> list:
+    """Layer data tuples for one path or a list of paths; unreadable files are reported."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    layers = []
+    for one in paths:
+        layers.extend(read_cube_layers(Path(one)))
+    return layers or NO_LAYERS
+
+
+def read_cube_layers(path: Path) -> list:
+    """The layers of one file, or [] after an error notification."""
+    try:
+        cube = load_cube(path, nonfinite="keep")
+    except ValueError as error:
+        show_error(f"napari-deeper could not open {path.name}: {error}")
+        return []
+    metadata = cube.metadata
+    unit = metadata.get("spectral_unit", "1/cm")
+    record = provenance(
+        "load",
+        str(path),
+        format=metadata.get("format", ""),
+        choices=metadata.get("choices", ""),
+        notes=list(metadata.get("notes", [])),
+        spectral_unit=unit,
+        stored_axes=metadata.get("stored_axes"),
+        pixel_order=metadata.get("pixel_order"),
+        nonfinite=metadata.get("nonfinite"),
+    )
+    layers = [(cube.data, _layer_kwargs(path.stem, cube.wavenumbers, unit, record), "image")]
+    for name, data in metadata.get("companions", {}).items():
+        companion = {**record, "companion": name}
+        layers.append((data, _layer_kwargs(f"{path.stem} {name}", cube.wavenumbers, unit, companion), "image"))
+    _tell(path, metadata)
+    return layers
+
+
+def _layer_kwargs(name: str, wavenumbers, unit: str, record: dict) -> dict:
+    metadata = {"napari_deeper": record}
+    if wavenumbers is not None:
+        metadata["wavenumbers"] = np.asarray(wavenumbers, dtype=np.float64)
+    return {
+        "name": name,
+        "metadata": metadata,
+        "axis_labels": ("wavelength" if unit == "nm" else "wavenumber", "y", "x"),
+        "units": (unit, "pixel", "pixel"),
+    }
+
+
+def _tell(path: Path, metadata: dict) -> None:
+    """Notifications: the guesses made, other notes, and NaN / Inf values kept."""
+    said = [metadata.get("choices", "")] + list(metadata.get("notes", []))
+    said = [text for text in said if text and "values kept" not in text]
+    if said:
+        show_info(f"{path.name} read as {metadata.get('format')}: " + "; ".join(said))
+    counts = metadata.get("nonfinite") or {}
+    if counts.get("nan") or counts.get("inf"):
+        show_warning(
+            f"{path.name} contains {counts['nan']} NaN and {counts['inf']} Inf values; they are "
+            "kept. Use Plugins > napari-deeper > Cube layout > 'Replace NaN/Inf with 0' before "
+            "processing."
+        )
