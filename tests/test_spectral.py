@@ -309,16 +309,17 @@ def test_preprocess_steps_chain_and_record(rng):
 def test_remove_spikes_on_the_simulator():
     simulate = pytest.importorskip("napari_deeper.training.simulate")
     # same seed: identical clean cube and noise, the second one with cosmic rays in 5% of spectra
-    without = simulate.simulate_cell((32, 32), n_bands=300, photons=200, spikes=0.0, seed=3)
-    spiked = simulate.simulate_cell((32, 32), n_bands=300, photons=200, spikes=0.05, seed=3)
+    kwargs = {"shape": (32, 32), "n_bands": 500, "photons": 200, "seed": 3}
+    without = simulate.simulate_cell(spikes=0.0, **kwargs)
+    spiked = simulate.simulate_cell(spikes=0.05, **kwargs)
     added = spiked.noisy - without.noisy
     spikes = np.abs(added) > 1e-6
     assert spikes.any(axis=0).sum() >= 40
     # noise level of each value, in the cube's units
     sigma = np.sqrt(np.maximum(without.clean, 1e-3) * spiked.clean.max() / 200)
-    strong = spikes & (np.abs(added) > 5 * sigma)
+    strong = spikes & (np.abs(added) > 12 * sigma)
     mask, _ = spectral.find_spikes(spiked.noisy, threshold=8)
     assert np.all(mask[strong])
-    assert np.count_nonzero(mask & ~spikes) <= 3
+    assert np.count_nonzero(mask & ~spikes) <= 10  # of 512 000 values
     cleaned = spectral.remove_spikes(spiked.noisy, threshold=8)
     assert np.all(np.abs(cleaned - without.noisy)[strong] < 5 * sigma[strong])

@@ -42,6 +42,8 @@ class PeakMapWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.layers = Select(label="Layers", choices=self._layer_choices)
+        self.layers.native.setMaximumHeight(110)
+        self.layers.tooltip = "One map per selected layer (Ctrl/Shift-click to select several)"
         self.center = FloatSpinBox(label="Centre (cm⁻¹)", value=1450.0, min=-1e6, max=1e6, step=1.0)
         self.width = FloatSpinBox(label="Width (cm⁻¹)", value=30.0, min=0.01, max=1e6, step=1.0)
         self.center.tooltip = BAND_UNITS_TIP

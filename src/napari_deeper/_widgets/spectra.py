@@ -36,7 +36,7 @@ from ._layers import spectral_axis, spectral_layers, wavenumbers_of
 LIVE_REFRESH_MS = 33  # at most ~30 redraws a second while the mouse moves
 ROI_REFRESH_MS = 150  # shapes emit many events while being drawn; recompute once they settle
 LAYER_COLOURS = colormaps["tab10"].colors
-PIN_COLOURS = colormaps["Dark2"].colors
+PIN_COLOURS = colormaps["tab10"].colors[2:]  # the first two are the usual live-layer colours
 ROI_COLOURS = colormaps["Set2"].colors
 
 
@@ -196,8 +196,11 @@ class SpectraWidget(QWidget):
         cls._span_listeners.setdefault(viewer, []).append(reference)
 
     def select_band(self, low: float, high: float) -> None:
-        """Pick the band ``[low, high]`` (what dragging on the plot does)."""
+        """Pick the band ``[low, high]`` (what dragging on the plot does) and show it."""
+        self.span.extents = tuple(sorted((float(low), float(high))))
+        self.span.set_visible(True)
         self._on_span(low, high)
+        self.canvas.draw_idle()
 
     def _on_span(self, low: float, high: float) -> None:
         low, high = sorted((float(low), float(high)))
@@ -428,6 +431,7 @@ class SpectraWidget(QWidget):
         self.axes.yaxis.label.set_color(text)
         self._theme_colours = (background, foreground, text, theme.highlight.as_hex())
         self.span.set_props(facecolor=theme.highlight.as_hex(), alpha=0.25)
+        self.span.set_handle_props(color=theme.highlight.as_hex())
         self._style_legend(self.axes.get_legend())
         self.canvas.draw_idle()
 

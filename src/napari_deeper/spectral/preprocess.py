@@ -133,6 +133,22 @@ def _noise_level(cube: np.ndarray) -> np.ndarray:
     return np.maximum(sigma, floor).astype(np.float32)
 
 
+def _spectral_median(cube: np.ndarray, size: int = 5) -> np.ndarray:
+    """Running median over ``size`` bands; the two end bands on each side use the nearest
+    ``size`` interior bands instead, so a two-band spike at the very end is not its own median."""
+    from scipy.ndimage import median_filter
+
+    n_bands = cube.shape[0]
+    if n_bands < size:
+        return np.broadcast_to(np.median(cube, axis=0), cube.shape).copy()
+    reference = median_filter(cube, size=(size, 1, 1), mode="nearest")
+    edge = size // 2
+    if n_bands >= size + 2 * edge:
+        reference[:edge] = np.median(cube[edge : edge + size], axis=0)
+        reference[-edge:] = np.median(cube[-edge - size : -edge], axis=0)
+    return reference
+
+
 def find_spikes(data, threshold: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
     """Flag cosmic-ray spikes; returns ``(mask (B, Y, X) bool, replacement (B, Y, X))``.
 
@@ -152,11 +168,10 @@ def find_spikes(data, threshold: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
     cube = as_cube(data)
     n_bands, n_rows, n_cols = cube.shape
     sigma = _noise_level(cube)[None]
-    spectral_size = min(5, n_bands if n_bands % 2 else n_bands - 1)
-    spectral_median = median_filter(cube, size=(max(1, spectral_size), 1, 1), mode="nearest")
+    spectral_median = _spectral_median(cube)
     spectral_z = (cube - spectral_median) / sigma
     if n_rows >= 3 and n_cols >= 3:
-        spatial_median = median_filter(cube, size=(1, 3, 3), mode="nearest")
+        spatial_median = median_filter(cube, size=(1, 3, 3), mode="mirror")
         spatial_z = (cube - spatial_median) / sigma
         mask = (spatial_z > threshold) & (spectral_z > threshold)
         replacement = spatial_median
