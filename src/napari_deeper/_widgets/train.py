@@ -1,0 +1,495 @@
+"""Fine-tune models dock: adapt a shipped network to the user's own instrument and samples.
+
+Three jobs share one worker, progress bar, live loss curve and save step:
+
+- **Denoise**: fine-tune a denoiser on a low-SNR / high-SNR pair of layers of the same field.
+- **Learn instrument noise**: from one scan of a featureless sample (gold film, empty slide), the
+  smooth background is removed by SVD and the rest is taken as the instrument's noise; the
+  attention U-net is fine-tuned on simulated clean spectra plus that measured noise.
+- **Super-resolution**: fine-tune an upscaler on high-resolution layers; the low-resolution inputs
+  are made inside by skip-sampling them.
+
+The trained network is saved by name in the user's model folder (``registry.user_models_dir()``)
+and from then on appears in the denoise / super-resolution method lists. A cancelled or failed
+run saves nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, Select, SpinBox
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QLabel, QMessageBox, QVBoxLayout, QWidget
+
+from .._validation import as_cube
+from ..models import registry
+from ._layers import spectral_layers, wavenumbers_of
+from ._runner import Runner
+
+DENOISE, NOISE, SUPERRES = "denoise", "noise", "superres"
+TASK_CHOICES = (
+    ("Denoise: low/high-SNR pair of one field", DENOISE),
+    ("Learn instrument noise: featureless scan", NOISE),
+    ("Super-resolution: high-resolution layers", SUPERRES),
+)
+#: the registry task a saved model of each job belongs to (its card's "task").
+REGISTRY_TASK = {DENOISE: "denoise", NOISE: "denoise", SUPERRES: "superres"}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DEVICES = ("auto", "cpu", "gpu")
+ROLE_TITLES = {"noisy": "low SNR", "clean": "high SNR", "blank": "featureless scan", "hr": "high resolution"}
+
+
+def default_model_name(base: str, task: str, layer_name: str) -> str:
+    """``<base>-finetuned-<layer>`` (``<base>-noise-<layer>`` for noise learning), file-name safe."""
+    verb = "noise" if task == NOISE else "finetuned"
+    raw = f"{base}-{verb}-{layer_name}" if layer_name else f"{base}-{verb}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.")
+
+
+def check_model_name(name: str) -> str:
+    """Return ``name`` stripped, or raise a ``ValueError`` saying which names are accepted."""
+    name = name.strip()
+    if not NAME_PATTERN.match(name):
+        raise ValueError(
+            f"invalid model name {name!r}: start with a letter or digit and use only letters, "
+            "digits, '-', '_' and '.'"
+        )
+    return name
+
+
+@dataclass
+class TrainingJob:
+    """Everything one fine-tuning run needs, collected on the main thread before it starts."""
+
+    task: str
+    base_model: str
+    name: str
+    steps: int
+    learning_rate: float
+    device: str
+    inputs: dict = field(default_factory=dict)  # input role -> (layer name, array)
+    scale: int = 2
+    wavenumbers: np.ndarray | None = None
+    base_arch: str = ""
+    base_config: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        """What the model card records of this run (no arrays)."""
+        layers = {role: names for role, (names, _data) in self.inputs.items()}
+        return {
+            "job": self.task,
+            "base_model": self.base_model,
+            "steps": self.steps,
+            "learning_rate": self.learning_rate,
+            "device": self.device,
+            "layers": layers,
+            **({"scale": self.scale} if self.task == SUPERRES else {}),
+        }
+
+
+def core_steps(task: str):
+    """The core ``*_steps`` generator that runs ``task``."""
+    if task == SUPERRES:
+        from ..training.superres import finetune_upscaler_steps
+
+        return finetune_upscaler_steps
+    from ..training import denoise
+
+    return denoise.finetune_denoiser_steps if task == DENOISE else denoise.learn_noise_steps
+
+
+def core_default(task: str, parameter: str):
+    """The default the core function of ``task`` gives ``parameter`` (steps, lr)."""
+    return inspect.signature(core_steps(task)).parameters[parameter].default
+
+
+class TrainingError(Exception):
+    """A failure inside the training code (torch reports most of them as ``RuntimeError``)."""
+
+
+def training_steps(job: TrainingJob):
+    """Run ``job`` in the worker; a ``RuntimeError`` is re-raised as :class:`TrainingError`.
+
+    The worker thread treats a ``RuntimeError`` as the sign of a deleted Qt object and then
+    reports neither the error nor the end of the run, which would leave the dock busy forever.
+    """
+    try:
+        return (yield from _job_steps(job))
+    except RuntimeError as error:
+        raise TrainingError(f"training failed: {error}") from error
+
+
+def _job_steps(job: TrainingJob):
+    """Check the layers' values and run the core fine-tuning generator for ``job``."""
+    steps = core_steps(job.task)
+    common = {"steps": job.steps, "lr": job.learning_rate, "device": job.device}
+    if job.task == DENOISE:
+        (noisy_name, noisy), (clean_name, clean) = job.inputs["noisy"], job.inputs["clean"]
+        noisy = as_cube(noisy, f"low-SNR layer {noisy_name!r}")
+        clean = as_cube(clean, f"high-SNR layer {clean_name!r}")
+        return (yield from steps(job.base_model, noisy, clean, **common))
+    if job.task == NOISE:
+        blank_name, blank = job.inputs["blank"]
+        blank = as_cube(blank, f"featureless scan {blank_name!r}")
+        return (yield from steps(job.base_model, blank, wavenumbers=job.wavenumbers, **common))
+    names, cubes = job.inputs["hr"]
+    hr = [as_cube(cube, f"high-resolution layer {name!r}") for name, cube in zip(names, cubes)]
+    return (yield from steps(job.base_model, hr, scale=job.scale, **common))
+
+
+class LossPlot(QWidget):
+    """A small loss-versus-step curve that grows while a model trains."""
+
+    def __init__(self, theme=None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.figure = Figure(figsize=(3.2, 1.8), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(140)
+        self.axes = self.figure.add_subplot()
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        (self.line,) = self.axes.plot([], [], lw=1.2)
+        self.axes.set_xlabel("step")
+        self.axes.set_ylabel("loss")
+        if theme is not None:
+            self._apply_theme(theme)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+
+    def _apply_theme(self, theme) -> None:
+        background, text = theme.background.as_hex(), theme.text.as_hex()
+        self.figure.set_facecolor(background)
+        self.axes.set_facecolor(background)
+        self.axes.tick_params(colors=text, labelsize=7)
+        self.axes.xaxis.label.set_color(text)
+        self.axes.yaxis.label.set_color(text)
+        for spine in self.axes.spines.values():
+            spine.set_color(text)
+        self.line.set_color(theme.highlight.as_hex() if background != "#ffffff" else "#1f77b4")
+
+    def clear(self) -> None:
+        self.steps.clear()
+        self.losses.clear()
+        self._redraw()
+
+    def add(self, step: int, loss: float) -> None:
+        self.steps.append(int(step))
+        self.losses.append(float(loss))
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self.line.set_data(self.steps, self.losses)
+        positive = bool(self.losses) and min(self.losses) > 0
+        self.axes.set_yscale("log" if positive else "linear")
+        self.axes.relim()
+        self.axes.autoscale_view()
+        self.canvas.draw_idle()
+
+
+class TrainWidget(QWidget):
+    """Fine-tune a denoiser or an upscaler on the user's layers and save it by name."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.saved_path: Path | None = None
+        self._auto_name = ""
+        self._task_defaults: dict[str, float] = {}
+
+        self.task = ComboBox(label="Task", choices=TASK_CHOICES, value=DENOISE)
+        self.base_model = ComboBox(label="Base model", choices=[])
+        self.noisy_layer = ComboBox(label="Low-SNR layer", choices=[])
+        self.clean_layer = ComboBox(label="High-SNR layer", choices=[])
+        self.blank_layer = ComboBox(label="Featureless scan", choices=[])
+        self.hr_layers = Select(label="High-res layers", choices=[])
+        self.scale = ComboBox(label="Scale", choices=[2, 3, 4], value=2)
+        self.steps = SpinBox(label="Steps", min=1, max=1_000_000, step=50, value=core_default(DENOISE, "steps"))
+        self.learning_rate = FloatSpinBox(
+            label="Learning rate", min=1e-6, max=0.1, step=1e-6, value=core_default(DENOISE, "lr")
+        )
+        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.model_name = LineEdit(label="Save as")
+        self.overwrite = CheckBox(text="Overwrite a model of that name", value=False)
+        self.hint = Label(value="")
+        self.form = Container(
+            widgets=[
+                self.task, self.hint, self.base_model, self.noisy_layer, self.clean_layer,
+                self.blank_layer, self.hr_layers, self.scale, self.steps, self.learning_rate,
+                self.device, self.model_name, self.overwrite,
+            ]
+        )
+        self.runner = Runner("Fine-tune")
+        self.loss_label = QLabel("Loss: -")
+        self.loss_plot = LossPlot(theme=self._theme())
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.runner)
+        layout.addWidget(self.loss_label)
+        layout.addWidget(self.loss_plot)
+        layout.addStretch(1)
+
+        self.task.changed.connect(self._on_task_changed)
+        for widget in (self.base_model, self.noisy_layer, self.blank_layer, self.hr_layers):
+            widget.changed.connect(self._update_default_name)
+        self.runner.run_button.clicked.connect(self.run)
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self.refresh_layers)
+
+        self.refresh_layers()
+        self._task_defaults = {"steps": self.steps.value, "lr": self.learning_rate.value}
+        self._on_task_changed()
+
+    # ------------------------------------------------------------------ choices
+    def _theme(self):
+        try:
+            from napari.utils.theme import get_theme
+
+            return get_theme(self.viewer.theme)
+        except (ValueError, KeyError, AttributeError):
+            return None
+
+    def _on_layers_changed(self, event=None) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None and getattr(event, "type", "") == "inserted":
+            layer.events.name.connect(self.refresh_layers)
+        self.refresh_layers()
+
+    def refresh_layers(self, event=None) -> None:
+        """Fill the layer choosers with the spectral layers now in the viewer."""
+        names = [layer.name for layer in spectral_layers(self.viewer)]
+        for combo in (self.noisy_layer, self.clean_layer, self.blank_layer):
+            previous = combo.value
+            combo.choices = names
+            if previous in names:
+                combo.value = previous
+        chosen = [name for name in (self.hr_layers.value or []) if name in names]
+        self.hr_layers.choices = names
+        self.hr_layers.value = chosen or names[:1]
+        # a pair needs two different layers: start with the first two, low-SNR first
+        if len(names) >= 2 and self.noisy_layer.value == self.clean_layer.value:
+            self.clean_layer.value = next(name for name in names if name != self.noisy_layer.value)
+        self._update_default_name()
+
+    def refresh_models(self) -> None:
+        """Fill the base-model chooser from the registry (shipped and the user's own models)."""
+        task = self.task.value
+        models = registry.list_models(REGISTRY_TASK[task])
+        if task == NOISE:
+            models = [info for info in models if info.arch == "aunet"]
+        choices = [(f"{info.name} ({info.arch}{'' if info.shipped else ', yours'})", info.name) for info in models]
+        previous = self.base_model.value
+        self.base_model.choices = choices
+        names = [value for _label, value in choices]
+        if previous in names:
+            self.base_model.value = previous
+        self._update_default_name()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.refresh_models()
+        self.refresh_layers()
+        super().showEvent(event)
+
+    def _on_task_changed(self, _value=None) -> None:
+        task = self.task.value
+        self.noisy_layer.visible = self.clean_layer.visible = task == DENOISE
+        self.blank_layer.visible = task == NOISE
+        self.hr_layers.visible = self.scale.visible = task == SUPERRES
+        self.hint.value = {
+            DENOISE: "Two scans of the same field: short (low SNR) and long (high SNR) exposure.",
+            NOISE: "One scan of a featureless sample (gold film, empty slide).",
+            SUPERRES: "Pairs are made inside by skip-sampling the high-resolution layers.",
+        }[task]
+        for control, parameter in ((self.steps, "steps"), (self.learning_rate, "lr")):
+            if control.value == self._task_defaults.get(parameter):
+                control.value = core_default(task, parameter)
+            self._task_defaults[parameter] = control.value
+        self.refresh_models()
+
+    def _naming_layer(self) -> str:
+        task = self.task.value
+        if task == DENOISE:
+            return self.noisy_layer.value or ""
+        if task == NOISE:
+            return self.blank_layer.value or ""
+        return (self.hr_layers.value or [""])[0]
+
+    def _update_default_name(self, _value=None) -> None:
+        """Propose ``<base>-finetuned-<layer>`` unless the user typed a name of their own."""
+        base = self.base_model.value
+        if not base:
+            return
+        proposal = default_model_name(base, self.task.value, self._naming_layer())
+        if self.model_name.value in ("", self._auto_name):
+            self.model_name.value = proposal
+        self._auto_name = proposal
+
+    # ------------------------------------------------------------------ run
+    def _layer(self, name: str | None, role: str):
+        if not name:
+            raise ValueError(f"choose a {role}: open or add a (bands, y, x) spectral layer first")
+        if name not in self.viewer.layers:
+            raise ValueError(f"the {role} {name!r} is no longer in the viewer")
+        return self.viewer.layers[name]
+
+    def _collect(self) -> TrainingJob:
+        """Read the controls and check everything that is cheap to check before training."""
+        task = self.task.value
+        base = self.base_model.value
+        if not base:
+            kind = {DENOISE: "denoising", NOISE: "aunet denoising", SUPERRES: "super-resolution"}[task]
+            raise ValueError(
+                f"no {kind} model to start from: none is shipped with the plugin or saved in "
+                f"{registry.user_models_dir()}"
+            )
+        job = TrainingJob(
+            task=task,
+            base_model=base,
+            name=check_model_name(self.model_name.value),
+            steps=int(self.steps.value),
+            learning_rate=float(self.learning_rate.value),
+            device=self.device.value,
+            scale=int(self.scale.value),
+        )
+        base_info = registry.find_model(base)
+        job.base_arch, job.base_config = base_info.arch, dict(base_info.card.get("config", {}))
+        from ..compute import select_device
+
+        select_device(job.device)  # a missing GPU is reported now, not after loading the data
+        if task == DENOISE:
+            noisy = self._layer(self.noisy_layer.value, "low-SNR layer")
+            clean = self._layer(self.clean_layer.value, "high-SNR layer")
+            if noisy is clean:
+                raise ValueError("choose two different layers: a low-SNR and a high-SNR scan of the same field")
+            if noisy.data.shape != clean.data.shape:
+                raise ValueError(
+                    f"the low-SNR layer {noisy.name!r} has shape {tuple(noisy.data.shape)} but the "
+                    f"high-SNR layer {clean.name!r} has shape {tuple(clean.data.shape)}; fine-tuning "
+                    "needs two scans of the same field with the same bands and pixels"
+                )
+            job.inputs = {"noisy": (noisy.name, noisy.data), "clean": (clean.name, clean.data)}
+        elif task == NOISE:
+            blank = self._layer(self.blank_layer.value, "featureless scan")
+            job.inputs = {"blank": (blank.name, blank.data)}
+            job.wavenumbers = wavenumbers_of(blank)
+        else:
+            names = list(self.hr_layers.value or [])
+            if not names:
+                raise ValueError("choose at least one high-resolution layer to fine-tune on")
+            layers = [self._layer(name, "high-resolution layer") for name in names]
+            bands = {layer.data.shape[0] for layer in layers}
+            if len(bands) > 1:
+                raise ValueError(f"the high-resolution layers have different band counts {sorted(bands)}")
+            job.inputs = {"hr": (names, [layer.data for layer in layers])}
+        return job
+
+    def target_path(self, name: str) -> Path:
+        return registry.user_models_dir() / f"{name}.pt"
+
+    def _check_name_free(self, name: str) -> None:
+        """Refuse shipped names; ask before replacing the user's own model of that name."""
+        shipped = registry.SHIPPED_DIR / f"{name}.pt"
+        if shipped.exists():
+            raise ValueError(f"{name!r} is the name of a model shipped with the plugin; choose another name")
+        path = self.target_path(name)
+        if not path.exists() or self.overwrite.value:
+            return
+        if self.confirm_overwrite(path):
+            return
+        raise ValueError(
+            f"a model named {name!r} already exists in {path.parent}; choose another name or tick "
+            f"'{self.overwrite.text}'"
+        )
+
+    def confirm_overwrite(self, path: Path) -> bool:
+        """Ask the user whether to replace the model saved at ``path``."""
+        answer = QMessageBox.question(
+            self,
+            "Replace model?",
+            f"A model named {path.stem!r} already exists in\n{path.parent}\n\nReplace it when training finishes?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _fail(self, error: Exception) -> None:
+        self.runner.last_error = error
+        self.runner.status.setText(f"Failed: {error}")
+        show_error(f"napari-deeper: {error}")
+
+    def run(self) -> None:
+        """Start fine-tuning with the current settings (the Fine-tune button)."""
+        if self.runner.busy:
+            show_info("A run is already in progress; cancel it or wait for it to finish.")
+            return
+        try:
+            job = self._collect()
+            self._check_name_free(job.name)
+        except ValueError as error:
+            self._fail(error)
+            return
+        self.saved_path = None
+        self.loss_label.setText("Loss: -")
+        self.loss_plot.clear()
+        self.runner.start(
+            training_steps, lambda result: self._save(job, result), job, on_progress=self._on_progress
+        )
+
+    def _on_progress(self, progress) -> None:
+        loss = getattr(progress, "loss", None)
+        if loss is None:
+            return
+        self.loss_label.setText(f"Loss: {loss:.4g}  (step {progress.done} of {progress.total})")
+        self.loss_plot.add(progress.done, loss)
+
+    def _save(self, job: TrainingJob, result) -> None:
+        """Save the trained network under the chosen name (runs only when training finished)."""
+        model, card = result
+        card = dict(card)
+        # fine-tuning keeps the base network's architecture, so its card fills any gap
+        arch = card.setdefault("arch", job.base_arch)
+        config = card.setdefault("config", job.base_config)
+        card["task"] = REGISTRY_TASK[job.task]
+        card["finetuning"] = job.describe()
+        path = registry.save_model(model, job.name, arch, config, card, card_markdown=model_card_markdown(job, card))
+        self.saved_path = path
+        self.refresh_models()
+        where = "super-resolution" if job.task == SUPERRES else "denoising"
+        show_info(f"Saved model {job.name!r} to {path}; it is now in the {where} method list.")
+        self.runner.status.setText(f"Saved to {path}")
+
+
+def model_card_markdown(job: TrainingJob, card: dict) -> str:
+    """The human-readable card written next to a fine-tuned model."""
+    what = {
+        DENOISE: "fine-tuned on a low/high-SNR pair of the user's own scans",
+        NOISE: "fine-tuned on simulated spectra plus noise measured on a featureless sample",
+        SUPERRES: f"fine-tuned at {job.scale}x on pairs skip-sampled from the user's high-resolution scans",
+    }[job.task]
+    lines = [
+        f"# {job.name}",
+        "",
+        f"`{card['arch']}` network for the `{card['task']}` task, {what}, starting from `{job.base_model}`.",
+        "",
+        f"- Steps: {job.steps}, learning rate {job.learning_rate:g}, device `{job.device}`.",
+    ]
+    for role, (names, _data) in job.inputs.items():
+        listed = ", ".join(f"`{name}`" for name in (names if isinstance(names, list) else [names]))
+        lines.append(f"- Layers ({ROLE_TITLES[role]}): {listed}.")
+    lines.append(f"- Architecture config: `{json.dumps(card['config'])}`.")
+    for section in ("training", "metrics"):
+        if card.get(section):
+            lines += ["", f"## {section.capitalize()}", "", "```json",
+                      json.dumps(card[section], indent=2, default=float), "```"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,291 @@
+"""The Fine-tune models dock in a real viewer: train tiny models for a few steps, save, reload.
+
+Every test points ``NAPARI_DEEPER_MODELS`` at a temporary folder, so nothing is written to the
+user's real model folder, and starts from tiny base models saved there (a few thousand
+parameters), so each run takes a second or two on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_deeper.models import registry
+from napari_deeper.training.simulate import simulate_cell
+from napari_deeper._widgets.train import TrainWidget
+
+N_BANDS = 48
+TINY_DENOISER = ("tiny-aunet", "aunet", {"width": 4, "levels": 2, "max_width": 8}, "denoise")
+TINY_RESUNET = ("tiny-resunet", "resunet", {"width": 4, "levels": 2, "max_width": 8}, "denoise")
+TINY_UPSCALER = (
+    "tiny-hyrisr",
+    "hyrisr",
+    {"n_components": 4, "features": 8, "groups": 1, "blocks": 1, "reduction": 4, "scales": [2]},
+    "superres",
+)
+BASE_MODELS = (TINY_DENOISER, TINY_RESUNET, TINY_UPSCALER)
+BASE_NAMES = {name for name, *_rest in BASE_MODELS}
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """A temporary user model folder holding tiny denoisers and a tiny upscaler."""
+    import torch
+
+    torch.manual_seed(0)
+    folder = tmp_path / "models"
+    monkeypatch.setenv("NAPARI_DEEPER_MODELS", str(folder))
+    for name, arch, config, task in BASE_MODELS:
+        model = registry.build(arch, config)
+        registry.save_model(model, name, arch, config, {"task": task})
+    return folder
+
+
+def add_cube(viewer, data, name, wavenumbers=None):
+    metadata = {} if wavenumbers is None else {"wavenumbers": wavenumbers}
+    return viewer.add_image(np.asarray(data, dtype=np.float32), name=name, metadata=metadata)
+
+
+@pytest.fixture
+def pair(make_napari_viewer):
+    """A viewer with a low-SNR and a high-SNR scan of one simulated field."""
+    viewer = make_napari_viewer()
+    low = simulate_cell((12, 12), n_bands=N_BANDS, photons=20, seed=1)
+    high = simulate_cell((12, 12), n_bands=N_BANDS, photons=2000, seed=1)
+    add_cube(viewer, low.noisy, "short scan", low.wavenumbers)
+    add_cube(viewer, high.noisy, "long scan", high.wavenumbers)
+    return viewer
+
+
+def run_and_wait(qtbot, widget, timeout=TIMEOUT_MS):
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=timeout)
+
+
+def run_expecting_failure(qtbot, widget) -> str:
+    """Run; the worker's error is re-raised in the Qt event loop too, so capture it there."""
+    with qtbot.capture_exceptions() as raised:
+        run_and_wait(qtbot, widget)
+    assert raised, "the run was expected to fail"
+    assert widget.runner.last_error is not None
+    return str(widget.runner.last_error)
+
+
+def saved_names(folder) -> set[str]:
+    return {path.stem for path in folder.glob("*.pt")}
+
+
+def test_denoise_finetune_saves_a_model_that_loads_and_is_listed(qtbot, pair, models_dir):
+    widget = TrainWidget(pair)
+    widget.task.value = "denoise"
+    widget.base_model.value = "tiny-resunet"
+    widget.noisy_layer.value = "short scan"
+    widget.clean_layer.value = "long scan"
+    widget.device.value = "cpu"
+    widget.steps.value = 3
+    assert widget.model_name.value == "tiny-resunet-finetuned-short-scan"
+
+    run_and_wait(qtbot, widget)
+
+    assert widget.runner.last_error is None
+    assert widget.saved_path == models_dir / "tiny-resunet-finetuned-short-scan.pt"
+    for suffix in (".pt", ".json", ".md"):
+        assert widget.saved_path.with_suffix(suffix).exists()
+    listed = {info.name: info for info in registry.list_models("denoise")}
+    assert "tiny-resunet-finetuned-short-scan" in listed
+    assert not listed["tiny-resunet-finetuned-short-scan"].shipped
+    model, card = registry.load_model("tiny-resunet-finetuned-short-scan")
+    assert card["arch"] == "resunet" and card["task"] == "denoise"
+    assert card["finetuning"]["layers"] == {"noisy": "short scan", "clean": "long scan"}
+    assert card["finetuning"]["steps"] == 3
+    # the weights changed: fine-tuning trained the base network
+    base, _ = registry.load_model("tiny-resunet")
+    changed = [
+        not np.allclose(a.numpy(), b.numpy())
+        for a, b in zip(model.state_dict().values(), base.state_dict().values())
+    ]
+    assert any(changed)
+    # live loss read-out: one point per step, and the label shows the last
+    assert widget.loss_plot.steps == [1, 2, 3]
+    assert all(np.isfinite(widget.loss_plot.losses))
+    assert "step 3 of 3" in widget.loss_label.text()
+    # the new model can be the base of the next run
+    assert "tiny-resunet-finetuned-short-scan" in widget.base_model.choices
+
+
+def test_learn_instrument_noise_from_a_flat_scan(qtbot, make_napari_viewer, models_dir, rng):
+    viewer = make_napari_viewer()
+    background = np.linspace(50, 80, N_BANDS, dtype=np.float32)[:, None, None]
+    blank = background + rng.normal(0, 3, (N_BANDS, 10, 10)).astype(np.float32)
+    add_cube(viewer, blank, "gold film", np.linspace(400, 1800, N_BANDS))
+    widget = TrainWidget(viewer)
+    widget.task.value = "noise"
+    assert widget.base_model.choices == ("tiny-aunet",)
+    widget.blank_layer.value = "gold film"
+    widget.device.value = "cpu"
+    widget.steps.value = 2
+
+    run_and_wait(qtbot, widget)
+
+    assert widget.runner.last_error is None
+    assert widget.saved_path.stem == "tiny-aunet-noise-gold-film"
+    _model, card = registry.load_model(widget.saved_path)
+    assert card["task"] == "denoise" and card["training"]["kind"] == "noise-learning"
+    assert card["finetuning"]["layers"] == {"blank": "gold film"}
+    assert "tiny-aunet-noise-gold-film" in [info.name for info in registry.list_models("denoise")]
+
+
+def test_superres_finetune_on_a_high_resolution_layer(qtbot, make_napari_viewer, models_dir):
+    viewer = make_napari_viewer()
+    cell = simulate_cell((16, 16), n_bands=N_BANDS, photons=2000, seed=2)
+    add_cube(viewer, cell.noisy, "hr scan", cell.wavenumbers)
+    widget = TrainWidget(viewer)
+    widget.task.value = "superres"
+    assert widget.base_model.choices == ("tiny-hyrisr",)
+    widget.hr_layers.value = ["hr scan"]
+    widget.scale.value = 2
+    widget.device.value = "cpu"
+    widget.steps.value = 2
+    widget.model_name.value = "my-upscaler"
+
+    run_and_wait(qtbot, widget)
+
+    assert widget.runner.last_error is None
+    assert widget.saved_path == models_dir / "my-upscaler.pt"
+    model, card = registry.load_model("my-upscaler")
+    assert card["task"] == "superres" and card["arch"] == "hyrisr"
+    assert model.n_components == 4 and model.scales == (2,)
+    assert card["finetuning"]["scale"] == 2
+    assert "my-upscaler" in [info.name for info in registry.list_models("superres")]
+    assert len(widget.loss_plot.losses) == 2
+
+
+def test_mismatched_pair_is_refused_and_nothing_is_saved(qtbot, pair, models_dir):
+    add_cube(pair, np.ones((N_BANDS, 10, 12)), "other field")
+    widget = TrainWidget(pair)
+    widget.base_model.value = "tiny-aunet"
+    widget.noisy_layer.value = "short scan"
+    widget.clean_layer.value = "other field"
+
+    run_and_wait(qtbot, widget)
+
+    message = str(widget.runner.last_error)
+    assert "(48, 12, 12)" in message and "(48, 10, 12)" in message and "same field" in message
+    assert saved_names(models_dir) == BASE_NAMES
+
+
+def test_nonfinite_values_are_refused(qtbot, pair, models_dir):
+    data = np.array(pair.layers["short scan"].data)
+    data[0, 0, 0] = np.nan
+    add_cube(pair, data, "broken scan")
+    widget = TrainWidget(pair)
+    widget.base_model.value = "tiny-aunet"
+    widget.noisy_layer.value = "broken scan"
+    widget.clean_layer.value = "long scan"
+
+    message = run_expecting_failure(qtbot, widget)
+
+    assert "1 NaN" in message and "broken scan" in message
+    assert saved_names(models_dir) == BASE_NAMES
+
+
+def test_superres_layer_too_small_for_the_scale(qtbot, make_napari_viewer, models_dir):
+    viewer = make_napari_viewer()
+    add_cube(viewer, np.random.default_rng(0).random((N_BANDS, 8, 8)), "tiny scan")
+    widget = TrainWidget(viewer)
+    widget.task.value = "superres"
+    widget.hr_layers.value = ["tiny scan"]
+
+    message = run_expecting_failure(qtbot, widget)
+
+    assert "too small" in message and "2x" in message
+    assert saved_names(models_dir) == BASE_NAMES
+
+
+def test_cancel_saves_nothing(qtbot, pair, models_dir):
+    widget = TrainWidget(pair)
+    widget.base_model.value = "tiny-aunet"
+    widget.device.value = "cpu"
+    widget.steps.value = 100_000
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: len(widget.loss_plot.losses) >= 2, timeout=TIMEOUT_MS)
+    widget.runner.cancel_button.click()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=TIMEOUT_MS)
+
+    assert widget.saved_path is None
+    assert "Cancelled" in widget.runner.status.text()
+    assert saved_names(models_dir) == BASE_NAMES
+
+
+def test_existing_name_is_kept_unless_the_user_agrees(qtbot, pair, models_dir, monkeypatch):
+    from qtpy.QtWidgets import QMessageBox
+
+    widget = TrainWidget(pair)
+    widget.base_model.value = "tiny-aunet"
+    widget.model_name.value = "tiny-hyrisr"  # exists in the user folder
+    before = (models_dir / "tiny-hyrisr.json").read_text()
+    asked = []
+
+    def decline(*args, **kwargs):
+        asked.append(args)
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "question", decline)
+    widget.runner.run_button.click()
+
+    assert len(asked) == 1
+    assert not widget.runner.busy
+    assert "already exists" in str(widget.runner.last_error)
+    assert (models_dir / "tiny-hyrisr.json").read_text() == before
+
+    # ticking "Overwrite" replaces it without asking
+    widget.overwrite.value = True
+    widget.steps.value = 1
+    widget.device.value = "cpu"
+    run_and_wait(qtbot, widget)
+    assert len(asked) == 1
+    assert widget.runner.last_error is None
+    assert json.loads((models_dir / "tiny-hyrisr.json").read_text())["arch"] == "aunet"
+
+
+def test_layer_choosers_follow_the_layer_list(make_napari_viewer, models_dir):
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    assert widget.noisy_layer.choices == ()
+    add_cube(viewer, np.zeros((N_BANDS, 6, 6)), "a")
+    add_cube(viewer, np.zeros((N_BANDS, 6, 6)), "b")
+    viewer.add_image(np.zeros((6, 6), dtype=np.float32), name="flat image")  # not spectral
+    assert widget.noisy_layer.choices == ("a", "b")
+    assert (widget.noisy_layer.value, widget.clean_layer.value) == ("a", "b")
+    viewer.layers["a"].name = "renamed"
+    assert "renamed" in widget.blank_layer.choices
+    viewer.layers.remove("b")
+    assert widget.hr_layers.choices == ("renamed",)
+    # a typed name is kept when the choices change
+    widget.model_name.value = "my-model"
+    add_cube(viewer, np.zeros((N_BANDS, 6, 6)), "c")
+    widget.noisy_layer.value = "c"
+    assert widget.model_name.value == "my-model"
+
+
+def test_a_failure_inside_training_is_reported_and_saves_nothing(qtbot, pair, models_dir, monkeypatch):
+    from napari_deeper.compute import Progress
+    from napari_deeper.training import denoise
+
+    def failing_steps(*args, **kwargs):
+        yield Progress(1, 10, "training", loss=0.5)
+        raise RuntimeError("device lost")
+
+    widget = TrainWidget(pair)
+    widget.base_model.value = "tiny-aunet"
+    monkeypatch.setattr(denoise, "finetune_denoiser_steps", failing_steps)
+
+    message = run_expecting_failure(qtbot, widget)
+
+    assert "training failed: device lost" in message
+    assert widget.runner.run_button.isEnabled()
+    assert widget.saved_path is None
+    assert saved_names(models_dir) == BASE_NAMES
