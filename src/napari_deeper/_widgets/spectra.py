@@ -412,7 +412,7 @@ class SpectraWidget(QWidget):
             if legend is not None:
                 legend.remove()
             if any(line.get_label() and not line.get_label().startswith("_") for line in self.axes.get_lines()):
-                self._style_legend(self.axes.legend(fontsize="x-small", loc="best"))
+                self._style_legend(self.axes.legend(fontsize="x-small", loc="upper right"))
         self.axes.relim(visible_only=True)
         self.axes.autoscale_view()
         self.canvas.draw_idle()

@@ -68,6 +68,29 @@ def fill_nonfinite(data, value: float = 0.0) -> tuple[np.ndarray, int]:
     return cube, count
 
 
+def _modpoly_fit(spectra, design, solve, iterations: int, tolerance: float) -> np.ndarray:
+    """Modified-polyfit baselines of ``(B, n)`` spectra; converged pixels drop out of the loop."""
+    baseline = np.empty_like(spectra)
+    work = spectra.copy()
+    fit = design @ (solve @ work)
+    pending = np.arange(spectra.shape[1])  # columns of work/fit are these pixels
+    for _ in range(iterations):
+        np.minimum(work, fit, out=work)
+        new_fit = design @ (solve @ work)
+        change = np.linalg.norm(new_fit - fit, axis=0)
+        scale = np.maximum(np.linalg.norm(fit, axis=0), np.finfo(np.float64).tiny)
+        fit = new_fit
+        converged = change < tolerance * scale
+        if converged.any():
+            baseline[:, pending[converged]] = fit[:, converged]
+            keep = ~converged
+            pending, work, fit = pending[keep], work[:, keep], fit[:, keep]
+            if pending.size == 0:
+                return baseline
+    baseline[:, pending] = fit
+    return baseline
+
+
 def remove_baseline_steps(
     data, wavenumbers=None, order: int = 3, iterations: int = 100, tolerance: float = 1e-3
 ) -> Steps[np.ndarray]:
@@ -92,20 +115,7 @@ def remove_baseline_steps(
     yield Progress(0, n_pixels, message)
     for pixels in chunks(n_pixels, size):
         spectra = flat[:, pixels].astype(np.float64)
-        work = spectra.copy()
-        fit = design @ (solve @ work)
-        active = np.arange(work.shape[1])  # pixels whose fit still moves
-        for _ in range(iterations):
-            clipped = np.minimum(work[:, active], fit[:, active])
-            work[:, active] = clipped
-            new_fit = design @ (solve @ clipped)
-            change = np.linalg.norm(new_fit - fit[:, active], axis=0)
-            scale = np.maximum(np.linalg.norm(fit[:, active], axis=0), np.finfo(np.float64).tiny)
-            fit[:, active] = new_fit
-            active = active[change / scale >= tolerance]
-            if active.size == 0:
-                break
-        corrected[:, pixels] = spectra - fit
+        corrected[:, pixels] = spectra - _modpoly_fit(spectra, design, solve, iterations, tolerance)
         yield Progress(pixels.stop, n_pixels, message)
     return corrected.reshape(cube.shape)
 
