@@ -107,14 +107,14 @@ def test_side_by_side_toggles_the_grid_with_linked_contrast_and_titles(widget):
     widget.candidates.value = ["noisy", "identical"]
     widget.side_by_side_button.click()
     shown = ["reference", "noisy", "identical"]
-    assert viewer.grid.enabled
+    assert viewer.canvas.grid.enabled
     assert [layer.name for layer in viewer.layers if layer.visible] == shown
     limits = {tuple(viewer.layers[name].contrast_limits) for name in shown}
     assert len(limits) == 1 and limits.pop()[1] == pytest.approx(5.0)
     assert all(viewer.layers[name].name_overlay.visible for name in shown)
 
     widget.normal_view_button.click()
-    assert not viewer.grid.enabled
+    assert not viewer.canvas.grid.enabled
     assert all(layer.visible for layer in viewer.layers)
     assert not any(layer.name_overlay.visible for layer in viewer.layers)
 

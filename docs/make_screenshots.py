@@ -1,0 +1,327 @@
+"""Regenerate the screenshots in docs/images/ from a real napari viewer.
+
+Every dock is opened the way a user opens it (the plugin's menu entry, i.e.
+``viewer.window.add_plugin_dock_widget``), on the plugin's sample data, set up and run as a user
+would (press Run, wait for the background worker), and the whole window is saved with its docks.
+Needs a display; on a server run it under a virtual one:
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshots.py
+
+``--only compare overview`` redoes some pages; widgets whose module is missing are skipped with a
+message. Images wider than ``--width`` pixels are scaled down and every PNG is kept under
+``--max-kb`` kilobytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+IMAGES = Path(__file__).resolve().parent / "images"
+PLUGIN = "napari-deeper"
+WINDOW = (1500, 940)
+WAIT_S = 600
+
+
+# ------------------------------------------------------------------------------------ helpers
+def settle(seconds: float = 0.6) -> None:
+    """Let Qt and the canvas process pending events and draw."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def run_and_wait(runner, timeout: float = WAIT_S) -> None:
+    """Press the runner's Run button and wait until its worker is done; raise if it failed."""
+    from qtpy.QtWidgets import QApplication
+
+    runner.run_button.click()
+    app = QApplication.instance()
+    start = time.perf_counter()
+    while runner.busy:
+        app.processEvents()
+        time.sleep(0.02)
+        if time.perf_counter() - start > timeout:
+            runner.cancel()
+            raise TimeoutError(f"the run did not finish within {timeout:.0f} s")
+    if runner.last_error is not None:
+        raise RuntimeError(f"the run failed: {runner.last_error}") from runner.last_error
+    settle()
+
+
+def open_samples(viewer, key: str) -> list:
+    """The plugin's sample (File > Open Sample > napari-deeper > ...): the layers it added."""
+    before = set(layer.name for layer in viewer.layers)
+    viewer.open_sample(PLUGIN, key)
+    return [layer for layer in viewer.layers if layer.name not in before]
+
+
+def dock(viewer, display_name: str):
+    """Open a dock the way the Plugins menu does; returns the widget."""
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, display_name)
+    settle(0.3)
+    return widget
+
+
+def reset(viewer) -> None:
+    """An empty viewer with no plugin docks, out of grid mode, 2-D."""
+    for name in list(viewer.window.dock_widgets):
+        viewer.window.remove_dock_widget(viewer.window.dock_widgets[name])
+    viewer.canvas.grid.enabled = False
+    viewer.layers.clear()
+    viewer.dims.ndisplay = 2
+    settle(0.2)
+
+
+def show_band(viewer, layer, wavenumber: float) -> None:
+    """Move the band slider to the band nearest ``wavenumber`` on ``layer``'s axis."""
+    axis = layer.metadata.get("wavenumbers")
+    if axis is None:
+        return
+    band = int(np.argmin(np.abs(np.asarray(axis) - wavenumber)))
+    world = layer.data_to_world((band, 0, 0))[0]
+    viewer.dims.set_point(0, world)
+
+
+def find(viewer, *words: str):
+    """The first layer whose name contains every word (case-insensitive)."""
+    for layer in viewer.layers:
+        if all(word.lower() in layer.name.lower() for word in words):
+            return layer
+    raise LookupError(f"no layer named like {' '.join(words)!r} among {[l.name for l in viewer.layers]}")
+
+
+def pin_centre(viewer, widget, offset=(0.0, 0.0)) -> None:
+    """Pin the spectra at the middle of the first layer (plus an offset in world units)."""
+    layer = viewer.layers[0]
+    _, ny, nx = layer.data.shape
+    centre = np.asarray(layer.data_to_world((0, ny / 2, nx / 2)))[1:] + np.asarray(offset)
+    widget.pin(tuple(centre))
+    settle(0.3)
+
+
+def save(viewer, path: Path, width: int, max_kb: int) -> Path:
+    """The whole window, docks included, as a PNG no wider than ``width`` and under ``max_kb``."""
+    from qtpy.QtCore import Qt
+
+    viewer.reset_view()
+    settle(0.8)
+    image = viewer.window._screenshot(flash=False, canvas_only=False)
+    if image.width() > width:
+        image = image.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        image.save(str(path), "PNG", 9)
+        if path.stat().st_size <= max_kb * 1024 or image.width() < 640:
+            break
+        image = image.scaledToWidth(int(image.width() * 0.85), Qt.TransformationMode.SmoothTransformation)
+    print(f"wrote {path} ({image.width()}x{image.height()}, {path.stat().st_size // 1024} KB)")
+    return path
+
+
+# ------------------------------------------------------------------------------- the pages
+def spectra_page(viewer):
+    open_samples(viewer, "denoise_pair")
+    widget = dock(viewer, "Spectra")
+    # the high-SNR scan: the live spectrum mid-cell, one pinned on the brightest lipid droplet
+    high = find(viewer, "high")
+    find(viewer, "low").visible = False
+    band = int(np.argmin(np.abs(high.metadata["wavenumbers"] - 1450)))
+    brightest = np.unravel_index(np.argmax(high.data[band]), high.data.shape[1:])
+    widget.pin(tuple(high.data_to_world((band, *brightest)))[1:])
+    _, ny, nx = high.data.shape
+    widget.update_live(tuple(high.data_to_world((band, ny / 2, nx / 2)))[1:])
+    widget.select_band(1435, 1465)
+    viewer.layers.selection.active = high
+    show_band(viewer, high, 1450)
+
+
+def peak_map_page(viewer):
+    layers = open_samples(viewer, "denoise_pair")
+    widget = dock(viewer, "Peak heatmap")
+    widget.layers.value = layers
+    widget.center.value = 1450.0
+    widget.width.value = 30.0
+    run_and_wait(widget.runner)
+    for layer in layers:
+        layer.visible = False
+    viewer.canvas.grid.enabled = True
+
+
+def preprocess_page(viewer):
+    layers = open_samples(viewer, "denoise_pair")
+    spectra = dock(viewer, "Spectra")
+    widget = dock(viewer, "Preprocess spectra")
+    widget.layer.value = layers[0]
+    widget.crop_start.value = 600.0
+    widget.crop_stop.value = 1750.0
+    widget.baseline.value = True
+    run_and_wait(widget.runner)
+    layers[1].visible = False
+    pin_centre(viewer, spectra)
+
+
+def cube_layout_page(viewer):
+    from napari_deeper.training.simulate import simulate_cell
+
+    cell = simulate_cell((48, 40), n_bands=300, photons=300, seed=2)
+    # a cube stored bands-last and opened as a plain image: the slider runs over rows
+    viewer.add_image(np.ascontiguousarray(cell.noisy.transpose(1, 2, 0)), name="cell (y, x, bands)")
+    widget = dock(viewer, "Cube layout")
+    widget.order.value = "yxb"
+    widget.remove_original.value = False
+    run_and_wait(widget.layout_runner)
+    find(viewer, "cell (y, x, bands)").visible = False
+
+
+def denoise_page(viewer):
+    layers = open_samples(viewer, "denoise_pair")
+    widget = dock(viewer, "Denoise")
+    low = find(viewer, "low")
+    widget.layer.value = low
+    methods = [name for name in widget.methods.choices if name in ("resunet", "aunet", "savgol", "pca")]
+    widget.methods.value = methods or list(widget.methods.choices)[:2]
+    run_and_wait(widget.runner)
+    show_band(viewer, layers[0], 1450)
+    side_by_side = getattr(widget, "side_by_side_button", None)
+    if side_by_side is not None:
+        side_by_side.click()
+
+
+def superres_page(viewer):
+    open_samples(viewer, "superres_pair")
+    widget = dock(viewer, "Super-resolve")
+    widget.layer.value = find(viewer, "LR")
+    methods = [name for name in widget.methods.choices if name in ("hyrisr", "bicubic")]
+    widget.methods.value = methods or list(widget.methods.choices)[:2]
+    run_and_wait(widget.runner)
+    show_band(viewer, viewer.layers[0], 1450)
+    side_by_side = getattr(widget, "side_by_side_button", None)
+    if side_by_side is not None:
+        side_by_side.click()
+
+
+def train_page(viewer):
+    open_samples(viewer, "denoise_pair")
+    widget = dock(viewer, "Fine-tune models")
+    widget.noisy_layer.value = find(viewer, "low").name if isinstance(
+        widget.noisy_layer.choices[0], str
+    ) else find(viewer, "low")
+    settle(0.5)
+
+
+def unmix_page(viewer):
+    open_samples(viewer, "denoise_pair")
+    widget = dock(viewer, "Unmix (VCA + NNLS)")
+    high = find(viewer, "high")
+    widget.source.value = high
+    widget.targets.value = list(widget.targets.choices)
+    widget.n_endmembers.value = 5
+    run_and_wait(widget.runner)
+
+
+def _denoised_versions(viewer):
+    """The low/high-SNR sample plus a deep and a classical denoising of the low-SNR layer."""
+    import napari_deeper as nd
+    from napari_deeper.denoise import DEFAULT
+
+    open_samples(viewer, "denoise_pair")
+    low, high = find(viewer, "low"), find(viewer, "high")
+    for method in (DEFAULT, "pca"):
+        data = nd.denoise(low.data, method=method, wavenumbers=low.metadata["wavenumbers"])
+        viewer.add_image(
+            data,
+            name=f"{low.name} · {method}",
+            metadata={"wavenumbers": low.metadata["wavenumbers"]},
+            axis_labels=low.axis_labels,
+            units=low.units,
+            colormap=low.colormap.name,
+        )
+    return low, high
+
+
+def compare_page(viewer):
+    low, high = _denoised_versions(viewer)
+    widget = dock(viewer, "Compare")
+    widget.reference.value = high.name
+    run_and_wait(widget.runner)
+    psnr = widget.column_titles().index("PSNR (dB)")
+    from qtpy.QtCore import Qt
+
+    widget.table.sortByColumn(psnr, Qt.SortOrder.DescendingOrder)
+    show_band(viewer, high, 1450)
+    widget.side_by_side_button.click()
+
+
+def overview_page(viewer):
+    low, high = _denoised_versions(viewer)
+    spectra = dock(viewer, "Spectra")
+    compare = dock(viewer, "Compare")
+    compare.reference.value = high.name
+    show_band(viewer, high, 1450)
+    compare.side_by_side_button.click()
+    pin_centre(viewer, spectra)
+
+
+# (page / image name, module that must exist, function)
+PAGES = (
+    ("spectra", "spectra", spectra_page),
+    ("peak-map", "peak_map", peak_map_page),
+    ("preprocess", "preprocess", preprocess_page),
+    ("cube-layout", "cube_layout", cube_layout_page),
+    ("denoise", "denoise", denoise_page),
+    ("superres", "superres", superres_page),
+    ("train", "train", train_page),
+    ("unmix", "unmix", unmix_page),
+    ("compare", "compare", compare_page),
+    ("overview", "compare", overview_page),
+)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", default=None, help="page names to redo (all)")
+    parser.add_argument("--out", type=Path, default=IMAGES, help="output folder (docs/images)")
+    parser.add_argument("--width", type=int, default=1500, help="largest image width in pixels")
+    parser.add_argument("--max-kb", type=int, default=300, help="largest PNG size in kilobytes")
+    args = parser.parse_args(argv)
+
+    import napari
+    import torch
+
+    torch.set_num_threads(1)
+    viewer = napari.Viewer(show=True, title="napari-deeper")
+    viewer.window.resize(*WINDOW)
+    settle(1.0)
+    failures = []
+    for name, module, make in PAGES:
+        if args.only and name not in args.only:
+            continue
+        if importlib.util.find_spec(f"napari_deeper._widgets.{module}") is None:
+            print(f"skipped {name}: napari_deeper._widgets.{module} does not exist yet")
+            continue
+        reset(viewer)
+        try:
+            make(viewer)
+        except Exception as error:  # noqa: BLE001 - report every page, then fail at the end
+            print(f"FAILED {name}: {error!r}", file=sys.stderr)
+            failures.append(name)
+            continue
+        save(viewer, args.out / f"{name}.png", args.width, args.max_kb)
+    viewer.close()
+    if failures:
+        print(f"pages that failed: {', '.join(failures)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
