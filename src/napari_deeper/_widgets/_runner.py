@@ -57,7 +57,7 @@ class Runner(QWidget):
             show_info("A run is already in progress; cancel it or wait for it to finish.")
             return None
         self.last_error = None
-        worker = thread_worker(steps_factory, start_thread=False)(*args, **kwargs)
+        worker = thread_worker(steps_factory, start_thread=False, ignore_errors=True)(*args, **kwargs)
         worker.yielded.connect(self._on_progress)
         if on_progress is not None:
             worker.yielded.connect(on_progress)
