@@ -1,0 +1,252 @@
+"""Super-resolve dock widget: upscale a spectral layer 2-4x with one or more methods.
+
+Pick the input layer, the scale and the methods to run (interpolation baselines, the shipped
+networks and any fine-tuned model), and a device. *Run* computes every ticked method in a worker
+(:func:`napari_deeper.superres.upscale_steps`); each result becomes a layer
+``"<input> · <method> ×f"`` with pixels ``f`` times smaller and the matching translate, so it
+overlays the input in world coordinates (output pixel ``f*i + f//2`` on input pixel ``i``), and
+with its provenance in ``metadata["napari_deeper"]``. *Side by side* shows the input and the
+results in napari's grid.
+
+*Fast scan restore* is the DeepeR pipeline for a fast, noisy, coarse scan: denoise (default
+method) then super-resolve (default method). Both the denoised and the final layer are kept so
+each step can be compared, and the equivalent imaging-time saving is shown: ``f²`` fewer points
+times the exposure ratio (how many times shorter each point's dwell was than the reference).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from .. import compute
+from ..superres import DEFAULT, SCALES, available_methods, restore_steps, upscale_steps
+from ._layers import (
+    cube_layer_kwargs,
+    provenance,
+    restore_view,
+    result_name,
+    show_side_by_side,
+    spectral_layers,
+    wavenumbers_of,
+)
+from ._runner import Runner
+
+DEFAULT_SELECTION = ("bicubic", DEFAULT)
+
+
+def _device_choices() -> list[str]:
+    import torch
+
+    choices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        choices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+def upscale_many_steps(data: np.ndarray, scale: int, methods: list[str], wavenumbers, device):
+    """Run every method in turn; return ``{method: (B, Y*f, X*f) cube}`` (all or nothing)."""
+    results = {}
+    n = len(methods)
+    for index, method in enumerate(methods):
+        inner = upscale_steps(data, scale, method, wavenumbers, device)
+        while True:
+            try:
+                progress = next(inner)
+            except StopIteration as stop:
+                results[method] = stop.value
+                break
+            done = int(round(1000 * (index + progress.fraction)))
+            yield compute.Progress(done, 1000 * n, f"{method} ({index + 1}/{n}): {progress.message}")
+    return results
+
+
+def _refuse(runner: Runner, error: Exception) -> None:
+    """Report a problem found before starting (no worker, no layers)."""
+    runner.last_error = error
+    runner.status.setText(f"Failed: {error}")
+    show_error(f"napari-deeper: {error}")
+
+
+def result_layer_name(source_name: str, method: str, scale: int) -> str:
+    return result_name(source_name, f"{method} ×{scale}")
+
+
+class SuperResWidget(QWidget):
+    """Input layer, scale, methods, device, Run/Cancel; and the fast-scan-restore pipeline."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.last_results: list = []
+
+        self.input_layer = ComboBox(label="Input", choices=[])
+        self.scale = ComboBox(label="Scale", choices=list(SCALES), value=2)
+        self.methods = Select(label="Methods", choices=[])
+        self.device = ComboBox(label="Device", choices=_device_choices(), value="auto")
+        self.side_by_side = CheckBox(text="Side by side (input and results in a grid)")
+        self.controls = Container(
+            widgets=[self.input_layer, self.scale, self.methods, self.device, self.side_by_side]
+        )
+        self.runner = Runner("Run")
+
+        self.exposure_ratio = FloatSpinBox(
+            label="Exposure ratio", value=1.0, min=1.0, max=10000.0, step=1.0,
+            tooltip="reference dwell time / this scan's dwell time (1 if the same)",
+        )
+        self.restore_info = Label(value="")
+        self.restore_controls = Container(widgets=[self.exposure_ratio, self.restore_info])
+        self.restore_runner = Runner("Fast scan restore")
+        self.restore_runner.run_button.setToolTip(
+            "denoise (default method), then super-resolve (default method); keeps both layers"
+        )
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.controls.native)
+        layout.addWidget(self.runner)
+        layout.addWidget(Label(value="<b>Fast scan restore</b> (noisy, coarse scan)").native)
+        layout.addWidget(self.restore_controls.native)
+        layout.addWidget(self.restore_runner)
+        layout.addStretch(1)
+
+        self.runner.run_button.clicked.connect(self.run)
+        self.restore_runner.run_button.clicked.connect(self.fast_scan_restore)
+        self.side_by_side.changed.connect(self._toggle_side_by_side)
+        self.scale.changed.connect(self._update_saving)
+        self.exposure_ratio.changed.connect(self._update_saving)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self.refresh_methods()
+        self._update_saving()
+
+    # ------------------------------------------------------------------------------ choices
+    def _refresh_layers(self, event=None) -> None:
+        names = [layer.name for layer in spectral_layers(self.viewer)]
+        current = self.input_layer.value
+        self.input_layer.choices = names
+        if current in names:
+            self.input_layer.value = current
+        elif names:
+            self.input_layer.value = names[0]
+
+    def refresh_methods(self) -> None:
+        """Re-read the methods (a newly fine-tuned model shows up here)."""
+        selected = list(self.methods.value) or list(DEFAULT_SELECTION)
+        names = list(available_methods())
+        self.methods.choices = names
+        self.methods.value = [name for name in selected if name in names]
+
+    def _source(self):
+        name = self.input_layer.value
+        if name is None or name not in self.viewer.layers:
+            raise ValueError("choose an input layer (a spectral cube)")
+        return self.viewer.layers[name]
+
+    def _update_saving(self, value=None) -> None:
+        f = int(self.scale.value)
+        ratio = float(self.exposure_ratio.value)
+        self.restore_info.value = (
+            f"Imaging-time saving: {f * f * ratio:g}x ({f}x{f} fewer points"
+            + (f" x {ratio:g} shorter exposure)" if ratio != 1 else ")")
+        )
+
+    # ---------------------------------------------------------------------------- super-resolve
+    def run(self) -> None:
+        """Upscale the input with every ticked method, in a worker."""
+        try:
+            source = self._source()
+            methods = list(self.methods.value)
+            if not methods:
+                raise ValueError("tick at least one method")
+        except ValueError as error:
+            _refuse(self.runner, error)
+            return
+        scale = int(self.scale.value)
+        device = self.device.value
+        self.runner.start(
+            upscale_many_steps,
+            lambda results: self._add_results(source, scale, device, results),
+            np.asarray(source.data), scale, methods, wavenumbers_of(source), device,
+        )
+
+    def _record(self, source, operation: str, params: dict, method: str | None = None) -> dict:
+        extra = {}
+        methods = available_methods()
+        if method in methods and methods[method].kind == "network":
+            from ..models import find_model
+
+            info = find_model(methods[method].model)
+            extra = {"model": info.name, "model_arch": info.arch,
+                     "model_shipped": info.shipped, "model_card": str(info.path.with_suffix(".json"))}
+        return provenance(operation, source, params, **extra)
+
+    def _add_results(self, source, scale: int, device, results: dict) -> None:
+        layers = []
+        for method, cube in results.items():
+            record = self._record(source, "superres", {"method": method, "scale": scale,
+                                                        "device": device}, method)
+            kwargs = cube_layer_kwargs(source, result_layer_name(source.name, method, scale),
+                                       record, scale_factor=scale)
+            layers.append(self.viewer.add_image(cube, **kwargs))
+        self.last_results = [source, *layers]
+        if self.side_by_side.value:
+            show_side_by_side(self.viewer, self.last_results)
+
+    def _toggle_side_by_side(self, on: bool) -> None:
+        if on and self.last_results:
+            alive = [layer for layer in self.last_results if layer in self.viewer.layers]
+            show_side_by_side(self.viewer, alive)
+        elif not on:
+            restore_view(self.viewer)
+
+    # ---------------------------------------------------------------------- fast scan restore
+    def fast_scan_restore(self) -> None:
+        """Denoise, then super-resolve the input; keep both layers; show the time saving."""
+        try:
+            source = self._source()
+        except ValueError as error:
+            _refuse(self.restore_runner, error)
+            return
+        scale = int(self.scale.value)
+        ratio = float(self.exposure_ratio.value)
+        device = self.device.value
+        self.restore_runner.start(
+            restore_steps,
+            lambda result: self._add_restored(source, device, result),
+            np.asarray(source.data), scale, None, None, wavenumbers_of(source), device, ratio,
+        )
+
+    def _add_restored(self, source, device, result) -> None:
+        params = {"scale": result.scale, "denoise_method": result.denoise_method,
+                  "upscale_method": result.upscale_method, "exposure_ratio": result.exposure_ratio,
+                  "device": device}
+        denoised_name = result_name(source.name, result.denoise_method)
+        denoised_record = provenance("denoise", source, {"method": result.denoise_method,
+                                                         "device": device},
+                                     pipeline="fast_scan_restore")
+        denoised = self.viewer.add_image(
+            result.denoised, **cube_layer_kwargs(source, denoised_name, denoised_record)
+        )
+        final_record = self._record(source, "fast_scan_restore", params, result.upscale_method)
+        final_record["time_saving"] = result.time_saving
+        final_record["intermediate"] = denoised.name
+        final = self.viewer.add_image(
+            result.upscaled,
+            **cube_layer_kwargs(
+                source, result_layer_name(denoised.name, result.upscale_method, result.scale),
+                final_record, scale_factor=result.scale,
+            ),
+        )
+        self.last_results = [source, denoised, final]
+        self.restore_info.value = (
+            f"Imaging-time saving: {result.time_saving:g}x "
+            f"({result.scale}x{result.scale} fewer points x {result.exposure_ratio:g} shorter exposure)"
+        )
+        if self.side_by_side.value:
+            show_side_by_side(self.viewer, self.last_results)

@@ -1,0 +1,288 @@
+"""Super-resolution core: grid alignment, shapes, any band count, tiling, units, fine-tuning, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_deeper as nd
+from napari_deeper import compute
+from napari_deeper.superres import METHODS, available_methods, restore_steps, upscale, upscale_steps
+from napari_deeper.superres.interpolation import lr_coordinates
+
+INTERPOLATION = ["nearest", "bilinear", "bicubic"]
+SCALES = [2, 3, 4]
+TINY = {"n_components": 4, "features": 8, "groups": 1, "blocks": 1, "reduction": 4}
+
+
+@pytest.fixture
+def user_models(tmp_path, monkeypatch):
+    """An empty user-model folder, so tests never touch the real one."""
+    folder = tmp_path / "models"
+    monkeypatch.setenv("NAPARI_DEEPER_MODELS", str(folder))
+    return folder
+
+
+def _tiny_model(name: str, folder, seed: int = 0, tail_std: float = 0.05):
+    """Save a tiny HyRISR whose output layer is random (an untrained one is exactly bicubic)."""
+    import torch
+
+    from napari_deeper.models import build, save_model
+
+    torch.manual_seed(seed)
+    model = build("hyrisr", TINY)
+    for head in model.heads.heads.values():
+        torch.nn.init.normal_(head.tail.weight, std=tail_std)
+    save_model(model, name, "hyrisr", TINY, {"task": "superres", "scales": [2, 3, 4]}, folder)
+    return model
+
+
+def _shipped(name: str) -> None:
+    from napari_deeper.models import list_models
+
+    if name not in {info.name for info in list_models(task="superres") if info.shipped}:
+        pytest.skip(f"shipped weights {name!r} are not in the package")
+
+
+# --- alignment ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("method", INTERPOLATION)
+def test_output_pixel_on_grid_equals_input(method, scale, rng):
+    data = rng.random((3, 7, 9), dtype=np.float32)
+    out = upscale(data, scale, method)
+    assert out.shape == (3, 7 * scale, 9 * scale)
+    np.testing.assert_allclose(out[:, scale // 2::scale, scale // 2::scale], data, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_bright_pixel_lands_on_its_grid_position(scale):
+    data = np.zeros((1, 9, 9), dtype=np.float32)
+    data[0, 4, 3] = 1.0
+    expected = (scale * 4 + scale // 2, scale * 3 + scale // 2)
+    nearest = upscale(data, scale, "nearest")[0]
+    assert nearest.sum() == scale * scale
+    assert np.all(nearest[4 * scale:5 * scale, 3 * scale:4 * scale] == 1.0)
+    for method in ("bilinear", "bicubic"):
+        out = upscale(data, scale, method)[0]
+        assert np.unravel_index(np.argmax(out), out.shape) == expected, method
+        # symmetric around the peak: the interpolation is not shifted by a sub-pixel
+        y, x = expected
+        np.testing.assert_allclose(out[y - 1, x], out[y + 1, x], atol=1e-6)
+        np.testing.assert_allclose(out[y, x - 1], out[y, x + 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_linear_ramp_is_reproduced_between_samples(scale):
+    n = 16
+    ramp = np.broadcast_to(np.arange(n, dtype=np.float32), (2, n, n)).copy()
+    coords = lr_coordinates(n * scale, scale)
+    inside = (coords >= 0) & (coords <= n - 1)
+    bilinear = upscale(ramp, scale, "bilinear")[0, 0]
+    np.testing.assert_allclose(bilinear[inside], coords[inside], atol=1e-5)
+    # beyond the outer samples bilinear holds the edge value (no extrapolation overshoot)
+    assert bilinear.min() == 0.0 and bilinear.max() == n - 1
+    interior = inside & (coords >= 3) & (coords <= n - 4)
+    bicubic = upscale(ramp, scale, "bicubic")[0, 0]
+    np.testing.assert_allclose(bicubic[interior], coords[interior], atol=5e-3)
+    assert bicubic.min() > -0.2 and bicubic.max() < n - 1 + 0.2
+
+
+def test_network_keeps_the_grid():
+    _shipped("hyrisr")
+    y, x = np.mgrid[0:24, 0:24]
+    blob = np.exp(-((y - 11) ** 2 + (x - 8) ** 2) / (2 * 1.5**2)).astype(np.float32)
+    spectra = np.stack([np.sin(np.linspace(0, 3, 40)) + 1.5, np.cos(np.linspace(0, 5, 40)) + 1.5])
+    cube = np.tensordot(spectra[0], blob, 0) + np.tensordot(spectra[1], 0.2 + 0 * blob, 0)
+    for scale in SCALES:
+        out = upscale(cube.astype(np.float32), scale, "hyrisr", device="cpu")
+        band = out[np.argmax(spectra[0] - spectra[1])]
+        peak = np.unravel_index(np.argmax(band), band.shape)
+        assert peak == (scale * 11 + scale // 2, scale * 8 + scale // 2), scale
+
+
+# --- shapes, band counts, units ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bands", [1, 3, 37])
+def test_any_band_count_every_method(bands, user_models, rng):
+    _tiny_model("tiny", user_models)
+    data = rng.random((bands, 6, 5), dtype=np.float32)
+    for method in [*INTERPOLATION, "tiny"]:
+        for scale in SCALES:
+            out = upscale(data, scale, method, device="cpu")
+            assert out.shape == (bands, 6 * scale, 5 * scale) and out.dtype == np.float32
+            assert np.all(np.isfinite(out))
+
+
+def test_five_hundred_bands_with_shipped_networks(rng):
+    for name in ("hyrisr", "srresnet"):
+        _shipped(name)
+        data = rng.random((500, 12, 10), dtype=np.float32)
+        out = upscale(data, 2, name, device="cpu")
+        assert out.shape == (500, 24, 20)
+
+
+def test_untrained_network_is_exactly_bicubic(user_models, rng):
+    from napari_deeper.models import build, save_model
+
+    model = build("hyrisr", TINY)
+    save_model(model, "zero", "hyrisr", TINY, {"task": "superres"}, user_models)
+    data = rng.random((20, 9, 8), dtype=np.float32)
+    np.testing.assert_allclose(upscale(data, 3, "zero"), upscale(data, 3, "bicubic"), atol=1e-5)
+
+
+def test_units_and_offsets_come_back(user_models, rng):
+    _tiny_model("tiny", user_models)
+    data = rng.random((30, 10, 10), dtype=np.float32)
+    base = upscale(data, 2, "tiny")
+    assert np.abs(base - upscale(data, 2, "bicubic")).max() > 1e-3  # the network does something
+    scaled = upscale(data * 1000.0 + 50.0, 2, "tiny")
+    np.testing.assert_allclose(scaled, base * 1000.0 + 50.0, rtol=1e-4, atol=2e-2)
+
+
+def test_input_is_not_modified(user_models, rng):
+    _tiny_model("tiny", user_models)
+    data = rng.random((5, 8, 8), dtype=np.float32)
+    copy = data.copy()
+    for method in [*INTERPOLATION, "tiny"]:
+        upscale(data, 2, method)
+    np.testing.assert_array_equal(data, copy)
+
+
+# --- tiling ------------------------------------------------------------------------------------
+
+
+def test_tiled_equals_untiled_within_tolerance(user_models, rng):
+    _tiny_model("tiny", user_models, tail_std=0.2)
+    y, x = np.mgrid[0:40, 0:36]
+    maps = np.stack([np.sin(y / 3.0) * np.cos(x / 4.0), (y + x) / 76.0, rng.random((40, 36))])
+    cube = np.tensordot(rng.random((25, 3)), maps, 1).astype(np.float32)
+    whole = upscale(cube, 2, "tiny", tile=512)
+    tiled = upscale(cube, 2, "tiny", tile=12, overlap=8)
+    correction = np.abs(whole - upscale(cube, 2, "bicubic")).max()
+    assert correction > 1e-2
+    assert np.abs(tiled - whole).max() < 0.05 * correction
+
+
+def test_tiled_shipped_model_has_no_seams(rng):
+    _shipped("hyrisr")
+    y, x = np.mgrid[0:48, 0:48]
+    maps = np.stack([np.sin(y / 4.0) * np.cos(x / 5.0) + 1, ((y - 20) ** 2 + (x - 30) ** 2 < 90) * 1.0])
+    cube = np.tensordot(rng.random((50, 2)), maps, 1).astype(np.float32)
+    whole = upscale(cube, 2, "hyrisr", device="cpu", tile=512)
+    tiled = upscale(cube, 2, "hyrisr", device="cpu", tile=16)
+    correction = np.abs(whole - upscale(cube, 2, "bicubic")).max()
+    assert np.abs(tiled - whole).max() < 0.05 * correction + 1e-6
+
+
+def test_progress_is_reported():
+    data = np.ones((70, 5, 5), dtype=np.float32)
+    seen = []
+    compute.run(upscale_steps(data, 2, "bilinear"), seen.append)
+    assert seen and seen[-1].done == seen[-1].total
+
+
+# --- registry, fine-tuning ---------------------------------------------------------------------
+
+
+def test_registry_lists_methods_with_schemas(user_models):
+    assert {"nearest", "bilinear", "bicubic", "hyrisr", "srresnet"} <= set(METHODS)
+    assert METHODS["hyrisr"].params["tile"]["default"] > 0
+    _tiny_model("my-cells", user_models)
+    assert "my-cells" in available_methods()
+    assert nd.upscale is upscale
+
+
+def test_finetune_loop_runs_and_saves_a_method(user_models, rng):
+    from napari_deeper.models import save_model
+    from napari_deeper.training.superres import finetune_upscaler_steps
+
+    _tiny_model("tiny-base", user_models, tail_std=0.0)
+    y, x = np.mgrid[0:32, 0:32]
+    maps = np.stack([(np.hypot(y - 15, x - 17) < 9) * 1.0, np.sin(x / 3.0)])
+    hr = np.tensordot(rng.random((12, 2)) + 0.1, maps, 1).astype(np.float32)
+    progress = []
+    model, card = compute.run(
+        finetune_upscaler_steps("tiny-base", hr, scale=2, steps=6, lr=1e-3, device="cpu"),
+        progress.append,
+    )
+    assert [p.done for p in progress] == list(range(7))
+    assert all(p.loss is not None and np.isfinite(p.loss) for p in progress[1:])
+    assert card["task"] == "superres" and card["base_model"] == "tiny-base"
+    assert card["fine_tuned_scale"] == 2 and card["training"]["steps"] == 6
+    save_model(model, "tiny-tuned", "hyrisr", TINY, card, user_models)
+    assert "tiny-tuned" in available_methods()
+    out = upscale(hr[:, 1::2, 1::2], 2, "tiny-tuned")
+    assert out.shape == hr.shape
+    assert np.abs(out - upscale(hr[:, 1::2, 1::2], 2, "bicubic")).max() > 0  # weights changed
+
+
+def test_finetune_rejects_tiny_images(user_models):
+    from napari_deeper.training.superres import finetune_upscaler_steps
+
+    _tiny_model("tiny-base", user_models)
+    with pytest.raises(ValueError, match="too small to fine-tune"):
+        compute.run(finetune_upscaler_steps("tiny-base", np.ones((4, 10, 10), np.float32), scale=4))
+
+
+# --- pipeline ----------------------------------------------------------------------------------
+
+
+def test_fast_scan_restore_returns_both_stages(user_models, rng):
+    _tiny_model("tiny", user_models)
+    lr = (rng.random((40, 8, 9)) + 1.0).astype(np.float32)
+    result = compute.run(restore_steps(lr, 3, upscale_method="tiny", exposure_ratio=10))
+    assert result.denoised.shape == lr.shape
+    assert result.upscaled.shape == (40, 24, 27)
+    assert result.time_saving == pytest.approx(90.0)
+    assert result.upscale_method == "tiny"
+    np.testing.assert_allclose(result.upscaled, upscale(result.denoised, 3, "tiny"), atol=1e-5)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1, 5, 2.5, "two", None])
+def test_bad_scale(scale):
+    with pytest.raises(ValueError, match="scale must be 2, 3 or 4"):
+        upscale(np.ones((2, 4, 4), np.float32), scale, "bicubic")
+
+
+def test_bad_inputs_have_clear_messages():
+    good = np.ones((3, 6, 6), np.float32)
+    bad = good.copy()
+    bad[0, 1, 1] = np.nan
+    bad[1, 2, 2] = np.inf
+    with pytest.raises(ValueError, match="1 NaN and 1 Inf"):
+        upscale(bad, 2, "bicubic")
+    with pytest.raises(ValueError, match="at least 2 x 2"):
+        upscale(np.ones((3, 1, 6), np.float32), 2, "nearest")
+    with pytest.raises(ValueError, match="unknown method"):
+        upscale(good, 2, "lanczos")
+    with pytest.raises(ValueError, match="does not take"):
+        upscale(good, 2, "bicubic", tile=16)
+    with pytest.raises(ValueError, match="tile must be between"):
+        upscale(good, 2, "hyrisr", tile=2)
+    with pytest.raises(ValueError, match="3-D"):
+        upscale(np.ones((6, 6), np.float32), 2, "bicubic")
+    with pytest.raises(ValueError, match="wavenumbers"):
+        upscale(good, 2, "bicubic", wavenumbers=np.arange(5))
+    with pytest.raises(ValueError, match="exposure_ratio"):
+        compute.run(restore_steps(good, 2, exposure_ratio=0.5))
+
+
+def test_missing_gpu_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present, so asking for one is not an error here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        upscale(np.ones((3, 6, 6), np.float32), 2, "hyrisr", device="cuda")
+
+
+def test_constant_cube_passes_through(user_models):
+    _tiny_model("tiny", user_models)
+    out = upscale(np.full((4, 5, 5), 7.0, np.float32), 4, "tiny")
+    np.testing.assert_allclose(out, 7.0, atol=1e-5)

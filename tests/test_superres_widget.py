@@ -1,0 +1,130 @@
+"""The Super-resolve widget in a real viewer: methods, alignment, provenance, pipeline, cancel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_deeper._widgets.superres import SuperResWidget
+
+pytestmark = pytest.mark.gui
+
+WAVENUMBERS = np.linspace(600, 1800, 16)
+TINY = {"n_components": 4, "features": 8, "groups": 1, "blocks": 1, "reduction": 4}
+
+
+@pytest.fixture
+def tiny_model(tmp_path, monkeypatch):
+    """A small fine-tuned-style model in a throw-away user folder, named "tiny"."""
+    import torch
+
+    from napari_deeper.models import build, save_model
+
+    monkeypatch.setenv("NAPARI_DEEPER_MODELS", str(tmp_path / "models"))
+    torch.manual_seed(0)
+    model = build("hyrisr", TINY)
+    for head in model.heads.heads.values():
+        torch.nn.init.normal_(head.tail.weight, std=0.05)
+    save_model(model, "tiny", "hyrisr", TINY, {"task": "superres"}, tmp_path / "models")
+    return "tiny"
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer, tiny_model):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:12, 0:14]
+    spot = np.exp(-((yy - 6) ** 2 + (xx - 7) ** 2) / 6.0)
+    cube = (np.tensordot(1 + np.sin(np.linspace(0, 3, 16)), spot, 0)
+            + 0.01 * rng.random((16, 12, 14))).astype(np.float32)
+    viewer.add_image(cube, name="scan", scale=(1, 0.5, 0.5), translate=(0, 3.0, -2.0),
+                     metadata={"wavenumbers": WAVENUMBERS})
+    viewer.add_image(np.ones((5, 5), np.float32), name="flat 2-D")  # not spectral: not offered
+    return viewer, SuperResWidget(viewer)
+
+
+def wait(qtbot, runner, timeout=60000):
+    qtbot.waitUntil(lambda: not runner.busy, timeout=timeout)
+
+
+def test_two_methods_make_aligned_layers_with_provenance(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    assert list(widget.input_layer.choices) == ["scan"]
+    assert "tiny" in widget.methods.choices and "bicubic" in widget.methods.choices
+    widget.scale.value = 3
+    widget.methods.value = ["nearest", "tiny"]
+    widget.runner.run_button.click()
+    wait(qtbot, widget.runner)
+    assert widget.runner.last_error is None, widget.runner.last_error
+
+    source = viewer.layers["scan"]
+    for method in ("nearest", "tiny"):
+        layer = viewer.layers[f"scan · {method} ×3"]
+        assert layer.data.shape == (16, 36, 42)
+        np.testing.assert_array_equal(layer.metadata["wavenumbers"], WAVENUMBERS)
+        record = layer.metadata["napari_deeper"]
+        assert record["operation"] == "superres" and record["source"] == "scan"
+        assert record["params"]["method"] == method and record["params"]["scale"] == 3
+        for i, j in [(0, 0), (5, 9), (11, 13)]:
+            here = layer.data_to_world((4, 3 * i + 1, 3 * j + 1))
+            there = source.data_to_world((4, i, j))
+            np.testing.assert_allclose(here, there, atol=1e-9)
+    assert viewer.layers["scan · tiny ×3"].metadata["napari_deeper"]["model"] == "tiny"
+    nearest = viewer.layers["scan · nearest ×3"].data
+    np.testing.assert_array_equal(nearest[:, 1::3, 1::3], source.data)
+
+    widget.side_by_side.value = True
+    assert viewer.grid.enabled
+    assert [layer.name for layer in viewer.layers if layer.visible] == [
+        "scan", "scan · nearest ×3", "scan · tiny ×3"]
+    widget.side_by_side.value = False
+    assert not viewer.grid.enabled
+
+
+def test_fast_scan_restore_keeps_both_layers(qtbot, viewer_and_widget, monkeypatch):
+    viewer, widget = viewer_and_widget
+    monkeypatch.setattr("napari_deeper.superres.DEFAULT", "tiny")
+    widget.scale.value = 2
+    widget.exposure_ratio.value = 10
+    assert "20x" in widget.restore_info.value
+    before = len(viewer.layers)
+    widget.restore_runner.run_button.click()
+    wait(qtbot, widget.restore_runner)
+    assert widget.restore_runner.last_error is None, widget.restore_runner.last_error
+    assert len(viewer.layers) == before + 2
+    denoised, final = viewer.layers[-2], viewer.layers[-1]
+    assert denoised.data.shape == (16, 12, 14) and final.data.shape == (16, 24, 28)
+    record = final.metadata["napari_deeper"]
+    assert record["operation"] == "fast_scan_restore"
+    assert record["time_saving"] == pytest.approx(40.0)
+    assert record["intermediate"] == denoised.name
+    assert denoised.metadata["napari_deeper"]["pipeline"] == "fast_scan_restore"
+    np.testing.assert_allclose(final.data_to_world((0, 5, 7)), denoised.data_to_world((0, 2, 3)))
+    assert "40x" in widget.restore_info.value
+
+
+def test_cancel_leaves_no_layers(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    viewer.layers["scan"].data = np.random.default_rng(0).random((16, 60, 60)).astype(np.float32)
+    widget.scale.value = 4
+    widget.methods.value = ["bicubic", "tiny", "bilinear"]
+    before = [layer.name for layer in viewer.layers]
+    widget.runner.run_button.click()
+    widget.runner.cancel_button.click()
+    wait(qtbot, widget.runner)
+    assert [layer.name for layer in viewer.layers] == before
+    assert widget.runner.last_error is None
+
+
+def test_bad_choice_is_reported_without_layers(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    widget.methods.value = []
+    before = len(viewer.layers)
+    widget.runner.run_button.click()
+    assert "at least one method" in str(widget.runner.last_error)
+    viewer.layers["scan"].data = np.ones((16, 1, 14), np.float32)
+    widget.methods.value = ["bicubic"]
+    widget.runner.run_button.click()
+    wait(qtbot, widget.runner)
+    assert "at least 2 x 2" in str(widget.runner.last_error)
+    assert len(viewer.layers) == before
