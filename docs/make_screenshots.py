@@ -130,19 +130,25 @@ def save(viewer, path: Path, width: int, max_kb: int) -> Path:
 
 # ------------------------------------------------------------------------------- the pages
 def spectra_page(viewer):
-    open_samples(viewer, "denoise_pair")
-    widget = dock(viewer, "Spectra")
-    # the high-SNR scan: the live spectrum mid-cell, one pinned on the brightest lipid droplet
-    high = find(viewer, "high")
-    find(viewer, "low").visible = False
-    band = int(np.argmin(np.abs(high.metadata["wavenumbers"] - 1450)))
-    brightest = np.unravel_index(np.argmax(high.data[band]), high.data.shape[1:])
-    widget.pin(tuple(high.data_to_world((band, *brightest)))[1:])
-    _, ny, nx = high.data.shape
-    widget.update_live(tuple(high.data_to_world((band, ny / 2, nx / 2)))[1:])
-    widget.select_band(1435, 1465)
-    viewer.layers.selection.active = high
-    show_band(viewer, high, 1450)
+    from qtpy.QtCore import Qt
+
+    open_samples(viewer, "superres_pair")
+    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Spectra")
+    viewer.window._qt_window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock_widget)
+    hr = find(viewer, "HR")
+    band = int(np.argmin(np.abs(hr.metadata["wavenumbers"] - 1450)))
+    bright = np.unravel_index(np.argmax(hr.data[band]), hr.data.shape[1:])
+    _, ny, nx = hr.data.shape
+    widget.pin(tuple(hr.data_to_world((band, *bright)))[1:])
+    widget.update_live(tuple(hr.data_to_world((band, ny / 2, nx / 2)))[1:])
+    rectangle = np.array([[ny * 0.55, nx * 0.35], [ny * 0.7, nx * 0.55]])
+    viewer.add_shapes([rectangle], shape_type="rectangle", name="ROI", edge_color="cyan",
+                      face_color="transparent", edge_width=0.5)
+    widget.refresh_rois()
+    widget.select_band(1400, 1500)
+    viewer.layers.selection.active = hr
+    show_band(viewer, hr, 1450)
+    settle(0.5)
 
 
 def peak_map_page(viewer):
@@ -171,16 +177,21 @@ def preprocess_page(viewer):
 
 
 def cube_layout_page(viewer):
+    import tempfile
+
     from napari_deeper.training.simulate import simulate_cell
 
-    cell = simulate_cell((48, 40), n_bands=300, photons=300, seed=2)
-    # a cube stored bands-last and opened as a plain image: the slider runs over rows
-    viewer.add_image(np.ascontiguousarray(cell.noisy.transpose(1, 2, 0)), name="cell (y, x, bands)")
+    # 30 spectra saved as a (pixels, bands) matrix without the image size: the reader cannot
+    # know the 5 x 6 map they came from, reads a 1 x 30 strip and says so
+    cell = simulate_cell((5, 6), n_bands=300, photons=300, seed=2)
+    folder = Path(tempfile.mkdtemp())
+    path = folder / "spectra_5x6.npy"
+    np.save(path, cell.noisy.reshape(300, -1).T.copy())
+    viewer.open(str(path), plugin=PLUGIN)
     widget = dock(viewer, "Cube layout")
-    widget.order.value = "yxb"
-    widget.remove_original.value = False
-    run_and_wait(widget.layout_runner)
-    find(viewer, "cell (y, x, bands)").visible = False
+    widget.height.value = 5
+    widget.width.value = 6
+    settle(0.5)
 
 
 def denoise_page(viewer):
@@ -277,7 +288,7 @@ PAGES = (
     ("spectra", "spectra", spectra_page),
     ("peak-map", "peak_map", peak_map_page),
     ("preprocess", "preprocess", preprocess_page),
-    ("cube-layout", "cube_layout", cube_layout_page),
+    ("cube_layout", "cube_layout", cube_layout_page),
     ("denoise", "denoise", denoise_page),
     ("superres", "superres", superres_page),
     ("train", "train", train_page),
