@@ -142,6 +142,7 @@ def test_superres_finetune_on_a_high_resolution_layer(qtbot, make_napari_viewer,
     viewer = make_napari_viewer()
     cell = simulate_cell((16, 16), n_bands=N_BANDS, photons=2000, seed=2)
     add_cube(viewer, cell.noisy, "hr scan", cell.wavenumbers)
+    _dock, superres_dock = viewer.window.add_plugin_dock_widget("napari-deeper", "Super-resolve")
     widget = TrainWidget(viewer)
     widget.task.value = "superres"
     assert widget.base_model.choices == ("tiny-hyrisr",)
@@ -160,6 +161,7 @@ def test_superres_finetune_on_a_high_resolution_layer(qtbot, make_napari_viewer,
     assert model.n_components == 4 and model.scales == (2,)
     assert card["finetuning"]["scale"] == 2
     assert "my-upscaler" in [info.name for info in registry.list_models("superres")]
+    assert "my-upscaler" in superres_dock.methods.choices  # the open Super-resolve dock lists it
     assert len(widget.loss_plot.losses) == 2
 
 

@@ -24,9 +24,12 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, Select, SpinBox
+from matplotlib import colormaps
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.utils.notifications import show_error, show_info
+from napari.utils.theme import get_theme
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QMessageBox, QVBoxLayout, QWidget
 
 from .._validation import as_cube
@@ -44,6 +47,7 @@ TASK_CHOICES = (
 REGISTRY_TASK = {DENOISE: "denoise", NOISE: "denoise", SUPERRES: "superres"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DEVICES = ("auto", "cpu", "gpu")
+LOSS_COLOUR = colormaps["tab10"].colors[1]
 ROLE_TITLES = {"noisy": "low SNR", "clean": "high SNR", "blank": "featureless scan", "hr": "high resolution"}
 
 
@@ -146,35 +150,37 @@ def _job_steps(job: TrainingJob):
 
 
 class LossPlot(QWidget):
-    """A small loss-versus-step curve that grows while a model trains."""
+    """A small loss-versus-step curve that grows while a model trains, in the viewer's theme."""
 
-    def __init__(self, theme=None, parent: QWidget | None = None):
+    def __init__(self, viewer, parent: QWidget | None = None):
         super().__init__(parent)
+        self.viewer = viewer
         self.figure = Figure(figsize=(3.2, 1.8), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(140)
         self.axes = self.figure.add_subplot()
         self.steps: list[int] = []
         self.losses: list[float] = []
-        (self.line,) = self.axes.plot([], [], lw=1.2)
+        (self.line,) = self.axes.plot([], [], color=LOSS_COLOUR, linewidth=1.4)
         self.axes.set_xlabel("step")
-        self.axes.set_ylabel("loss")
-        if theme is not None:
-            self._apply_theme(theme)
+        self.axes.set_ylabel("training loss")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
+        self.viewer.events.theme.connect(self._apply_theme)
+        self._apply_theme()
 
-    def _apply_theme(self, theme) -> None:
-        background, text = theme.background.as_hex(), theme.text.as_hex()
+    def _apply_theme(self, event=None) -> None:
+        theme = get_theme(self.viewer.theme)
+        background, foreground, text = (theme.background.as_hex(), theme.foreground.as_hex(), theme.text.as_hex())
         self.figure.set_facecolor(background)
         self.axes.set_facecolor(background)
-        self.axes.tick_params(colors=text, labelsize=7)
+        for spine in self.axes.spines.values():
+            spine.set_color(foreground)
+        self.axes.tick_params(colors=text, which="both", labelsize=8)
         self.axes.xaxis.label.set_color(text)
         self.axes.yaxis.label.set_color(text)
-        for spine in self.axes.spines.values():
-            spine.set_color(text)
-        self.line.set_color(theme.highlight.as_hex() if background != "#ffffff" else "#1f77b4")
+        self.canvas.draw_idle()
 
     def clear(self) -> None:
         self.steps.clear()
@@ -188,8 +194,6 @@ class LossPlot(QWidget):
 
     def _redraw(self) -> None:
         self.line.set_data(self.steps, self.losses)
-        positive = bool(self.losses) and min(self.losses) > 0
-        self.axes.set_yscale("log" if positive else "linear")
         self.axes.relim()
         self.axes.autoscale_view()
         self.canvas.draw_idle()
@@ -229,13 +233,17 @@ class TrainWidget(QWidget):
         )
         self.runner = Runner("Fine-tune")
         self.loss_label = QLabel("Loss: -")
-        self.loss_plot = LossPlot(theme=self._theme())
+        self.loss_plot = LossPlot(self.viewer)
+        self.saved_label = QLabel("")
+        self.saved_label.setWordWrap(True)
+        self.saved_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addWidget(self.runner)
         layout.addWidget(self.loss_label)
         layout.addWidget(self.loss_plot)
+        layout.addWidget(self.saved_label)
         layout.addStretch(1)
 
         self.task.changed.connect(self._on_task_changed)
@@ -252,14 +260,6 @@ class TrainWidget(QWidget):
         self._on_task_changed()
 
     # ------------------------------------------------------------------ choices
-    def _theme(self):
-        try:
-            from napari.utils.theme import get_theme
-
-            return get_theme(self.viewer.theme)
-        except (ValueError, KeyError, AttributeError):
-            return None
-
     def _on_layers_changed(self, event=None) -> None:
         layer = getattr(event, "value", None)
         if layer is not None and getattr(event, "type", "") == "inserted":
@@ -440,6 +440,7 @@ class TrainWidget(QWidget):
             self._fail(error)
             return
         self.saved_path = None
+        self.saved_label.setText("")
         self.loss_label.setText("Loss: -")
         self.loss_plot.clear()
         self.runner.start(
@@ -465,9 +466,19 @@ class TrainWidget(QWidget):
         path = registry.save_model(model, job.name, arch, config, card, card_markdown=model_card_markdown(job, card))
         self.saved_path = path
         self.refresh_models()
+        self._refresh_method_docks()
         where = "super-resolution" if job.task == SUPERRES else "denoising"
         show_info(f"Saved model {job.name!r} to {path}; it is now in the {where} method list.")
-        self.runner.status.setText(f"Saved to {path}")
+        self.saved_label.setText(f"Saved {job.name!r} to {path}")
+
+
+    def _refresh_method_docks(self) -> None:
+        """Let open docks that list models (``refresh_methods()``) show the new one at once."""
+        window = getattr(self.viewer, "window", None)
+        for widget in getattr(window, "dock_widgets", {}).values():
+            refresh = getattr(widget, "refresh_methods", None)
+            if widget is not self and callable(refresh):
+                refresh()
 
 
 def model_card_markdown(job: TrainingJob, card: dict) -> str:
