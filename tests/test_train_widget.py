@@ -7,6 +7,7 @@ parameters), so each run takes a second or two on a CPU.
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -290,3 +291,20 @@ def test_a_failure_inside_training_is_reported_and_saves_nothing(qtbot, pair, mo
     assert widget.runner.run_button.isEnabled()
     assert widget.saved_path is None
     assert saved_names(models_dir) == BASE_NAMES
+
+
+def test_defaults_follow_the_task_until_the_user_sets_them(make_napari_viewer, models_dir):
+    from napari_deeper.training import denoise, superres
+
+    widget = TrainWidget(make_napari_viewer())
+    assert widget.learning_rate.value == pytest.approx(
+        inspect.signature(denoise.finetune_denoiser_steps).parameters["lr"].default
+    )
+    widget.task.value = "superres"
+    assert widget.learning_rate.value == pytest.approx(
+        inspect.signature(superres.finetune_upscaler_steps).parameters["lr"].default
+    )
+    widget.learning_rate.value = 0.002
+    widget.task.value = "denoise"
+    widget.task.value = "noise"
+    assert widget.learning_rate.value == pytest.approx(0.002)

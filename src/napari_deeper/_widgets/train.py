@@ -312,9 +312,9 @@ class TrainWidget(QWidget):
             SUPERRES: "Pairs are made inside by skip-sampling the high-resolution layers.",
         }[task]
         for control, parameter in ((self.steps, "steps"), (self.learning_rate, "lr")):
+            # a value the user typed is kept; a default follows the task's core function
             if control.value == self._task_defaults.get(parameter):
-                control.value = core_default(task, parameter)
-            self._task_defaults[parameter] = control.value
+                control.value = self._task_defaults[parameter] = core_default(task, parameter)
         self.refresh_models()
 
     def _naming_layer(self) -> str:
