@@ -150,10 +150,12 @@ def test_accuracy_column_appears_when_unmix_labels_exist(qtbot, widget):
     noisy_labels = reference_labels.copy()
     noisy_labels[:5, :] = 3  # 120 of 480 pixels wrong
     for source, data in (("reference", reference_labels), ("noisy", noisy_labels)):
-        viewer.add_labels(
-            data, name=f"{source} · classes", metadata={"napari_deeper": {"source": source}}
-        )
-    assert widget.labels_for("noisy").name == "noisy · classes"
+        record = {"operation": "unmix", "source": source}
+        # what the Unmix dock makes: stacked abundances (3-D, not a cube to compare) and labels
+        viewer.add_image(np.ones((3, 20, 24)), name=f"{source} · abundance", metadata={"napari_deeper": record})
+        viewer.add_labels(data, name=f"{source} · labels", metadata={"napari_deeper": record})
+    assert widget.labels_for("noisy").name == "noisy · labels"
+    assert "noisy · abundance" not in widget.candidates.choices
     widget.candidates.value = ["noisy", "identical"]
     run_compare(qtbot, widget)
     assert "Accuracy" in widget.column_titles()
@@ -177,3 +179,27 @@ def test_layer_lists_follow_the_viewer_and_empty_choices_do_not_run(widget, cube
     assert "at least one candidate" in widget.runner.status.text()
     with pytest.raises(ValueError, match="nothing to export"):
         widget.export_csv("unused.csv")
+
+
+def test_accuracy_from_the_unmix_dock(qtbot, widget, cubes):
+    """Endmembers from the reference, applied to it and to a copy: the copy keeps every class."""
+    from napari_deeper._widgets.unmix import UnmixWidget
+
+    viewer = widget.viewer
+    unmix = UnmixWidget(viewer)
+    unmix.source.value = viewer.layers["reference"]
+    unmix.targets.value = [viewer.layers["reference"], viewer.layers["identical"], viewer.layers["noisy"]]
+    unmix.n_endmembers.value = 2
+    unmix.runner.run_button.click()
+    qtbot.waitUntil(lambda: not unmix.runner.busy, timeout=20000)
+    assert unmix.runner.last_error is None, unmix.runner.last_error
+    assert "reference · abundance" not in widget.candidates.choices
+    widget.candidates.value = ["identical", "noisy", "lr"]
+    run_compare(qtbot, widget)
+    rows = {row["name"]: row for row in widget.rows}
+    labels = {name: viewer.layers[f"{name} · labels"].data for name in ("reference", "noisy")}
+    assert rows["identical"]["accuracy"] == 1.0
+    assert rows["noisy"]["accuracy"] == pytest.approx(
+        nd.metrics.classification_accuracy(labels["noisy"], labels["reference"])
+    )
+    assert math.isnan(rows["lr"]["accuracy"])

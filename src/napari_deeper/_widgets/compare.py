@@ -45,6 +45,8 @@ from ._layers import (
 from ._runner import Runner
 
 DIFFERENCE_OPERATION = "difference"
+#: Made layers that are 3-D but not spectral cubes: difference maps, stacked abundance maps.
+NOT_CANDIDATES = {DIFFERENCE_OPERATION, "unmix"}
 DIFFERENCE_CHOICES = {
     "none": None,
     "per band (candidate - reference)": "cube",
@@ -166,11 +168,11 @@ class CompareWidget(QWidget):
 
     # ----------------------------------------------------------------------------- layer lists
     def _comparable_layers(self) -> list:
-        """Spectral layers, except the difference maps this widget made."""
+        """Spectral layers, except difference maps and stacked abundance maps."""
         return [
             layer
             for layer in spectral_layers(self.viewer)
-            if layer.metadata.get(PROVENANCE_KEY, {}).get("operation") != DIFFERENCE_OPERATION
+            if layer.metadata.get(PROVENANCE_KEY, {}).get("operation") not in NOT_CANDIDATES
         ]
 
     def _refresh(self, event=None) -> None:
