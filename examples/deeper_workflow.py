@@ -13,7 +13,8 @@
 
 Run ``python examples/deeper_workflow.py --help`` for the options. It writes ``table.csv`` and
 ``table.md`` to ``--out`` (and, with ``--maps``, the class maps as ``labels.png`` and
-``maps.npz``). Import-safe: ``main(argv)`` runs it; ``run_workflow(...)`` returns the rows.
+``maps.npz``). ``--napari`` opens napari with both scans and the workflow's docks instead, to
+click the same steps. Import-safe: ``main(argv)`` runs it; ``run_workflow(...)`` returns the rows.
 """
 
 from __future__ import annotations
@@ -216,6 +217,47 @@ def _plot_labels(result: WorkflowResult, path: Path) -> Path:
     return path
 
 
+def add_scans_to_viewer(viewer, shape, n_bands, factor, photons_high, photons_low, seed) -> list:
+    """The reference and the fast scan as napari layers, overlaid in world coordinates.
+
+    The fast scan's pixel ``i`` is the reference's pixel ``factor * i + factor // 2``: its layer
+    gets ``scale = factor`` and ``translate = factor // 2``, as the plugin's samples do.
+    """
+    reference, fast_scan, wavenumbers, _k = simulate_scans(
+        shape, n_bands, factor, photons_high, photons_low, seed
+    )
+    common = {
+        "metadata": {"wavenumbers": wavenumbers},
+        "axis_labels": ("wavenumber", "y", "x"),
+        "units": ("1/cm", "pixel", "pixel"),
+        "colormap": "magma",
+    }
+    offset = float(factor // 2)
+    return [
+        viewer.add_image(reference, name=f"reference (HR, {photons_high:g} photons)", **common),
+        viewer.add_image(
+            fast_scan,
+            name=f"fast scan (1/{factor}, {photons_low:g} photons)",
+            scale=(1.0, float(factor), float(factor)),
+            translate=(0.0, offset, offset),
+            **common,
+        ),
+    ]
+
+
+def open_in_napari(args: argparse.Namespace) -> None:
+    """Open napari with both scans and the docks of the workflow, for clicking the same steps."""
+    import napari
+
+    viewer = napari.Viewer(title="DeepeR workflow")
+    add_scans_to_viewer(
+        viewer, args.size, args.bands, args.factor, args.photons_high, args.photons_low, args.seed
+    )
+    for dock in ("Denoise", "Super-resolve", "Unmix (VCA + NNLS)", "Compare"):
+        viewer.window.add_plugin_dock_widget("napari-deeper", dock, tabify=True)
+    napari.run()
+
+
 def _size(text: str) -> tuple[int, int]:
     parts = text.lower().replace("x", " ").split()
     if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
@@ -252,11 +294,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--maps", action="store_true", help="also write labels.png and maps.npz")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="print only the table")
+    parser.add_argument(
+        "--napari", action="store_true",
+        help="instead of computing, open napari with both scans and the workflow's docks",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.napari:
+        open_in_napari(args)
+        return 0
     if args.threads:
         import torch
 
