@@ -1,0 +1,130 @@
+"""One unmixing run: endmembers from a source image (VCA, or given), abundances for each target.
+
+This is the steps generator that the Unmix widget runs in its worker; scripts may call
+:func:`unmix` the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import compute
+from .._validation import as_cube
+from .abundances import check_endmembers, nnls_steps
+from .endmembers import vca_steps
+from .labels import classify
+
+
+@dataclass
+class TargetResult:
+    """What one target image becomes: abundance maps, the residual map and dominant labels."""
+
+    abundances: np.ndarray  # (k, Y, X) float32
+    residual: np.ndarray  # (Y, X) float32, RMS over bands of data - model
+    labels: np.ndarray  # (Y, X) int32, 1 + dominant component, 0 = unassigned
+
+
+@dataclass
+class UnmixResult:
+    """Endmembers (with their pixels when VCA found them) and every target's maps."""
+
+    endmembers: np.ndarray  # (k, B) float32
+    pixel_indices: np.ndarray | None  # (k,) flat indices into the source image, None if given
+    targets: dict[str, TargetResult] = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+
+def unmix_steps(
+    source,
+    targets: dict,
+    n_endmembers: int | None = None,
+    endmembers=None,
+    sum_to_one: bool = False,
+    device=None,
+    seed=0,
+    mask=None,
+    min_abundance: float | None = None,
+) -> compute.Steps[UnmixResult]:
+    """VCA on ``source`` (skipped when ``endmembers`` are given), then NNLS/FCLS on each target.
+
+    ``targets`` maps names to ``(B, Y, X)`` cubes; their spatial sizes may differ from the
+    source's, their band count may not. Every input is checked before any work starts, so a bad
+    one fails at once with a ``ValueError``.
+    """
+    if not targets:
+        raise ValueError("no target images given: choose at least one layer to unmix")
+    cubes = {
+        name: as_cube(cube, f"target {name!r}", allow_nonfinite=True) for name, cube in targets.items()
+    }
+    if endmembers is None:
+        if n_endmembers is None:
+            raise ValueError("give either n_endmembers (to run VCA) or endmembers")
+        reference = as_cube(source, "source", allow_nonfinite=True)
+        n_bands = reference.shape[0]
+    else:
+        reference = None
+        n_bands = next(iter(cubes.values())).shape[0]
+    for name, cube in cubes.items():
+        if cube.shape[0] != n_bands:
+            raise ValueError(
+                f"target {name!r} has {cube.shape[0]} bands but the "
+                f"{'source' if reference is not None else 'first target'} has {n_bands}; "
+                "all images must share one spectral axis"
+            )
+    if endmembers is not None:
+        endmembers = check_endmembers(endmembers, n_bands)
+    weights = [reference.shape[1] * reference.shape[2]] if reference is not None else []
+    weights += [cube.shape[1] * cube.shape[2] for cube in cubes.values()]
+    total = int(sum(weights))
+    done = 0
+    if reference is not None:
+        found, pixel_indices = yield from _scaled(
+            vca_steps(reference, n_endmembers, seed=seed, mask=mask), done, weights[0], total
+        )
+        done += weights[0]
+        endmembers = found
+    else:
+        pixel_indices = None
+    em = check_endmembers(endmembers, n_bands).astype(np.float32)
+    result = UnmixResult(
+        em,
+        pixel_indices,
+        params={
+            "n_endmembers": int(em.shape[0]),
+            "endmembers_from": "vca" if reference is not None else "given",
+            "sum_to_one": bool(sum_to_one),
+            "seed": seed,
+            "min_abundance": min_abundance,
+            "device": "auto" if device is None else str(device),
+        },
+    )
+    for name, cube in cubes.items():
+        pixels = cube.shape[1] * cube.shape[2]
+        abundances, residual = yield from _scaled(
+            nnls_steps(cube, em, sum_to_one, device, return_residual=True),
+            done,
+            pixels,
+            total,
+            f"{name}: ",
+        )
+        done += pixels
+        result.targets[name] = TargetResult(abundances, residual, classify(abundances, min_abundance))
+    return result
+
+
+def unmix(source, targets: dict, n_endmembers=None, endmembers=None, **options) -> UnmixResult:
+    """Run :func:`unmix_steps` to the end and return its :class:`UnmixResult`."""
+    return compute.run(unmix_steps(source, targets, n_endmembers, endmembers, **options))
+
+
+def _scaled(steps, offset: int, weight: int, total: int, prefix: str = ""):
+    """Re-yield a sub-operation's progress as its share ``weight`` of the whole run."""
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        done = offset + int(round(weight * progress.fraction))
+        yield compute.Progress(done, total, prefix + progress.message)
