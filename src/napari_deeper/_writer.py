@@ -1,0 +1,127 @@
+"""npe2 writers (File > Save Selected Layers...): maps as TIFF or .npy, labels, endmember CSV.
+
+Each writer has npe2's single-layer signature ``writer(path, data, attributes) -> [paths]``,
+where ``attributes`` is the layer's state (``name``, ``metadata``, ``scale``, ...). napari's
+save dialog asks before it replaces a file; the writers themselves write exactly the path given.
+
+- :func:`write_tiff`: any image layer (abundance maps ``(k, Y, X)``, a single map, a cube) to a
+  multi-page float TIFF; component names, the spectral axis, scale, units and the layer's
+  provenance go into the TIFF's JSON description (read them with
+  ``tifffile.TiffFile(path).shaped_metadata[0]``).
+- :func:`write_npy`: the array as ``.npy``; a spectral cube is written by
+  :func:`napari_deeper.io.save_cube` (wavenumbers in a ``<name>_wavenumbers.npy`` sidecar).
+- :func:`write_labels_tiff`: a labels layer as an unsigned-integer TIFF, with the component
+  names of its classes.
+- :func:`write_endmembers_csv`: the endmember spectra of an unmixing result (kept in the layer's
+  ``metadata["napari_deeper"]``) as a CSV table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+PROVENANCE_KEY = "napari_deeper"
+
+
+def write_tiff(path: str, data, attributes: dict) -> list[str]:
+    """Write an image layer to a multi-page TIFF with its metadata as JSON."""
+    import tifffile
+
+    array = _plain_array(data, attributes)
+    if array.ndim < 2:
+        raise ValueError(f"a TIFF needs an image of at least 2 dimensions, got shape {array.shape}")
+    if array.dtype.kind == "f" and array.dtype != np.float64:
+        array = array.astype(np.float32)
+    tifffile.imwrite(path, array, metadata=tiff_metadata(array, attributes), photometric="minisblack")
+    return [str(path)]
+
+
+def write_labels_tiff(path: str, data, attributes: dict) -> list[str]:
+    """Write a labels layer as an unsigned-integer TIFF (the smallest type that holds it)."""
+    import tifffile
+
+    labels = _plain_array(data, attributes)
+    if labels.ndim < 2 or labels.dtype.kind not in "iub":
+        raise ValueError(f"labels must be an integer image, got {labels.dtype} of shape {labels.shape}")
+    if labels.size and labels.min() < 0:
+        raise ValueError("labels must not be negative")
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
+    tifffile.imwrite(
+        path, labels.astype(dtype), metadata=tiff_metadata(labels, attributes), photometric="minisblack"
+    )
+    return [str(path)]
+
+
+def write_npy(path: str, data, attributes: dict) -> list[str]:
+    """Write an image layer as ``.npy``; spectral cubes keep their axis in a sidecar file."""
+    array = _plain_array(data, attributes)
+    metadata = attributes.get("metadata") or {}
+    wavenumbers = metadata.get("wavenumbers")
+    if array.ndim == 3 and wavenumbers is not None and len(wavenumbers) == array.shape[0]:
+        from napari_deeper.io import save_cube
+
+        unit = "nm" if _unit_names(attributes)[:1] == ["nanometer"] else "1/cm"
+        return save_cube(array, path, wavenumbers=wavenumbers, metadata={"spectral_unit": unit})
+    np.save(path, np.ascontiguousarray(array))
+    return [str(path)]
+
+
+def write_endmembers_csv(path: str, data, attributes: dict) -> list[str]:
+    """Write the endmember spectra stored with an unmixing layer as a CSV table."""
+    from napari_deeper.io.endmembers import save_endmembers_csv
+
+    record = (attributes.get("metadata") or {}).get(PROVENANCE_KEY) or {}
+    endmembers = record.get("endmembers")
+    if endmembers is None:
+        raise ValueError(
+            f"layer {attributes.get('name', '')!r} holds no endmember spectra: save the abundance "
+            "or labels layer that the Unmix dock made (its metadata keeps the endmembers)"
+        )
+    save_endmembers_csv(path, endmembers, record.get("wavenumbers"), record.get("components"))
+    return [str(path)]
+
+
+def tiff_metadata(array: np.ndarray, attributes: dict) -> dict:
+    """JSON-ready description of a layer: name, axes, spectral axis, components, provenance."""
+    metadata = attributes.get("metadata") or {}
+    record = metadata.get(PROVENANCE_KEY) or {}
+    described = {
+        "name": attributes.get("name", ""),
+        "axes": "CYX"[-array.ndim :] if array.ndim <= 3 else "Q" * (array.ndim - 2) + "YX",
+        "axis_labels": list(attributes.get("axis_labels") or []),
+        "units": _unit_names(attributes),
+        "scale": list(attributes.get("scale") or []),
+        "translate": list(attributes.get("translate") or []),
+    }
+    if metadata.get("wavenumbers") is not None:
+        described["wavenumbers"] = metadata["wavenumbers"]
+    if record.get("components") is not None:
+        described["components"] = record["components"]
+    if record:
+        described[PROVENANCE_KEY] = record
+    return json.loads(json.dumps(described, default=_jsonable))
+
+
+def _plain_array(data, attributes: dict) -> np.ndarray:
+    if attributes.get("multiscale"):
+        data = data[0]
+    return np.asarray(data)
+
+
+def _unit_names(attributes: dict) -> list[str]:
+    return [str(unit) for unit in (attributes.get("units") or [])]
+
+
+def _jsonable(value):
+    """numpy values and anything else JSON does not know, as plain numbers, lists or text."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
