@@ -1,0 +1,572 @@
+"""Unmix dock widget: VCA endmembers from one layer, exact NNLS abundance maps for many.
+
+Pick the layer to take endmembers from (the cleanest: a long exposure or a denoised result), how
+many, and the layers to explain with them (raw, every processed version). *Unmix* runs
+:func:`napari_deeper.unmix.unmix_steps` in a worker (VCA, then NNLS or FCLS per target, with
+progress and cancel) and makes, per target: the abundance maps (one stacked layer, or one
+coloured layer per component), a labels layer of the dominant component (colours as in the
+endmember plot) and the residual map. Components can be renamed in the table (names carry to
+layer names and exports); endmembers load from and save to CSV; with a reference labels layer the
+pixel classification accuracy of each target is shown. *Export unmixing...* writes one run's maps,
+labels, endmember CSV and a JSON record into a new folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, Select, SpinBox
+from napari.layers import Labels
+from napari.qt.threading import thread_worker
+from napari.utils.colormaps import Colormap, DirectLabelColormap
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import __version__, metrics
+from ..io.endmembers import default_names, load_endmembers_csv, save_endmembers_csv
+from ..unmix import estimate_n_endmembers, unmix_steps
+from ._layers import PROVENANCE_KEY, is_spectral, provenance, wavenumbers_of
+from ._runner import Runner
+
+OPERATION = "unmix"
+STACKED = "one layer, components stacked"
+PER_COMPONENT = "one layer per component"
+DEVICES = ("auto", "cpu", "gpu")
+#: Component colours (matplotlib's tab10), shared by the plot, the maps and the labels.
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+EXPORT_PREFIX = "unmixing-"
+
+
+def component_color(index: int) -> np.ndarray:
+    """RGBA (0-1) of component ``index`` (0-based), as used everywhere in this dock."""
+    value = PALETTE[index % len(PALETTE)].lstrip("#")
+    return np.array([int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [1.0])
+
+
+def next_free_folder(directory: Path, prefix: str = EXPORT_PREFIX) -> Path:
+    """Create and return ``directory/<prefix>NNN``, the first such folder that does not exist."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"cannot export into {directory}: it is not an existing folder")
+    taken = [int(m.group(1)) for p in directory.iterdir() if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
+    number = max(taken, default=0) + 1
+    while True:
+        folder = directory / f"{prefix}{number:03d}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            number += 1
+            continue
+        return folder
+
+
+def _file_stem(name: str) -> str:
+    """A layer name made safe as a file name."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "layer"
+
+
+class UnmixWidget(QWidget):
+    """VCA + NNLS: endmembers from one layer, abundance maps, labels and residuals for many."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.result = None  # the last UnmixResult
+        self.run_record: dict = {}  # parameters and layer names of the last run
+        self.names: list[str] = []  # component names (editable)
+        self.loaded: dict | None = None  # endmembers read from CSV
+        self.made: dict[str, dict] = {}  # target name -> layers made for it
+        self.accuracy: dict[str, float | None] = {}
+        self.suggested: int | None = None
+
+        self.source = ComboBox(label="Endmembers from", choices=self._spectral_choices)
+        self.n_endmembers = SpinBox(label="Endmembers", value=5, min=1, max=63)
+        self.suggest_button = PushButton(text="Suggest (HySime)")
+        self.hint = Label(value="")
+        self.use_loaded = CheckBox(text="Use the endmembers loaded from CSV (skip VCA)", value=False)
+        self.use_loaded.enabled = False
+        self.mask = ComboBox(label="VCA mask", choices=self._labels_choices, nullable=True, value=None)
+        self.targets = Select(label="Apply to", choices=self._spectral_choices)
+        self.output = ComboBox(label="Abundances as", choices=[PER_COMPONENT, STACKED], value=PER_COMPONENT)
+        self.sum_to_one = CheckBox(text="Sum to one (FCLS)", value=False)
+        self.device = ComboBox(label="Device", choices=list(DEVICES), value="auto")
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.reference = ComboBox(
+            label="Reference labels", choices=self._labels_choices, nullable=True, value=None
+        )
+        self.controls = Container(
+            widgets=[
+                self.source,
+                Container(
+                    widgets=[self.n_endmembers, self.suggest_button],
+                    layout="horizontal",
+                    labels=False,
+                    label="Endmembers",
+                ),
+                self.hint,
+                self.use_loaded,
+                self.mask,
+                self.targets,
+                self.output,
+                self.sum_to_one,
+                self.device,
+                self.seed,
+            ]
+        )
+        self.runner = Runner("Unmix")
+
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(4, 2.6), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(170)
+        self.axes = self.figure.add_subplot(111)
+
+        self.names_table = QTableWidget(0, 1)
+        self.names_table.setHorizontalHeaderLabels(["Component name (editable)"])
+        self.names_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.names_table.verticalHeader().setDefaultSectionSize(22)
+        self.names_table.setMinimumHeight(130)
+
+        self.accuracy_table = QTableWidget(0, 2)
+        self.accuracy_table.setHorizontalHeaderLabels(["Target", "Accuracy"])
+        self.accuracy_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.accuracy_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.accuracy_table.verticalHeader().setVisible(False)
+        self.accuracy_table.verticalHeader().setDefaultSectionSize(22)
+        self.accuracy_table.setMinimumHeight(90)
+
+        self.load_button = QPushButton("Load endmembers CSV...")
+        self.save_button = QPushButton("Save endmembers CSV...")
+        self.export_button = QPushButton("Export unmixing...")
+        self.save_button.setEnabled(False)
+        self.export_button.setEnabled(False)
+        csv_buttons = QHBoxLayout()
+        csv_buttons.addWidget(self.load_button)
+        csv_buttons.addWidget(self.save_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.controls.native)
+        layout.addWidget(self.runner)
+        layout.addWidget(self.canvas)
+        layout.addWidget(self.names_table)
+        layout.addLayout(csv_buttons)
+        layout.addWidget(Container(widgets=[self.reference]).native)
+        layout.addWidget(self.accuracy_table)
+        layout.addWidget(self.export_button)
+
+        self.runner.run_button.clicked.connect(self.run)
+        self.suggest_button.changed.connect(self.suggest)
+        self.load_button.clicked.connect(self._load_dialog)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.export_button.clicked.connect(self._export_dialog)
+        self.names_table.itemChanged.connect(self._on_name_edited)
+        self.reference.changed.connect(self.update_accuracy)
+        self.viewer.layers.events.inserted.connect(self._refresh)
+        self.viewer.layers.events.removed.connect(self._refresh)
+        self._refresh()
+        self._plot()
+
+    # ------------------------------------------------------------------------------ layer lists
+    def _spectral_choices(self, widget=None) -> list[tuple[str, object]]:
+        """Spectral cubes, leaving out the stacked abundance maps this dock makes."""
+        return [
+            (layer.name, layer)
+            for layer in self.viewer.layers
+            if is_spectral(layer) and layer.metadata.get(PROVENANCE_KEY, {}).get("operation") != OPERATION
+        ]
+
+    def _labels_choices(self, widget=None) -> list[tuple[str, object]]:
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Labels)]
+
+    def _refresh(self, event=None) -> None:
+        selected = list(self.targets.value)
+        known = set(self.targets.choices)
+        self.source.reset_choices()
+        self.mask.reset_choices()
+        self.reference.reset_choices()
+        self.targets.reset_choices()
+        choices = list(self.targets.choices)
+        # keep the user's selection; newly added layers start selected
+        self.targets.value = [layer for layer in choices if layer in selected or layer not in known]
+
+    # ---------------------------------------------------------------------------------- running
+    def run(self) -> None:
+        """Check the choices and start the unmixing in the background."""
+        targets = list(self.targets.value)
+        source = self.source.value
+        loaded = self.loaded if self.use_loaded.value else None
+        if not targets:
+            self._refuse("Choose at least one layer to apply the endmembers to.")
+            return
+        if loaded is None and source is None:
+            self._refuse("Choose the layer to take endmembers from, or load endmembers from CSV.")
+            return
+        axis = loaded["wavenumbers"] if loaded is not None else wavenumbers_of(source)
+        for layer in targets:
+            own = wavenumbers_of(layer)
+            if axis is not None and own is not None and (
+                own.shape != axis.shape or not np.allclose(own, axis, rtol=0, atol=1e-6 * np.ptp(axis))
+            ):
+                where = "the loaded endmembers" if loaded is not None else f"layer {source.name!r}"
+                self._refuse(f"Layer {layer.name!r} has another spectral axis than {where}.")
+                return
+        mask = None
+        if loaded is None and self.mask.value is not None:
+            mask = np.asarray(self.mask.value.data) > 0
+        self.run_record = {
+            "source": None if loaded is not None else source.name,
+            "endmembers_file": None if loaded is None else loaded["path"],
+            "targets": [layer.name for layer in targets],
+            "output": self.output.value,
+            "mask": None if mask is None else self.mask.value.name,
+            "wavenumbers": axis,
+        }
+        self.runner.start(
+            unmix_steps,
+            self._on_done,
+            None if loaded is not None else np.asarray(source.data),
+            {layer.name: np.asarray(layer.data) for layer in targets},
+            n_endmembers=self.n_endmembers.value,
+            endmembers=None if loaded is None else loaded["endmembers"],
+            sum_to_one=self.sum_to_one.value,
+            device=self.device.value,
+            seed=self.seed.value,
+            mask=mask,
+        )
+
+    def _refuse(self, message: str) -> None:
+        self.runner.status.setText(message)
+        show_error(message)
+
+    def _on_done(self, result) -> None:
+        """Make the layers of a finished run (main thread)."""
+        k = result.endmembers.shape[0]
+        if self.loaded is not None and self.use_loaded.value:
+            self.names = list(self.loaded["names"])
+        elif len(self.names) != k:
+            self.names = default_names(k)
+        self.result = result
+        self.made = {}
+        for name in self.run_record["targets"]:
+            if name in self.viewer.layers:
+                self.made[name] = self._add_layers(self.viewer.layers[name], result.targets[name])
+        self._fill_names_table()
+        self._plot()
+        self.save_button.setEnabled(True)
+        self.export_button.setEnabled(True)
+        if self.reference.value is None and self.run_record["source"] in self.made:
+            self.reference.value = self.made[self.run_record["source"]]["labels"]
+        self.update_accuracy()
+
+    def _record(self, target_name: str, **extra) -> dict:
+        params = {**self.result.params, "output": self.run_record["output"], "mask": self.run_record["mask"]}
+        return provenance(
+            OPERATION,
+            target_name,
+            params,
+            endmember_source=self.run_record["source"] or self.run_record["endmembers_file"],
+            components=list(self.names),
+            endmembers=self.result.endmembers,
+            wavenumbers=self.run_record["wavenumbers"],
+            endmember_pixels=None if self.result.pixel_indices is None else self.result.pixel_indices.tolist(),
+            **extra,
+        )
+
+    def _add_layers(self, target, maps) -> dict:
+        """Abundance, labels and residual layers of one target, on the target's spatial grid."""
+        scale = np.asarray(target.scale, dtype=float)[-2:]
+        translate = np.asarray(target.translate, dtype=float)[-2:]
+        grid = {
+            "scale": scale,
+            "translate": translate,
+            "axis_labels": tuple(target.axis_labels[-2:]),
+            "units": tuple(target.units[-2:]),
+        }
+        layers = {"abundance": []}
+        if self.output.value == STACKED:
+            layers["abundance"].append(
+                self.viewer.add_image(
+                    maps.abundances,
+                    name=f"{target.name} · abundance",
+                    metadata={PROVENANCE_KEY: self._record(target.name, map="abundance")},
+                    scale=np.r_[1.0, scale],
+                    translate=np.r_[0.0, translate],
+                    axis_labels=("component", *grid["axis_labels"]),
+                    colormap="viridis",
+                )
+            )
+        else:
+            for index, component in enumerate(self.names):
+                colormap = Colormap([[0, 0, 0, 1], component_color(index)], name=f"component {index + 1}")
+                layers["abundance"].append(
+                    self.viewer.add_image(
+                        maps.abundances[index],
+                        name=f"{target.name} · {component}",
+                        metadata={PROVENANCE_KEY: self._record(target.name, map="abundance", component=index)},
+                        colormap=colormap,
+                        blending="additive",
+                        **grid,
+                    )
+                )
+        colors = {None: np.zeros(4), 0: np.zeros(4)}
+        colors.update({index + 1: component_color(index) for index in range(len(self.names))})
+        layers["labels"] = self.viewer.add_labels(
+            maps.labels,
+            name=f"{target.name} · labels",
+            metadata={PROVENANCE_KEY: self._record(target.name, map="labels")},
+            colormap=DirectLabelColormap(color_dict=colors),
+            **grid,
+        )
+        layers["residual"] = self.viewer.add_image(
+            maps.residual,
+            name=f"{target.name} · residual",
+            metadata={PROVENANCE_KEY: self._record(target.name, map="residual")},
+            colormap="magma",
+            visible=False,
+            **grid,
+        )
+        return layers
+
+    # --------------------------------------------------------------------------- names and plot
+    def _current_endmembers(self):
+        """(endmembers, wavenumbers) of the last run, else of the loaded CSV, else None."""
+        if self.result is not None:
+            return self.result.endmembers, self.run_record.get("wavenumbers")
+        if self.loaded is not None:
+            return self.loaded["endmembers"], self.loaded["wavenumbers"]
+        return None
+
+    def _fill_names_table(self) -> None:
+        self.names_table.blockSignals(True)
+        self.names_table.setRowCount(len(self.names))
+        for row, name in enumerate(self.names):
+            item = QTableWidgetItem(name)
+            color = component_color(row)
+            item.setBackground(QColor.fromRgbF(*color[:3], 0.35))
+            self.names_table.setItem(row, 0, item)
+        self.names_table.blockSignals(False)
+
+    def _on_name_edited(self, item) -> None:
+        new = item.text().strip()
+        row = item.row()
+        others = [name for index, name in enumerate(self.names) if index != row]
+        if not new or new in others:
+            show_info("Component names must be distinct and not empty.")
+            self._fill_names_table()
+            return
+        self.rename_component(row, new)
+
+    def rename_component(self, index: int, name: str) -> None:
+        """Rename component ``index`` (0-based) in the plot, the layers made and later exports."""
+        name = str(name).strip()
+        if not 0 <= index < len(self.names):
+            raise ValueError(f"there is no component {index}; there are {len(self.names)}")
+        if not name or name in [n for i, n in enumerate(self.names) if i != index]:
+            raise ValueError(f"component names must be distinct and not empty, got {name!r}")
+        old = self.names[index]
+        self.names[index] = name
+        if self.loaded is not None and len(self.loaded["names"]) == len(self.names):
+            self.loaded["names"] = list(self.names)
+        for target, layers in self.made.items():
+            for layer in [*layers["abundance"], layers["labels"], layers["residual"]]:
+                record = layer.metadata.get(PROVENANCE_KEY, {})
+                record["components"] = list(self.names)
+            if self.run_record.get("output") == PER_COMPONENT and layers["abundance"]:
+                layer = layers["abundance"][index]
+                if layer.name == f"{target} · {old}":
+                    layer.name = f"{target} · {name}"
+        self._fill_names_table()
+        self._plot()
+
+    def _plot(self) -> None:
+        self.axes.clear()
+        current = self._current_endmembers()
+        if current is None:
+            self.axes.text(0.5, 0.5, "Endmembers appear here", ha="center", va="center", transform=self.axes.transAxes)
+            self.axes.set_axis_off()
+        else:
+            endmembers, wavenumbers = current
+            x = np.arange(endmembers.shape[1]) if wavenumbers is None else np.asarray(wavenumbers)
+            names = self.names if len(self.names) == len(endmembers) else default_names(len(endmembers))
+            for index, spectrum in enumerate(endmembers):
+                self.axes.plot(x, spectrum, color=PALETTE[index % len(PALETTE)], label=names[index], lw=1)
+            self.axes.set_xlabel("band" if wavenumbers is None else "Raman shift (cm⁻¹)")
+            self.axes.set_ylabel("intensity")
+            self.axes.legend(fontsize="x-small", frameon=False, loc="best")
+        self.canvas.draw_idle()
+
+    # -------------------------------------------------------------------------------- accuracy
+    def update_accuracy(self, value=None) -> None:
+        """Pixel classification accuracy of every target's labels against the reference labels."""
+        reference = self.reference.value
+        self.accuracy = {}
+        rows = []
+        for target, layers in self.made.items():
+            labels = layers["labels"]
+            if reference is None:
+                note = "choose reference labels"
+                score = None
+            elif labels.data.shape != reference.data.shape:
+                note, score = "different size", None
+            else:
+                score = metrics.classification_accuracy(np.asarray(labels.data), np.asarray(reference.data))
+                note = f"{score:.1%}"
+            self.accuracy[target] = score
+            rows.append((target, note))
+        self.accuracy_table.setRowCount(len(rows))
+        for row, (target, note) in enumerate(rows):
+            self.accuracy_table.setItem(row, 0, QTableWidgetItem(target))
+            self.accuracy_table.setItem(row, 1, QTableWidgetItem(note))
+
+    # ----------------------------------------------------------------------- hint for k
+    def suggest(self, value=None) -> None:
+        """Estimate the number of endmembers of the source layer in the background (a hint)."""
+        source = self.source.value
+        if source is None:
+            self.hint.value = "Choose a layer first."
+            return
+        self.hint.value = "Estimating..."
+        worker = thread_worker(estimate_n_endmembers, start_thread=False)(np.asarray(source.data))
+        worker.returned.connect(self._show_suggestion)
+        worker.errored.connect(lambda error: setattr(self.hint, "value", f"No estimate: {error}"))
+        worker.start()
+
+    def _show_suggestion(self, k: int) -> None:
+        self.suggested = int(k)
+        self.hint.value = (
+            f"HySime suggests {k} (a hint: baselines and band shifts add directions, so fewer "
+            "components may describe the chemistry)"
+        )
+
+    # ------------------------------------------------------------------------------- files
+    def load_endmembers(self, path) -> None:
+        """Read endmembers from a CSV; the next run applies them and skips VCA."""
+        endmembers, wavenumbers, names = load_endmembers_csv(path)
+        self.loaded = {"endmembers": endmembers, "wavenumbers": wavenumbers, "names": names, "path": str(path)}
+        self.result = None
+        self.made = {}
+        self.names = list(names)
+        self.n_endmembers.value = len(names)
+        self.use_loaded.enabled = True
+        self.use_loaded.value = True
+        self.save_button.setEnabled(True)
+        self.export_button.setEnabled(False)
+        self._fill_names_table()
+        self._plot()
+
+    def save_endmembers(self, path) -> Path:
+        """Write the current endmembers (last run, or loaded) with their names to a CSV."""
+        current = self._current_endmembers()
+        if current is None:
+            raise ValueError("there are no endmembers yet: run the unmixing or load a CSV first")
+        endmembers, wavenumbers = current
+        return save_endmembers_csv(path, endmembers, wavenumbers, self.names)
+
+    def export(self, directory) -> Path:
+        """Write the last run into a new folder ``directory/unmixing-NNN`` and return it.
+
+        The folder holds, per target, ``<target>_abundance.tif`` (k pages, component names and
+        the spectral axis in the TIFF description), ``<target>_labels.tif`` and
+        ``<target>_residual.tif``; ``endmembers.csv``; and ``unmixing.json`` with the parameters,
+        provenance, files and accuracies. An existing folder is never written into.
+        """
+        from .._writer import write_labels_tiff, write_tiff
+
+        if self.result is None or not self.made:
+            raise ValueError("there is nothing to export: run the unmixing first")
+        folder = next_free_folder(Path(directory))
+        files: dict[str, dict] = {}
+        for target, layers in self.made.items():
+            maps = self.result.targets[target]
+            grid = {"scale": list(layers["labels"].scale), "translate": list(layers["labels"].translate)}
+            stem = _file_stem(target)
+            written = {}
+            for kind, data, axis_labels in (
+                ("abundance", maps.abundances, ["component", "y", "x"]),
+                ("labels", maps.labels, ["y", "x"]),
+                ("residual", maps.residual, ["y", "x"]),
+            ):
+                path = folder / f"{stem}_{kind}.tif"
+                attributes = {
+                    "name": f"{target} · {kind}",
+                    "metadata": {PROVENANCE_KEY: self._record(target, map=kind)},
+                    "axis_labels": axis_labels,
+                    **grid,
+                }
+                writer = write_labels_tiff if kind == "labels" else write_tiff
+                writer(str(path), data, attributes)
+                written[kind] = path.name
+            files[target] = written
+        endmembers, wavenumbers = self._current_endmembers()
+        save_endmembers_csv(folder / "endmembers.csv", endmembers, wavenumbers, self.names)
+        record = {
+            "operation": OPERATION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "napari_deeper_version": __version__,
+            "parameters": {**self.result.params, "output": self.run_record["output"]},
+            "endmember_source": self.run_record["source"],
+            "endmembers_file": self.run_record["endmembers_file"],
+            "vca_mask": self.run_record["mask"],
+            "components": list(self.names),
+            "endmember_pixels": self._pixel_positions(),
+            "endmembers_csv": "endmembers.csv",
+            "targets": files,
+            "reference_labels": None if self.reference.value is None else self.reference.value.name,
+            "accuracy": self.accuracy,
+        }
+        (folder / "unmixing.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+        return folder
+
+    def _pixel_positions(self):
+        """The VCA pixels as (y, x) on the source layer, when VCA found the endmembers."""
+        source = self.run_record.get("source")
+        if self.result.pixel_indices is None or source not in self.viewer.layers:
+            return None
+        shape = self.viewer.layers[source].data.shape[-2:]
+        return [list(map(int, np.unravel_index(i, shape))) for i in self.result.pixel_indices]
+
+    def _load_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load endmembers", "", "CSV (*.csv *.txt)")
+        if path:
+            try:
+                self.load_endmembers(path)
+            except (OSError, ValueError) as error:
+                self._refuse(f"Could not load endmembers: {error}")
+
+    def _save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save endmembers", "endmembers.csv", "CSV (*.csv)")
+        if path:
+            try:
+                self.save_endmembers(path)
+            except (OSError, ValueError) as error:
+                self._refuse(f"Could not save endmembers: {error}")
+
+    def _export_dialog(self) -> None:
+        directory = QFileDialog.getExistingDirectory(self, "Export unmixing into (a new folder is made)")
+        if directory:
+            try:
+                folder = self.export(directory)
+            except (OSError, ValueError) as error:
+                self._refuse(f"Export failed: {error}")
+                return
+            show_info(f"Unmixing exported to {folder}")
+            self.runner.status.setText(f"Exported to {folder}")
