@@ -15,7 +15,7 @@ import pytest
 
 from napari_deeper.models import registry
 from napari_deeper.training.simulate import simulate_cell
-from napari_deeper._widgets.train import TrainWidget
+from napari_deeper._widgets.train import TrainWidget, check_model_name, default_model_name
 
 N_BANDS = 48
 TINY_DENOISER = ("tiny-aunet", "aunet", {"width": 4, "levels": 2, "max_width": 8}, "denoise")
@@ -29,6 +29,17 @@ TINY_UPSCALER = (
 BASE_MODELS = (TINY_DENOISER, TINY_RESUNET, TINY_UPSCALER)
 BASE_NAMES = {name for name, *_rest in BASE_MODELS}
 TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models train faster on one thread than on several fighting over a busy CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -86,7 +97,7 @@ def test_denoise_finetune_saves_a_model_that_loads_and_is_listed(qtbot, pair, mo
     widget.clean_layer.value = "long scan"
     widget.device.value = "cpu"
     widget.steps.value = 3
-    assert widget.model_name.value == "tiny-resunet-finetuned-short-scan"
+    assert widget.model_name.value == "tiny-resunet-finetuned-short-scan"  # "<base>-finetuned-<layer>"
 
     run_and_wait(qtbot, widget)
 
@@ -150,7 +161,7 @@ def test_superres_finetune_on_a_high_resolution_layer(qtbot, make_napari_viewer,
     widget.scale.value = 2
     widget.device.value = "cpu"
     widget.steps.value = 2
-    widget.model_name.value = "my-upscaler"
+    widget.model_name.value = " My-Upscaler "  # saved lowercase, as every method name is
 
     run_and_wait(qtbot, widget)
 
@@ -308,3 +319,16 @@ def test_defaults_follow_the_task_until_the_user_sets_them(make_napari_viewer, m
     widget.task.value = "denoise"
     widget.task.value = "noise"
     assert widget.learning_rate.value == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize("typed", ["", "-lead", ".hidden", "a/b", "c:d", "spa ce", "dot·s"])
+def test_invalid_model_names_are_refused(typed):
+    with pytest.raises(ValueError, match="invalid model name"):
+        check_model_name(typed)
+
+
+def test_default_names_are_valid_method_names():
+    assert default_model_name("aunet", "noise", "Gold film · 1s") == "aunet-noise-gold-film-1s"
+    assert check_model_name(default_model_name("ResUNet", "denoise", "cell (low SNR)")) == (
+        "resunet-finetuned-cell-low-snr"
+    )

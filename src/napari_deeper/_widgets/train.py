@@ -45,7 +45,7 @@ TASK_CHOICES = (
 )
 #: the registry task a saved model of each job belongs to (its card's "task").
 REGISTRY_TASK = {DENOISE: "denoise", NOISE: "denoise", SUPERRES: "superres"}
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 DEVICES = ("auto", "cpu", "gpu")
 LOSS_COLOUR = colormaps["tab10"].colors[1]
 ROLE_TITLES = {"noisy": "low SNR", "clean": "high SNR", "blank": "featureless scan", "hr": "high resolution"}
@@ -55,12 +55,15 @@ def default_model_name(base: str, task: str, layer_name: str) -> str:
     """``<base>-finetuned-<layer>`` (``<base>-noise-<layer>`` for noise learning), file-name safe."""
     verb = "noise" if task == NOISE else "finetuned"
     raw = f"{base}-{verb}-{layer_name}" if layer_name else f"{base}-{verb}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.")
+    return re.sub(r"[^a-z0-9._-]+", "-", raw.lower()).strip("-.")
 
 
 def check_model_name(name: str) -> str:
-    """Return ``name`` stripped, or raise a ``ValueError`` saying which names are accepted."""
-    name = name.strip()
+    """The name a model is saved under: stripped and lowercase, as every method name is.
+
+    Raises a ``ValueError`` saying which names are accepted.
+    """
+    name = name.strip().lower()
     if not NAME_PATTERN.match(name):
         raise ValueError(
             f"invalid model name {name!r}: start with a letter or digit and use only letters, "
