@@ -211,8 +211,9 @@ def test_finetune_loop_runs_and_saves_a_method(user_models, rng):
     assert [p.done for p in progress] == list(range(7))
     assert all(p.loss is not None and np.isfinite(p.loss) for p in progress[1:])
     assert card["task"] == "superres" and card["base_model"] == "tiny-base"
+    assert card["arch"] == "hyrisr" and card["config"] == TINY
     assert card["fine_tuned_scale"] == 2 and card["training"]["steps"] == 6
-    save_model(model, "tiny-tuned", "hyrisr", TINY, card, user_models)
+    save_model(model, "tiny-tuned", card["arch"], card["config"], card, user_models)
     assert "tiny-tuned" in available_methods()
     out = upscale(hr[:, 1::2, 1::2], 2, "tiny-tuned")
     assert out.shape == hr.shape

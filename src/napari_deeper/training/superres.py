@@ -127,9 +127,10 @@ def finetune_upscaler_steps(base_model: str, hr, scale: int = 2, steps: int = 30
 
     ``hr`` is one ``(B, Y, X)`` cube or a list of them (any band count); pairs are made by
     skip-sampling them by ``scale``, with random patches, rotations and flips. Yields
-    ``Progress(step, steps, message, loss=...)``; returns ``(model, card)`` where ``card`` is the
-    dict to pass to :func:`napari_deeper.models.save_model` (task ``"superres"``, base model,
-    scale, steps, learning rate, losses, and the bicubic-vs-model PSNR on the given cubes).
+    ``Progress(step, steps, message, loss=...)``; returns ``(model, card)``. Save with
+    ``save_model(model, name, card["arch"], card["config"], card)``; the card holds the task
+    (``"superres"``), base model, scale, steps, learning rate, losses, and the bicubic and model
+    PSNR on the given cubes before and after.
     """
     import torch
 
@@ -175,7 +176,8 @@ def finetune_upscaler_steps(base_model: str, hr, scale: int = 2, steps: int = 30
     card = {
         "task": "superres",
         "base_model": base_model,
-        "base_arch": base_card.get("arch"),
+        "arch": base_card.get("arch"),
+        "config": base_card.get("config"),
         "fine_tuned_scale": scale,
         "scales": list(model.scales),
         "parameters": parameter_count(model),
