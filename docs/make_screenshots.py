@@ -72,8 +72,27 @@ def dock(viewer, display_name: str):
     return widget
 
 
+def close_notifications(viewer) -> None:
+    """Close the notification pop-ups (an earlier page's messages must not show in the next)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for popup in viewer.window._qt_window.findChildren(NapariQtNotification):
+        popup.close()
+
+
+def dock_bottom(viewer, display_name: str):
+    """Open a dock and put it under the canvas (wide plots read better there)."""
+    from qtpy.QtCore import Qt
+
+    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, display_name)
+    viewer.window._qt_window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock_widget)
+    settle(0.3)
+    return widget
+
+
 def reset(viewer) -> None:
-    """An empty viewer with no plugin docks, out of grid mode, 2-D."""
+    """An empty viewer with no plugin docks, out of grid mode, 2-D, no pop-ups."""
+    close_notifications(viewer)
     for name in list(viewer.window.dock_widgets):
         viewer.window.remove_dock_widget(viewer.window.dock_widgets[name])
     viewer.canvas.grid.enabled = False
@@ -130,17 +149,14 @@ def save(viewer, path: Path, width: int, max_kb: int) -> Path:
 
 # ------------------------------------------------------------------------------- the pages
 def spectra_page(viewer):
-    from qtpy.QtCore import Qt
-
     open_samples(viewer, "superres_pair")
-    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Spectra")
-    viewer.window._qt_window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock_widget)
+    widget = dock_bottom(viewer, "Spectra")
     hr = find(viewer, "HR")
     band = int(np.argmin(np.abs(hr.metadata["wavenumbers"] - 1450)))
     bright = np.unravel_index(np.argmax(hr.data[band]), hr.data.shape[1:])
     _, ny, nx = hr.data.shape
     widget.pin(tuple(hr.data_to_world((band, *bright)))[1:])
-    widget.update_live(tuple(hr.data_to_world((band, ny / 2, nx / 2)))[1:])
+    point_cursor_at(viewer, hr, band, (ny // 2, nx // 2))
     rectangle = np.array([[ny * 0.55, nx * 0.35], [ny * 0.7, nx * 0.55]])
     viewer.add_shapes([rectangle], shape_type="rectangle", name="ROI", edge_color="cyan",
                       face_color="transparent", edge_width=0.5)
@@ -165,7 +181,7 @@ def peak_map_page(viewer):
 
 def preprocess_page(viewer):
     layers = open_samples(viewer, "denoise_pair")
-    spectra = dock(viewer, "Spectra")
+    spectra = dock_bottom(viewer, "Spectra")
     widget = dock(viewer, "Preprocess spectra")
     widget.layer.value = layers[0]
     widget.crop_start.value = 600.0
@@ -195,39 +211,38 @@ def cube_layout_page(viewer):
 
 
 def denoise_page(viewer):
-    layers = open_samples(viewer, "denoise_pair")
+    open_samples(viewer, "denoise_pair")
     widget = dock(viewer, "Denoise")
-    low = find(viewer, "low")
-    widget.layer.value = low
-    methods = [name for name in widget.methods.choices if name in ("resunet", "aunet", "savgol", "pca")]
-    widget.methods.value = methods or list(widget.methods.choices)[:2]
+    widget.input_layer.value = find(viewer, "low").name
+    wanted = ("hybrid", "resunet", "savgol", "pca")
+    widget.methods.value = [name for name in wanted if name in widget.methods.choices]
+    widget.side_by_side.value = True
     run_and_wait(widget.runner)
-    show_band(viewer, layers[0], 1450)
-    side_by_side = getattr(widget, "side_by_side_button", None)
-    if side_by_side is not None:
-        side_by_side.click()
+    show_band(viewer, find(viewer, "high"), 1450)
 
 
 def superres_page(viewer):
     open_samples(viewer, "superres_pair")
     widget = dock(viewer, "Super-resolve")
-    widget.layer.value = find(viewer, "LR")
-    methods = [name for name in widget.methods.choices if name in ("hyrisr", "bicubic")]
-    widget.methods.value = methods or list(widget.methods.choices)[:2]
+    widget.input_layer.value = find(viewer, "LR").name
+    widget.methods.value = [name for name in ("hyrisr", "bicubic") if name in widget.methods.choices]
+    widget.side_by_side.value = True
     run_and_wait(widget.runner)
-    show_band(viewer, viewer.layers[0], 1450)
-    side_by_side = getattr(widget, "side_by_side_button", None)
-    if side_by_side is not None:
-        side_by_side.click()
+    show_band(viewer, find(viewer, "HR"), 1450)
 
 
 def train_page(viewer):
+    import os
+    import tempfile
+
+    # the fine-tuned model goes to a throw-away folder, not the user's model folder
+    os.environ["NAPARI_DEEPER_MODELS"] = tempfile.mkdtemp()
     open_samples(viewer, "denoise_pair")
     widget = dock(viewer, "Fine-tune models")
-    widget.noisy_layer.value = find(viewer, "low").name if isinstance(
-        widget.noisy_layer.choices[0], str
-    ) else find(viewer, "low")
-    settle(0.5)
+    widget.noisy_layer.value = find(viewer, "low").name
+    widget.clean_layer.value = find(viewer, "high").name
+    widget.steps.value = 60
+    run_and_wait(widget.runner)
 
 
 def unmix_page(viewer):
@@ -241,22 +256,15 @@ def unmix_page(viewer):
 
 
 def _denoised_versions(viewer):
-    """The low/high-SNR sample plus a deep and a classical denoising of the low-SNR layer."""
-    import napari_deeper as nd
-    from napari_deeper.denoise import DEFAULT
-
+    """The low/high-SNR sample and the low-SNR layer denoised in the Denoise dock."""
     open_samples(viewer, "denoise_pair")
     low, high = find(viewer, "low"), find(viewer, "high")
-    for method in (DEFAULT, "pca"):
-        data = nd.denoise(low.data, method=method, wavenumbers=low.metadata["wavenumbers"])
-        viewer.add_image(
-            data,
-            name=f"{low.name} · {method}",
-            metadata={"wavenumbers": low.metadata["wavenumbers"]},
-            axis_labels=low.axis_labels,
-            units=low.units,
-            colormap=low.colormap.name,
-        )
+    widget = dock(viewer, "Denoise")
+    widget.input_layer.value = low.name
+    wanted = ("hybrid", "savgol", "pca")
+    widget.methods.value = [name for name in wanted if name in widget.methods.choices]
+    run_and_wait(widget.runner)
+    viewer.window.remove_dock_widget(viewer.window.dock_widgets["Denoise (napari-deeper)"])
     return low, high
 
 
@@ -273,14 +281,28 @@ def compare_page(viewer):
     widget.side_by_side_button.click()
 
 
+def point_cursor_at(viewer, layer, band: int, pixel) -> None:
+    """Put the mouse cursor on ``layer``'s pixel, as hovering there does (live spectra follow)."""
+    viewer.cursor.position = tuple(layer.data_to_world((band, *pixel)))
+    settle(0.4)
+
+
 def overview_page(viewer):
     low, high = _denoised_versions(viewer)
-    spectra = dock(viewer, "Spectra")
+    spectra = dock_bottom(viewer, "Spectra")
     compare = dock(viewer, "Compare")
     compare.reference.value = high.name
-    show_band(viewer, high, 1450)
+    versions = [low, find(viewer, "low", "hybrid"), find(viewer, "low", "pca")]
+    compare.candidates.value = [layer.name for layer in versions]
     compare.side_by_side_button.click()
-    pin_centre(viewer, spectra)
+    viewer.window.remove_dock_widget(viewer.window.dock_widgets["Compare (napari-deeper)"])
+    # live spectra of the visible layers on the brightest lipid droplet
+    band = int(np.argmin(np.abs(high.metadata["wavenumbers"] - 1450)))
+    bright = np.unravel_index(np.argmax(high.data[band]), high.data.shape[1:])
+    viewer.layers.selection.active = high
+    show_band(viewer, high, 1450)
+    point_cursor_at(viewer, high, band, bright)
+    spectra.select_band(1435, 1465)
 
 
 # (page / image name, module that must exist, function)

@@ -62,6 +62,7 @@ METRIC_COLUMNS = (
     ("snr", "SNR (dB)", "{:.2f}"),
 )
 ACCURACY_COLUMN = ("accuracy", "Accuracy", "{:.1%}")
+TITLE_FONT_SIZE = 9  # grid panels are narrow; napari's default title size cuts long names
 CSV_FIELDS = ("name", *metrics.METRIC_NAMES, "accuracy", "shape", "note")
 
 
@@ -128,6 +129,8 @@ class CompareWidget(QWidget):
 
         self.reference = ComboBox(label="Reference", choices=[], nullable=True)
         self.candidates = Select(label="Candidates", choices=[])
+        self.candidates.native.setMaximumHeight(120)
+        self.candidates.tooltip = "Ctrl/Shift-click to choose several"
         self.crop = CheckBox(text="Crop to overlap (compare shapes that differ on the common region)")
         self.differences = ComboBox(
             label="Difference maps", choices=list(DIFFERENCE_CHOICES), value="none"
@@ -331,13 +334,20 @@ class CompareWidget(QWidget):
             show_info("Choose a reference and candidates to show side by side.")
             return
         show_side_by_side(self.viewer, layers)
+        self._remove_titles()
         for layer in layers:
+            self._titled_layers.append((layer, layer.name_overlay.font_size))
+            layer.name_overlay.font_size = TITLE_FONT_SIZE
             layer.name_overlay.visible = True
-        self._titled_layers = layers
+
+    def _remove_titles(self) -> None:
+        """Remove the titles this widget put on layers (restoring their font size)."""
+        for layer, font_size in self._titled_layers:
+            layer.name_overlay.visible = False
+            layer.name_overlay.font_size = font_size
+        self._titled_layers = []
 
     def normal_view(self) -> None:
         """Leave the grid, show every layer again and remove the titles."""
-        for layer in self._titled_layers:
-            layer.name_overlay.visible = False
-        self._titled_layers = []
+        self._remove_titles()
         restore_view(self.viewer)
