@@ -24,7 +24,10 @@ shim); pixels are processed in chunks so that memory stays bounded.
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -36,9 +39,9 @@ KKT_TOLERANCE = 1e-10
 #: Largest number of endmembers: passive sets are packed into 63-bit integer codes.
 MAX_ENDMEMBERS = 63
 #: Pixels per chunk on the CPU (the active-set iterations work on a whole chunk at once).
-CPU_CHUNK = 8192
+CPU_CHUNK = 16384
 #: Multiply-adds per BLAS call when computing ``E y`` on the CPU (see ``_NumpyOps.project``).
-BLAS_WORK = 2.5e5
+BLAS_WORK = 6e5
 
 
 def check_endmembers(endmembers, n_bands: int) -> np.ndarray:
@@ -129,8 +132,8 @@ def nnls_steps(
     gram = em_dev @ em_dev.T
     inverses = _PassiveSetInverses(ops, gram, bordered=sum_to_one)
     message = "FCLS abundances" if sum_to_one else "NNLS abundances"
-    yield compute.Progress(0, n_pixels, message)
-    for piece in compute.chunks(n_pixels, size):
+
+    def solve_chunk(piece: slice) -> None:
         b, power = ops.project(flat[:, piece], em_dev, return_residual)
         if not ops.all_finite(b):
             require_finite(cube, "data")
@@ -145,7 +148,25 @@ def nnls_steps(
             # ||y - E.T x||^2 = y.y - 2 b.x + x.G x: only k-sized work on top of y.y
             squared = power - 2 * (b * x).sum(0) + (x * (gram @ x)).sum(0)
             residual[piece] = ops.to_numpy(ops.clip_min(squared, 0) / n_bands) ** 0.5
-        yield compute.Progress(piece.stop, n_pixels, message)
+
+    yield compute.Progress(0, n_pixels, message)
+    # chunks are independent: on the CPU, a few run at once in threads (numpy and BLAS release
+    # the GIL); results land in their own slices, progress is reported in order
+    pool = ThreadPoolExecutor(max_workers=ops.workers)
+    pending: deque = deque()
+    try:
+        for piece in compute.chunks(n_pixels, size):
+            pending.append((piece, pool.submit(solve_chunk, piece)))
+            while len(pending) > ops.workers or (pending and pending[0][1].done()):
+                finished, future = pending.popleft()
+                future.result()
+                yield compute.Progress(finished.stop, n_pixels, message)
+        while pending:
+            finished, future = pending.popleft()
+            future.result()
+            yield compute.Progress(finished.stop, n_pixels, message)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     abundances = abundances.reshape(k, ny, nx)
     if residual is None:
         return abundances
@@ -192,12 +213,14 @@ class _PassiveSetInverses:
         self.size = self.k + 1 if bordered else self.k
         self.bits = ops.bit_weights(self.k)
         self.cache: dict[int, object] = {}
+        self.unconstrained = self._inverse((1 << self.k) - 1)[: self.k, : self.k] if not bordered else None
 
     def solve(self, passive, rhs):
         """Solutions ``(size, m)`` for right-hand sides ``rhs`` ``(size, m)`` on ``passive`` ``(k, m)``."""
         ops = self.ops
-        codes = (ops.as_int(passive) * self.bits[:, None]).sum(0)
-        unique, index = ops.unique(codes)
+        if rhs.shape[1] == 0:
+            return ops.zeros_like(rhs)
+        unique, index = ops.unique(ops.codes(passive, self.bits))
         tables = ops.stack([self._inverse(code) for code in ops.to_list(unique)])
         return ops.apply(tables[index], rhs)
 
@@ -226,37 +249,36 @@ def _nnls(ops, gram, b, inverses: _PassiveSetInverses):
     not fall, Murty's backup rule (swap only the highest broken index) guarantees termination.
     """
     k, n = b.shape
-    tol_w = KKT_TOLERANCE * ops.clip_min(ops.col_max(ops.abs(b)), 1e-300)
-    # start from the sign pattern of the unconstrained solution
-    passive = inverses.solve(ops.ones_bool((k, n)), b) > 0
-    x = inverses.solve(passive, b)
-    w = ops.where(passive, ops.zeros_like(x), gram @ x - b)
-    chances = ops.full(n, 3)
-    best = ops.full(n, k + 1)
-    todo = ops.arange(n)
+    # the unconstrained solution is the answer wherever it is positive (those pixels meet the
+    # KKT conditions and are done); elsewhere its sign pattern is the first passive set.
+    # The rounds work on the remaining pixels only, held in compact arrays.
+    x = inverses.unconstrained @ b
+    todo = ops.nonzero(~(x > 0).all(0))
+    passive, bs = x[:, todo] > 0, b[:, todo]
+    tol_w = KKT_TOLERANCE * ops.clip_min(ops.col_max(ops.abs(bs)), 1e-300)
+    chances = ops.full(todo.shape[0], 3)
+    best = ops.full(todo.shape[0], k + 1)
     for _ in range(5 * k + 50):
-        xs, fs = x[:, todo], passive[:, todo]
+        xs = inverses.solve(passive, bs)
+        x[:, todo] = xs
+        ws = gram @ xs - bs
         tol_x = KKT_TOLERANCE * ops.clip_min(ops.col_max(ops.abs(xs)), 1e-300)
-        broken = (fs & (xs < -tol_x)) | (~fs & (w[:, todo] < -tol_w[todo]))
+        broken = (passive & (xs < -tol_x)) | (~passive & (ws < -tol_w))
         count = broken.sum(0)
         keep = count > 0
-        todo, broken, count = todo[keep], broken[:, keep], count[keep]
-        if todo.shape[0] == 0:
+        if not ops.any(keep):
             return ops.clip_min(x, 0)
-        improved = count < best[todo]
-        best[todo] = ops.where(improved, count, best[todo])
-        chances[todo] = ops.where(improved, ops.full(todo.shape[0], 3), chances[todo] - 1)
-        backup = ~improved & (chances[todo] < 0)
+        todo, passive, bs, tol_w = todo[keep], passive[:, keep], bs[:, keep], tol_w[keep]
+        broken, count, chances, best = broken[:, keep], count[keep], chances[keep], best[keep]
+        improved = count < best
+        best = ops.where(improved, count, best)
+        chances = ops.where(improved, ops.full(count.shape[0], 3), chances - 1)
+        backup = ~improved & (chances < 0)
         if ops.any(backup):
             single = ops.zeros_bool((k, int(backup.sum())))
             single[ops.last_true(broken[:, backup]), ops.arange(single.shape[1])] = True
             broken[:, backup] = single
-        fs = passive[:, todo] ^ broken
-        passive[:, todo] = fs
-        bs = b[:, todo]
-        xs = inverses.solve(fs, bs)
-        x[:, todo] = xs
-        w[:, todo] = ops.where(fs, ops.zeros_like(xs), gram @ xs - bs)
+        passive = passive ^ broken
     _warn_unconverged(int(todo.shape[0]), "NNLS")
     return ops.clip_min(x, 0)
 
@@ -344,6 +366,9 @@ def _backend(device):
 class _NumpyOps:
     """The array operations the solvers need, in numpy float64."""
 
+    #: Chunks solved at once, one per core (at most 4: the work is memory-bound).
+    workers = max(1, min(4, os.cpu_count() or 1))
+
     @staticmethod
     def default_chunk(n_bands: int, k: int) -> int:
         return compute.chunk_size(8.0 * (n_bands + (k + 1) ** 2 + 12 * k), None, maximum=CPU_CHUNK)
@@ -381,14 +406,21 @@ class _NumpyOps:
     mask = staticmethod(np.asarray)
     to_numpy = staticmethod(lambda a: np.asarray(a, dtype=np.float32))
     zeros_bool = staticmethod(lambda shape: np.zeros(shape, dtype=bool))
-    ones_bool = staticmethod(lambda shape: np.ones(shape, dtype=bool))
     zeros_like = staticmethod(np.zeros_like)
     ones_like = staticmethod(np.ones_like)
     inf_like = staticmethod(lambda a: np.full_like(a, np.inf))
     full = staticmethod(lambda n, value: np.full(n, value, dtype=np.int64))
     arange = staticmethod(lambda n: np.arange(n, dtype=np.int64))
     bit_weights = staticmethod(lambda k: np.left_shift(1, np.arange(k, dtype=np.int64)))
-    as_int = staticmethod(lambda a: a.astype(np.int64))
+    @staticmethod
+    def codes(passive: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Each column's passive set as an integer (bit i = variable i), via ``np.packbits``."""
+        packed = np.packbits(passive, axis=0, bitorder="little")
+        codes = packed[0].astype(np.int64)
+        for byte in range(1, packed.shape[0]):
+            codes |= packed[byte].astype(np.int64) << (8 * byte)
+        return codes
+
     @staticmethod
     def unique(codes: np.ndarray):
         """Sorted distinct codes and each code's position among them (``np.unique``, faster
@@ -407,6 +439,7 @@ class _NumpyOps:
     col_max = staticmethod(lambda a: a.max(0))
     col_min = staticmethod(lambda a: a.min(0))
     any = staticmethod(lambda a: bool(np.any(a)))
+    nonzero = staticmethod(np.flatnonzero)
     all_finite = staticmethod(lambda a: bool(np.isfinite(a).all()))
     to_list = staticmethod(lambda a: a.tolist())
     concat = staticmethod(np.concatenate)
@@ -415,6 +448,8 @@ class _NumpyOps:
 
 class _TorchOps:
     """The same operations with torch on one device, float64 throughout."""
+
+    workers = 1  # one stream of work on the GPU
 
     def __init__(self, device):
         import torch
@@ -449,9 +484,6 @@ class _TorchOps:
     def zeros_bool(self, shape):
         return self.torch.zeros(shape, dtype=self.torch.bool, device=self.device)
 
-    def ones_bool(self, shape):
-        return self.torch.ones(shape, dtype=self.torch.bool, device=self.device)
-
     def zeros_like(self, a):
         return self.torch.zeros_like(a)
 
@@ -470,8 +502,8 @@ class _TorchOps:
     def bit_weights(self, k):
         return self.torch.tensor([1 << i for i in range(k)], dtype=self.torch.int64, device=self.device)
 
-    def as_int(self, a):
-        return a.to(self.torch.int64)
+    def codes(self, passive, bits):
+        return (passive.to(self.torch.int64) * bits[:, None]).sum(0)
 
     def unique(self, a):
         return self.torch.unique(a, return_inverse=True)
@@ -499,6 +531,9 @@ class _TorchOps:
 
     def any(self, a):
         return bool(a.any())
+
+    def nonzero(self, a):
+        return self.torch.nonzero(a).flatten()
 
     def all_finite(self, a):
         return bool(self.torch.isfinite(a).all())

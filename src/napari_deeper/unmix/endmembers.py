@@ -33,7 +33,7 @@ SKETCH_PIXELS = 1 << 16
 #: Power iterations of the range finder (on the sampled pixels, so they are cheap).
 POWER_ITERATIONS = 1
 #: Multiply-adds per BLAS call in the thin products (see ``_thin_products``).
-BLAS_WORK = 2.5e5
+BLAS_WORK = 6e5
 #: Pixels per chunk of a data pass.
 PASS_CHUNK = 8192
 
