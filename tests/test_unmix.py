@@ -15,7 +15,8 @@ from napari_deeper import compute
 from napari_deeper.io.endmembers import load_endmembers_csv, save_endmembers_csv
 from napari_deeper.unmix import classify, estimate_n_endmembers, estimate_snr, nnls_steps, unmix
 from napari_deeper.unmix import endmembers as vca_module
-from napari_deeper.unmix.abundances import _nnls, _PassiveSetInverses, _TorchOps
+from napari_deeper.unmix import abundances as abundances_module
+from napari_deeper.unmix.abundances import _TorchOps
 
 
 def peaks_spectra(rng, k: int, n_bands: int) -> np.ndarray:
@@ -135,17 +136,24 @@ def test_all_zero_pixels_get_zero_abundance_and_negative_data_works(rng):
     assert np.all(ours[:, 5, 3] == 0)  # nothing non-negative explains a negative spectrum
 
 
-def test_torch_implementation_matches_numpy(rng):
-    """The GPU code path, run with torch on the CPU: same algorithm, same answer."""
+def test_torch_implementation_matches_numpy(rng, monkeypatch):
+    """The GPU code path, run end to end with torch on the CPU: same algorithm, same answers."""
     torch = pytest.importorskip("torch")
     cube = rng.normal(0.3, 1.0, (30, 12, 14)).astype(np.float32)
+    cube[:, 0, :3] = 0.0
     endmembers = rng.random((5, 30))
-    ops = _TorchOps(torch.device("cpu"))
-    em = ops.asarray(endmembers)
-    gram = em @ em.T
-    b, _ = ops.project(cube.reshape(30, -1), em, False)
-    with_torch = _nnls(ops, gram, b, _PassiveSetInverses(ops, gram, bordered=False)).numpy()
-    assert relative_difference(with_torch, scipy_reference(cube, endmembers)) <= 1e-9
+    expected = {
+        fcls: nd.nnls(cube, endmembers, sum_to_one=fcls, device="cpu", return_residual=True)
+        for fcls in (False, True)
+    }
+    monkeypatch.setattr(abundances_module, "_backend", lambda device: _TorchOps(torch.device("cpu")))
+    for fcls, (numpy_maps, numpy_residual) in expected.items():
+        maps, residual = nd.nnls(cube, endmembers, sum_to_one=fcls, device="cuda", return_residual=True)
+        assert np.abs(maps - numpy_maps).max() <= 1e-6
+        assert np.allclose(residual, numpy_residual, rtol=1e-5, atol=1e-7)
+    assert relative_difference(maps, scipy_reference(cube, endmembers)) > 0.01  # FCLS differs
+    plain = nd.nnls(cube, endmembers, device="cuda")
+    assert relative_difference(plain, scipy_reference(cube, endmembers)) <= 1e-6
 
 
 def test_gpu_matches_cpu(rng):

@@ -40,7 +40,7 @@ PASS_CHUNK = 8192
 
 def vca_steps(data, n_endmembers: int, seed=0, mask=None, snr: float | None = None):
     """Steps generator of :func:`vca`; yields progress per pass over the data."""
-    # NaN/Inf are caught in the data pass (they reach the sums), not by a separate pass
+    # NaN/Inf are caught in the data pass (they reach the mean), not by a separate pass
     cube = as_cube(data, "data", allow_nonfinite=True)
     n_bands, ny, nx = cube.shape
     k = _check_count(n_endmembers, n_bands)
