@@ -226,12 +226,14 @@ def main() -> None:
         size_rows, vca_times[int(np.sqrt(n)) ** 2] = bench_size(n, rng)
         rows += size_rows
         print(table(rows, vca_times), "\n", flush=True)
-    active = ", ".join(f"{row['active']:.0%} at {row['pixels']:,} pixels" for row in rows if row["method"].startswith("scipy"))
+    active = " and ".join(
+        f"{row['active']:.0%} ({row['pixels']:,} pixels)" for row in rows if row["method"].startswith("scipy")
+    )
     text = f"""## Unmixing: exact NNLS abundances and VCA
 
 `python benchmarks/unmix.py`: 500-band cubes, 5 endmembers (Raman-like spectra, Dirichlet
-abundances with small ones set to zero, so that many constraints are active: {active} of the
-scipy abundances are exactly 0), Gaussian noise at 30 dB clipped at zero. Times are wall-clock,
+abundances with small ones set to zero, so that many constraints are active: of the scipy
+abundances, {active} are exactly 0), Gaussian noise at 30 dB clipped at zero. Times are wall-clock,
 the best of 3 calls (2 for VCA and at 1e6 pixels, 1 for scikit-learn); "CPU time" is the CPU
 time of that call summed over its threads. scipy's loop runs on {SCIPY_PIXELS} random pixels and
 is scaled to the cube; the differences and residuals compare each method with scipy on those

@@ -211,6 +211,9 @@ class UnmixWidget(QWidget):
     # ---------------------------------------------------------------------------------- running
     def run(self) -> None:
         """Check the choices and start the unmixing in the background."""
+        if self.runner.busy:
+            show_info("An unmixing run is in progress; cancel it or wait for it to finish.")
+            return
         targets = list(self.targets.value)
         source = self.source.value
         loaded = self.loaded if self.use_loaded.value else None
@@ -232,7 +235,7 @@ class UnmixWidget(QWidget):
         mask = None
         if loaded is None and self.mask.value is not None:
             mask = np.asarray(self.mask.value.data) > 0
-        self.run_record = {
+        record = {
             "source": None if loaded is not None else source.name,
             "endmembers_file": None if loaded is None else loaded["path"],
             "targets": [layer.name for layer in targets],
@@ -242,7 +245,7 @@ class UnmixWidget(QWidget):
         }
         self.runner.start(
             unmix_steps,
-            self._on_done,
+            lambda result: self._on_done(result, record),
             None if loaded is not None else np.asarray(source.data),
             {layer.name: np.asarray(layer.data) for layer in targets},
             n_endmembers=self.n_endmembers.value,
@@ -257,10 +260,11 @@ class UnmixWidget(QWidget):
         self.runner.status.setText(message)
         show_error(message)
 
-    def _on_done(self, result) -> None:
+    def _on_done(self, result, record: dict) -> None:
         """Make the layers of a finished run (main thread)."""
+        self.run_record = record
         k = result.endmembers.shape[0]
-        if self.loaded is not None and self.use_loaded.value:
+        if record["endmembers_file"] is not None and self.loaded is not None:
             self.names = list(self.loaded["names"])
         elif len(self.names) != k:
             self.names = default_names(k)
