@@ -15,6 +15,23 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 
+class RunFailed(Exception):
+    """A failure inside a worker, re-raised so the worker reports it (see :func:`_guarded`)."""
+
+
+def _guarded(steps_factory: Callable, *args, **kwargs):
+    """Run the steps generator, turning a ``RuntimeError`` into :class:`RunFailed`.
+
+    napari's worker thread takes a ``RuntimeError`` for the sign of a deleted Qt object and then
+    reports neither the error nor the end of the run, which would leave a dock busy forever;
+    torch raises ``RuntimeError`` for most of its failures.
+    """
+    try:
+        return (yield from steps_factory(*args, **kwargs))
+    except RuntimeError as error:
+        raise RunFailed(str(error)) from error
+
+
 class Runner(QWidget):
     """Run and Cancel buttons, a progress bar and a status line for one background operation."""
 
@@ -57,7 +74,7 @@ class Runner(QWidget):
             show_info("A run is already in progress; cancel it or wait for it to finish.")
             return None
         self.last_error = None
-        worker = thread_worker(steps_factory, start_thread=False, ignore_errors=True)(*args, **kwargs)
+        worker = thread_worker(_guarded, start_thread=False, ignore_errors=True)(steps_factory, *args, **kwargs)
         worker.yielded.connect(self._on_progress)
         if on_progress is not None:
             worker.yielded.connect(on_progress)

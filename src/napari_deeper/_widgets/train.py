@@ -118,23 +118,7 @@ def core_default(task: str, parameter: str):
     return inspect.signature(core_steps(task)).parameters[parameter].default
 
 
-class TrainingError(Exception):
-    """A failure inside the training code (torch reports most of them as ``RuntimeError``)."""
-
-
 def training_steps(job: TrainingJob):
-    """Run ``job`` in the worker; a ``RuntimeError`` is re-raised as :class:`TrainingError`.
-
-    The worker thread treats a ``RuntimeError`` as the sign of a deleted Qt object and then
-    reports neither the error nor the end of the run, which would leave the dock busy forever.
-    """
-    try:
-        return (yield from _job_steps(job))
-    except RuntimeError as error:
-        raise TrainingError(f"training failed: {error}") from error
-
-
-def _job_steps(job: TrainingJob):
     """Check the layers' values and run the core fine-tuning generator for ``job``."""
     steps = core_steps(job.task)
     common = {"steps": job.steps, "lr": job.learning_rate, "device": job.device}
