@@ -103,6 +103,14 @@ def test_unmix_makes_maps_labels_residuals_and_exports(make_napari_viewer, qtbot
     assert len(record["endmember_pixels"]) == 5
     assert widget.export(tmp_path).name == "unmixing-002"  # never into an existing folder
 
+    # File > Save Selected Layers goes through the plugin's npe2 writers
+    from napari.plugins.io import save_layers
+
+    assert save_layers(str(tmp_path / "labels.tif"), [labels], plugin="napari-deeper")
+    assert np.array_equal(tifffile.imread(tmp_path / "labels.tif"), labels.data)
+    assert save_layers(str(tmp_path / "spectra.csv"), [abundance], plugin="napari-deeper")
+    assert (tmp_path / "spectra.csv").read_text().startswith("wavenumber,lipids,")
+
 
 def test_one_layer_per_component_and_csv_endmembers(make_napari_viewer, qtbot, tmp_path, cell):
     viewer = make_napari_viewer()
