@@ -3,7 +3,8 @@
 1. Simulate a high-resolution (HR), high-SNR scan of a cell: the reference.
 2. Simulate the fast scan of the same cell: low SNR (fewer photons, i.e. a shorter dwell time) and
    skip-sampled (every ``factor``-th pixel along y and x, as a raster microscope takes fewer points).
-3. Denoise the fast scan: the package's default (deep) denoiser and classical baselines.
+3. Denoise the fast scan: the package's default denoiser, DeepeR's 1-D ResUNet (trained here on
+   the simulator) and the classical baselines Savitzky-Golay and PCA.
 4. Super-resolve every version back to the HR grid: HyRISR and bicubic interpolation.
 5. VCA on the reference: its endmembers.
 6. NNLS of the reference and of every version with those endmembers; each pixel's dominant
@@ -74,7 +75,7 @@ def run_workflow(
     photons_high: float = 1000.0,
     photons_low: float = 100.0,
     seed: int = 0,
-    denoisers=(DEFAULT, "savgol", "pca"),
+    denoisers=(DEFAULT, "resunet", "savgol", "pca"),
     upscalers=("hyrisr", "bicubic"),
     n_endmembers: int | None = None,
     quiet: bool = False,
@@ -282,8 +283,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--photons-low", type=float, default=100.0, help="fast-scan photons (100)")
     parser.add_argument("--seed", type=int, default=0, help="simulation and VCA seed (0)")
     parser.add_argument(
-        "--denoisers", type=_names, default=[DEFAULT, "savgol", "pca"],
-        help="comma-separated nd.denoise methods; 'default' is its default (default,savgol,pca)",
+        "--denoisers", type=_names, default=[DEFAULT, "resunet", "savgol", "pca"],
+        help="comma-separated nd.denoise methods; 'default' is its default "
+        "(default,resunet,savgol,pca)",
     )
     parser.add_argument(
         "--upscalers", type=_names, default=["hyrisr", "bicubic"],
