@@ -183,6 +183,24 @@ def write_outputs(result: WorkflowResult, out: Path, maps: bool) -> list[Path]:
     return written
 
 
+DOC_START, DOC_END = "<!-- example:table -->", "<!-- /example:table -->"
+
+
+def update_doc(result: WorkflowResult, path: Path, command: str) -> Path:
+    """Replace the table between the ``example:table`` markers of a Markdown page."""
+    text = path.read_text(encoding="utf-8")
+    if DOC_START not in text or DOC_END not in text:
+        raise ValueError(f"{path} has no {DOC_START} ... {DOC_END} markers")
+    before, rest = text.split(DOC_START, 1)
+    _old, after = rest.split(DOC_END, 1)
+    section = (
+        f"{DOC_START}\n`{command}` ({time.strftime('%Y-%m-%d')}), best PSNR first:\n\n"
+        f"{markdown_table(result.rows)}\n{DOC_END}"
+    )
+    path.write_text(before + section + after, encoding="utf-8")
+    return path
+
+
 def _save_maps(result: WorkflowResult, path: Path) -> Path:
     arrays = {"reference_labels": result.reference_labels}
     for version, labels in result.labels.items():
@@ -297,6 +315,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="print only the table")
     parser.add_argument(
+        "--doc", type=Path, default=None,
+        help="also write the table into this Markdown page, between its example:table markers",
+    )
+    parser.add_argument(
         "--napari", action="store_true",
         help="instead of computing, open napari with both scans and the workflow's docks",
     )
@@ -325,7 +347,11 @@ def main(argv=None) -> int:
         quiet=args.quiet,
     )
     print(markdown_table(result.rows))
-    for path in write_outputs(result, args.out, args.maps):
+    written = write_outputs(result, args.out, args.maps)
+    if args.doc is not None:
+        command = " ".join(["python examples/deeper_workflow.py", *(argv if argv is not None else sys.argv[1:])])
+        written.append(update_doc(result, args.doc, command))
+    for path in written:
         _log(f"wrote {path}", args.quiet)
     return 0
 

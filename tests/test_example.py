@@ -27,7 +27,9 @@ def example():
 
 
 def test_main_prints_and_writes_the_table(example, tmp_path, capsys):
-    assert example.main([*SMALL, "--out", str(tmp_path), "--maps", "--quiet"]) == 0
+    page = tmp_path / "page.md"
+    page.write_text("# Example\n<!-- example:table -->\nold\n<!-- /example:table -->\nend\n")
+    assert example.main([*SMALL, "--out", str(tmp_path), "--maps", "--quiet", "--doc", str(page)]) == 0
     printed = capsys.readouterr().out
     with (tmp_path / "table.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -44,6 +46,9 @@ def test_main_prints_and_writes_the_table(example, tmp_path, capsys):
     for method in (default, "resunet", "pca"):
         assert float(by_version[f"{method} + bicubic"]["psnr"]) > float(by_version["raw + bicubic"]["psnr"])
     assert "| Version | PSNR (dB) |" in (tmp_path / "table.md").read_text()
+    updated = page.read_text()
+    assert "old" not in updated and updated.endswith("<!-- /example:table -->\nend\n")
+    assert "| raw + bicubic |" in updated and "--size 32" in updated
     assert (tmp_path / "labels.png").read_bytes()[:4] == b"\x89PNG"
     with np.load(tmp_path / "maps.npz") as maps:
         assert maps["reference_labels"].shape == (32, 32)
