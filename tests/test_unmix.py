@@ -265,9 +265,13 @@ def test_snr_estimate_avoids_division_by_zero():
     assert estimate_snr(1.0, 0.99, 3, 100) == pytest.approx(10 * np.log10((0.99 - 0.03) / 0.01))
 
 
-def test_estimate_n_endmembers_is_a_good_hint(rng):
-    cube, _, _ = mixture(rng, k=4, snr_db=30)
-    assert estimate_n_endmembers(cube) == 4
+@pytest.mark.parametrize("method", ["variance", "hysime"])
+def test_estimate_n_endmembers_is_a_good_hint(rng, method):
+    for k in (3, 5):
+        cube, _, _ = mixture(rng, k=k, snr_db=30)
+        assert estimate_n_endmembers(cube, method=method) == k
+    with pytest.raises(ValueError, match="unknown method"):
+        estimate_n_endmembers(cube, method="pca")
 
 
 # ---------------------------------------------------------------------------------- bad input

@@ -167,5 +167,6 @@ def test_suggested_number_of_endmembers_is_shown(make_napari_viewer, qtbot, cell
     widget.source.value = clean
     widget.suggest_button.native.click()
     qtbot.waitUntil(lambda: widget.suggested is not None, timeout=TIMEOUT)
-    assert widget.suggested >= 1 and f"suggests {widget.suggested}" in widget.hint.value
+    assert widget.suggested == nd.unmix.estimate_n_endmembers(cell.clean)
+    assert f"suggest {widget.suggested} " in widget.hint.value
     assert widget.n_endmembers.value == 5  # a hint: the choice stays the user's

@@ -98,7 +98,7 @@ class UnmixWidget(QWidget):
 
         self.source = ComboBox(label="Endmembers from", choices=self._spectral_choices)
         self.n_endmembers = SpinBox(label="Endmembers", value=5, min=1, max=63)
-        self.suggest_button = PushButton(text="Suggest (HySime)")
+        self.suggest_button = PushButton(text="Suggest")
         self.hint = Label(value="")
         self.use_loaded = CheckBox(text="Use the endmembers loaded from CSV (skip VCA)", value=False)
         self.use_loaded.enabled = False
@@ -443,7 +443,10 @@ class UnmixWidget(QWidget):
 
     # ----------------------------------------------------------------------- hint for k
     def suggest(self, value=None) -> None:
-        """Estimate the number of endmembers of the source layer in the background (a hint)."""
+        """Estimate the number of endmembers of the source layer in the background (a hint).
+
+        Uses :func:`napari_deeper.unmix.estimate_n_endmembers` (the explained-variance rule).
+        """
         source = self.source.value
         if source is None:
             self.hint.value = "Choose a layer first."
@@ -457,8 +460,8 @@ class UnmixWidget(QWidget):
     def _show_suggestion(self, k: int) -> None:
         self.suggested = int(k)
         self.hint.value = (
-            f"HySime suggests {k} (a hint: baselines and band shifts add directions, so fewer "
-            "components may describe the chemistry)"
+            f"The data suggest {k} (components above the noise that explain 99 % of the signal "
+            "variance): a hint, the choice is yours"
         )
 
     # ------------------------------------------------------------------------------- files

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import compute
-from .._validation import as_cube
+from .._validation import as_cube, check_method
 from .abundances import require_finite
 
 #: Extra sketch directions beyond ``k`` (randomized subspace): more is more accurate and slower.
@@ -113,43 +113,84 @@ def estimate_snr(total_power: float, projected_power: float, k: int, n_bands: in
     return float(10 * np.log10(signal / noise))
 
 
-def estimate_n_endmembers(data, mask=None, max_pixels: int = 20000, seed=0) -> int:
-    """A hint for the number of endmembers, by HySime (Bioucas-Dias & Nascimento, TGRS 2008).
+#: Ways to suggest the number of endmembers (see :func:`estimate_n_endmembers`).
+ESTIMATORS = ("variance", "hysime")
 
-    The noise of every band is estimated by regressing it on all the other bands; the signal
-    subspace keeps the eigen-directions whose signal power exceeds twice their noise power.
-    Computed on at most ``max_pixels`` randomly chosen pixels (``seed``). It is a starting
-    point: baselines, fluorescence and spectral shifts each add directions, so the count of
-    chemically meaningful components is often lower.
+
+def estimate_n_endmembers(
+    data,
+    method: str = "variance",
+    mask=None,
+    max_pixels: int = 20000,
+    signal_fraction: float = 0.99,
+    seed=0,
+) -> int:
+    """A hint for the number of endmembers; a starting point, not a rule.
+
+    ``method="variance"`` (default): the noise variance comes from the data's second
+    differences along the spectral axis (a robust median: Raman bands are smooth over a few
+    bands, noise is not); principal components whose variance exceeds the largest that pure
+    noise reaches (the Marchenko-Pastur edge) carry signal, and the hint is the number of them
+    needed for ``signal_fraction`` of the signal variance, plus one (k endmembers span k - 1
+    directions around the mean).
+
+    ``method="hysime"``: HySime (Bioucas-Dias & Nascimento, TGRS 2008): each band's noise is
+    estimated by regressing it on all other bands, and every eigen-direction whose signal power
+    exceeds twice its noise power counts. It measures the whole signal subspace: band shifts,
+    baselines and spectrally correlated noise each add directions, so on real spectra it is
+    often far above the number of chemical components.
+
+    Computed on at most ``max_pixels`` randomly chosen pixels (``seed``).
     """
+    method = check_method(method, ESTIMATORS)
     cube = as_cube(data, "data", allow_nonfinite=True)
     n_bands, ny, nx = cube.shape
     flat = cube.reshape(n_bands, ny * nx)
     pixels = _mask_pixels(mask, (ny, nx))
     if pixels is None:
         pixels = np.arange(ny * nx)
-    if pixels.size < 2:
-        raise ValueError(f"estimating the number of endmembers needs at least 2 pixels, got {pixels.size}")
+    if pixels.size < 2 or n_bands < 3:
+        raise ValueError(
+            "estimating the number of endmembers needs at least 2 pixels and 3 bands, "
+            f"got {pixels.size} pixels and {n_bands} bands"
+        )
     if pixels.size > max_pixels:
         pixels = np.sort(np.random.default_rng(seed).choice(pixels, max_pixels, replace=False))
     y = flat[:, pixels].astype(np.float64)
     if not np.isfinite(y).all():
         require_finite(cube, "data")
+    if method == "hysime":
+        return _hysime(y)
+    return _variance_rule(y, signal_fraction)
+
+
+def _variance_rule(y: np.ndarray, signal_fraction: float) -> int:
+    n_bands, n = y.shape
+    values = np.linalg.eigvalsh(np.cov(y))[::-1]
+    # the second difference of white noise of variance s2 has variance 6 s2
+    noise = (np.median(np.abs(np.diff(y, 2, axis=0))) / 0.6745) ** 2 / 6
+    edge = noise * (1 + np.sqrt(n_bands / n)) ** 2
+    signal = np.maximum(values - edge, 0)
+    if signal.sum() <= 0:
+        return 1
+    explained = np.cumsum(signal) / signal.sum()
+    return int(min(n_bands, np.searchsorted(explained, signal_fraction) + 2))
+
+
+def _hysime(y: np.ndarray) -> int:
+    n_bands = y.shape[0]
     corr = y @ y.T / y.shape[1]
     scale = np.trace(corr) / n_bands
     if scale <= 0:
         return 0
     precision = np.linalg.inv(corr + 1e-6 * scale * np.eye(n_bands))
     noise_var = 1.0 / np.diag(precision)  # residual variance of each band given the others
-    inv_d = np.diag(noise_var)
-    # x = y - noise, noise_i = (P y)_i / P_ii: its correlation follows from corr and P alone
-    signal_corr = corr - 2 * inv_d + inv_d @ precision @ inv_d
-    signal_corr = (signal_corr + signal_corr.T) / 2
-    values, vectors = np.linalg.eigh(signal_corr)
-    vectors = vectors[:, ::-1]
-    noise_corr = inv_d + np.trace(signal_corr) / n_bands / 1e5 * np.eye(n_bands)
-    power = np.einsum("bi,bc,ci->i", vectors, corr, vectors)
-    noise_power = np.einsum("bi,b,bi->i", vectors, np.diag(noise_corr), vectors)
+    # x = y - noise with noise_i = (P y)_i / P_ii, so x's correlation follows from corr and P
+    signal_corr = corr - 2 * np.diag(noise_var) + noise_var[:, None] * precision * noise_var[None, :]
+    _values, vectors = np.linalg.eigh((signal_corr + signal_corr.T) / 2)
+    noise_var = noise_var + np.trace(signal_corr) / n_bands / 1e5
+    power = np.sum(vectors * (corr @ vectors), axis=0)
+    noise_power = (vectors**2 * noise_var[:, None]).sum(axis=0)
     return int(np.count_nonzero(2 * noise_power - power < 0))
 
 
