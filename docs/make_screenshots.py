@@ -98,6 +98,7 @@ def reset(viewer) -> None:
     viewer.canvas.grid.enabled = False
     viewer.layers.clear()
     viewer.dims.ndisplay = 2
+    viewer.window.resize(*WINDOW)
     settle(0.2)
 
 
@@ -132,6 +133,7 @@ def save(viewer, path: Path, width: int, max_kb: int) -> Path:
     """The whole window, docks included, as a PNG no wider than ``width`` and under ``max_kb``."""
     from qtpy.QtCore import Qt
 
+    close_notifications(viewer)
     viewer.reset_view()
     settle(0.8)
     image = viewer.window._screenshot(flash=False, canvas_only=False)
@@ -236,13 +238,15 @@ def train_page(viewer):
     import tempfile
 
     # the fine-tuned model goes to a throw-away folder, not the user's model folder
-    os.environ["NAPARI_DEEPER_MODELS"] = tempfile.mkdtemp()
+    os.environ["NAPARI_DEEPER_MODELS"] = tempfile.mkdtemp(prefix="my-models-")
     open_samples(viewer, "denoise_pair")
     widget = dock(viewer, "Fine-tune models")
-    widget.noisy_layer.value = find(viewer, "low").name
+    low = find(viewer, "low")
+    widget.noisy_layer.value = low.name
     widget.clean_layer.value = find(viewer, "high").name
     widget.steps.value = 60
     run_and_wait(widget.runner)
+    show_band(viewer, low, 1450)
 
 
 def unmix_page(viewer):
