@@ -112,11 +112,15 @@ def test_side_by_side_toggles_the_grid_with_linked_contrast_and_titles(widget):
     limits = {tuple(viewer.layers[name].contrast_limits) for name in shown}
     assert len(limits) == 1 and limits.pop()[1] == pytest.approx(5.0)
     assert all(viewer.layers[name].name_overlay.visible for name in shown)
+    viewer.layers["identical"].contrast_limits = (0.5, 2.0)  # linked while side by side
+    assert tuple(viewer.layers["reference"].contrast_limits) == pytest.approx((0.5, 2.0))
 
     widget.normal_view_button.click()
     assert not viewer.canvas.grid.enabled
     assert all(layer.visible for layer in viewer.layers)
     assert not any(layer.name_overlay.visible for layer in viewer.layers)
+    viewer.layers["identical"].contrast_limits = (0.0, 1.0)  # unlinked again
+    assert tuple(viewer.layers["reference"].contrast_limits) == pytest.approx((0.5, 2.0))
 
 
 def test_difference_maps_become_layers_with_provenance(qtbot, widget, cubes):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Select
+from napari.experimental import link_layers, unlink_layers
 from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
@@ -62,6 +63,7 @@ METRIC_COLUMNS = (
     ("snr", "SNR (dB)", "{:.2f}"),
 )
 ACCURACY_COLUMN = ("accuracy", "Accuracy", "{:.1%}")
+LINKED_ATTRIBUTES = ("contrast_limits", "gamma")
 TITLE_FONT_SIZE = 9  # grid panels are narrow; napari's default title size cuts long names
 CSV_FIELDS = ("name", *metrics.METRIC_NAMES, "accuracy", "shape", "note")
 
@@ -126,6 +128,7 @@ class CompareWidget(QWidget):
         self.rows: list[dict] = []
         self.reference_name: str | None = None
         self._titled_layers: list = []
+        self._linked_layers: list = []
 
         self.reference = ComboBox(label="Reference", choices=[], nullable=True)
         self.candidates = Select(label="Candidates", choices=[])
@@ -327,25 +330,36 @@ class CompareWidget(QWidget):
 
     # ----------------------------------------------------------------------------- views
     def side_by_side(self) -> None:
-        """Grid view of the reference and the candidates, one contrast, names as titles."""
+        """Grid view of the reference and the candidates, one contrast, names as titles.
+
+        The contrast limits stay linked while the grid is shown: changing them on one layer
+        changes them on all, until *Normal view*.
+        """
         names = [self.reference.value, *self.candidates.value]
         layers = [self._layer(name) for name in names if self._layer(name) is not None]
         if not layers:
             show_info("Choose a reference and candidates to show side by side.")
             return
-        show_side_by_side(self.viewer, layers)
         self._remove_titles()
+        show_side_by_side(self.viewer, layers)
+        if len(layers) > 1:
+            link_layers(layers, LINKED_ATTRIBUTES)
+            self._linked_layers = layers
         for layer in layers:
             self._titled_layers.append((layer, layer.name_overlay.font_size))
             layer.name_overlay.font_size = TITLE_FONT_SIZE
             layer.name_overlay.visible = True
 
     def _remove_titles(self) -> None:
-        """Remove the titles this widget put on layers (restoring their font size)."""
+        """Remove the titles and contrast links this widget put on layers."""
         for layer, font_size in self._titled_layers:
             layer.name_overlay.visible = False
             layer.name_overlay.font_size = font_size
         self._titled_layers = []
+        alive = [layer for layer in self._linked_layers if layer in self.viewer.layers]
+        if len(alive) > 1:
+            unlink_layers(alive, LINKED_ATTRIBUTES)
+        self._linked_layers = []
 
     def normal_view(self) -> None:
         """Leave the grid, show every layer again and remove the titles."""
