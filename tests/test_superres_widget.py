@@ -81,12 +81,13 @@ def test_two_methods_make_aligned_layers_with_provenance(qtbot, viewer_and_widge
     assert not viewer.grid.enabled
 
 
-def test_fast_scan_restore_keeps_both_layers(qtbot, viewer_and_widget, monkeypatch):
+def test_fast_scan_restore_keeps_both_layers(qtbot, viewer_and_widget):
     viewer, widget = viewer_and_widget
-    monkeypatch.setattr("napari_deeper.superres.DEFAULT", "tiny")
-    widget.scale.value = 2
     widget.exposure_ratio.value = 10
-    assert "20x" in widget.restore_info.value
+    widget.scale.value = 3
+    assert "saving: 90x" in widget.restore_info.value
+    widget.scale.value = 2
+    assert "saving: 40x" in widget.restore_info.value
     before = len(viewer.layers)
     widget.restore_runner.run_button.click()
     wait(qtbot, widget.restore_runner)
@@ -98,6 +99,7 @@ def test_fast_scan_restore_keeps_both_layers(qtbot, viewer_and_widget, monkeypat
     assert record["operation"] == "fast_scan_restore"
     assert record["time_saving"] == pytest.approx(40.0)
     assert record["intermediate"] == denoised.name
+    assert record["params"]["upscale_method"] == "hyrisr" and record["model"] == "hyrisr"
     assert denoised.metadata["napari_deeper"]["pipeline"] == "fast_scan_restore"
     np.testing.assert_allclose(final.data_to_world((0, 5, 7)), denoised.data_to_world((0, 2, 3)))
     assert "40x" in widget.restore_info.value

@@ -65,16 +65,16 @@ def fit_basis(cube: np.ndarray, n_components: int) -> Basis:
     b = cube.shape[0]
     flat = cube.reshape(b, -1)
     step = max(1, flat.shape[1] // BASIS_PIXELS)
-    sample = flat[:, ::step].astype(np.float64)
+    sample = flat[:, ::step]
     mean = flat.mean(axis=1, dtype=np.float64)
-    centred = sample - mean[:, None]
-    covariance = centred @ centred.T / max(1, sample.shape[1])
+    centred = sample - mean[:, None].astype(np.float32)
+    covariance = (centred @ centred.T).astype(np.float64) / max(1, sample.shape[1])
     values, vectors = np.linalg.eigh(covariance)
     order = np.argsort(values)[::-1]
     keep = min(n_components, b, max(1, sample.shape[1] - 1))
     vectors = vectors[:, order[:keep]]
     values = np.clip(values[order[:keep]], 0.0, None)
-    scores = vectors.T @ centred
+    scores = vectors.T @ centred.astype(np.float64)
     signs = np.sign(np.sum(scores**3, axis=1))
     signs[signs == 0] = 1.0
     vectors = vectors * signs
@@ -142,6 +142,7 @@ def correction_steps(model, scores: np.ndarray, scale: int, device, tile: int = 
 def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int = TILE,
                           overlap: int = OVERLAP, message: str = "") -> compute.Steps[np.ndarray]:
     """Super-resolve ``data`` ``(B, Y, X)`` with a component-space correction network."""
+    device = compute.select_device(device)
     base = interpolate(data, scale, "bicubic")
     basis = fit_basis(data, model.n_components)
     if basis.scale <= 0 or not np.isfinite(basis.scale):

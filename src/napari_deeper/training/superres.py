@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -475,8 +476,8 @@ def main(args: argparse.Namespace) -> None:
                     f"{data_seed}; each used at every scale",
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "loss": "L1", "seconds": result["seconds"], "data_seconds": data_seconds,
-            "hardware": f"{platform.processor() or platform.machine()} CPU, "
-                        f"{args.threads} torch thread(s)",
+            "hardware": f"{platform.machine()} CPU ({os.cpu_count()} cores, shared with other "
+                        f"jobs, nice 10), {args.threads} torch thread(s)",
             "command": _command_line(args),
             "history": result["history"],
         },
