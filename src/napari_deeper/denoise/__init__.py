@@ -1,0 +1,169 @@
+"""Denoising of hyperspectral cubes: one entry point over classical methods and trained networks.
+
+    import napari_deeper as nd
+    clean = nd.denoise(cube)                                  # the default method
+    clean = nd.denoise(cube, method="savgol", window=21)
+    clean = nd.denoise(cube, method="resunet", device="cuda")
+
+:data:`METHODS` maps each built-in method name to a :class:`Method` (its ``*_steps`` function and
+its parameter schema); the widget, the CLI and the benchmark are built from it. Every model saved
+with ``task: "denoise"`` (shipped or fine-tuned by the user) is a method too: :func:`available_methods`
+returns the full list, and ``denoise(data, method="my-lab-model")`` runs it with the inference of
+the architecture its card names.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+
+from .._validation import as_cube, as_wavenumbers
+from ..compute import run
+from .schema import Method, Param
+
+__all__ = ["DEFAULT", "METHODS", "Method", "Param", "available_methods", "denoise", "denoise_steps", "get_method", "methods"]
+
+
+def _classical(fn):
+    def steps(data, wavenumbers=None, device=None, **params):
+        return (yield from fn(data, **params))
+
+    return steps
+
+
+def _network(model_name: str):
+    from .deep import network_steps
+
+    def steps(data, wavenumbers=None, device=None, batch_size=None):
+        return (yield from network_steps(data, model_name, device, batch_size))
+
+    return steps
+
+
+def _build_registry() -> dict[str, Method]:
+    from . import classical, hybrid
+
+    batch = Param("batch_size", int, None, (1, 1 << 16), help="spectra per batch (auto: from free memory)",
+                  optional=True)
+    registry = {
+        "hybrid": Method(
+            "hybrid", hybrid.hybrid_steps, hybrid.params(), hybrid.DESCRIPTION, kind="hybrid", uses_device=True,
+        ),
+        "savgol": Method(
+            "savgol", _classical(classical.savgol_steps),
+            (
+                Param("window", int, 15, (3, 1001), help="window length in bands (odd)"),
+                Param("order", int, 2, (0, 10), help="polynomial order"),
+            ),
+            "Savitzky-Golay smoothing of each spectrum",
+        ),
+        "wavelet": Method(
+            "wavelet", _classical(classical.wavelet_steps),
+            (
+                Param("wavelet", str, "sym8", help="PyWavelets discrete wavelet, e.g. sym8, db4, coif3"),
+                Param("level", int, None, (1, 20), help="decomposition levels (auto: maximum - 2)", optional=True),
+                Param("mode", str, "soft", choices=("soft", "hard"), help="thresholding"),
+                Param("threshold", str, "bayesshrink", choices=classical.WAVELET_THRESHOLDS,
+                      help="BayesShrink (per level) or VisuShrink (universal)"),
+            ),
+            "wavelet shrinkage of each spectrum (noise estimated per spectrum)",
+        ),
+        "pca": Method(
+            "pca", _classical(classical.pca_steps),
+            (
+                Param("n_components", int, None, (1, 10000),
+                      help="components kept (auto: Gavish-Donoho threshold from the noise level)", optional=True),
+            ),
+            "PCA (low-rank) denoising over all pixels",
+        ),
+        "resunet": Method(
+            "resunet", _network("resunet"), (batch,),
+            "DeepeR's 1D residual U-net, per spectrum", kind="network", model="resunet", uses_device=True,
+        ),
+        "aunet": Method(
+            "aunet", _network("aunet"), (batch,),
+            "noise-learning attention U-net in the DCT domain, per spectrum", kind="network", model="aunet",
+            uses_device=True,
+        ),
+    }
+    return registry
+
+
+METHODS: dict[str, Method] = _build_registry()
+#: The method ``denoise(data)`` runs: chosen by measurement (see docs/denoise.md).
+DEFAULT = "hybrid"
+
+
+def available_methods() -> dict[str, Method]:
+    """Built-in methods plus every saved denoising model (user models included), by name."""
+    from ..models.registry import list_models
+
+    found = dict(METHODS)
+    batch = METHODS["resunet"].params
+    for info in list_models(task="denoise"):
+        if info.name not in found:
+            found[info.name] = Method(
+                info.name, _network(info.name), batch,
+                info.card.get("description", f"{info.arch} model"), kind="network", model=info.name,
+                uses_device=True,
+            )
+    return found
+
+
+#: Same as :func:`available_methods` (the name ``superres`` uses, and the short one).
+methods = available_methods
+
+
+def get_method(name) -> Method:
+    """The method called ``name`` (case-insensitive), or a ``ValueError`` listing the known ones."""
+    key = str(name).lower()
+    if key in METHODS:
+        return METHODS[key]
+    available = available_methods()
+    if str(name) in available:
+        return available[str(name)]
+    if key in available:
+        return available[key]
+    raise ValueError(f"unknown denoising method {name!r}; choose one of: {', '.join(available)}")
+
+
+def denoise_steps(data, method: str = DEFAULT, wavenumbers=None, device=None, **params):
+    """Steps generator of :func:`denoise`: yields ``Progress`` between chunks, returns the cube."""
+    cube = as_cube(data, "data")
+    as_wavenumbers(wavenumbers, cube.shape[0])
+    chosen = get_method(method)
+    checked = chosen.check_params(params)
+    if chosen.uses_device:
+        from ..compute import select_device
+
+        device = select_device(device)
+    result = yield from chosen.steps(cube, wavenumbers=wavenumbers, device=device, **checked)
+    return np.asarray(result, dtype=np.float32)
+
+
+def denoise(data, method: str = DEFAULT, wavenumbers=None, device=None, **params) -> np.ndarray:
+    """Denoise a ``(B, Y, X)`` cube with ``method``; returns a new float32 cube in the same units.
+
+    ``method`` is a name from :func:`available_methods` (``DEFAULT`` when not given); ``params`` are that
+    method's parameters (see ``METHODS[name].params``). ``device`` is "auto"/None, "cpu", "cuda"
+    or "gpu" for the methods that run networks. The input is never modified.
+    """
+    return run(denoise_steps(data, method, wavenumbers, device, **params))
+
+
+
+class _CallableModule(types.ModuleType):
+    """``napari_deeper.denoise`` is both this package and the public function ``nd.denoise``.
+
+    Importing the package makes Python set the attribute ``napari_deeper.denoise`` to the module,
+    which would hide the lazily exported function; calling the module calls :func:`denoise`, so
+    ``nd.denoise(cube)`` works whichever of the two the attribute holds.
+    """
+
+    def __call__(self, data, method: str = DEFAULT, wavenumbers=None, device=None, **params):
+        return denoise(data, method, wavenumbers, device, **params)
+
+
+sys.modules[__name__].__class__ = _CallableModule

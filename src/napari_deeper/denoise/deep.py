@@ -1,0 +1,89 @@
+"""Inference of the per-spectrum denoising networks (shipped or fine-tuned), in memory-sized chunks.
+
+Each spectrum is divided by its largest absolute value before the network and multiplied back
+after it, as the networks were trained, so users get their own units back. The cube is walked in
+blocks of pixels (bounded host memory: one block of float32 copies beyond the output); inside a
+block, :func:`napari_deeper.compute.map_batches` runs device-sized batches, halves the batch on a
+GPU out-of-memory error and falls back to the CPU, and progress is yielded after every batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compute import Progress, chunk_size, chunks, map_batches, select_device
+
+#: Fewest bands a network accepts: below this a spectrum has no shape to learn from.
+MIN_BANDS = 32
+_LOADED: dict[tuple, tuple] = {}
+
+
+def load_denoiser(name: str, device):
+    """``(model, card)`` for the denoising model ``name`` on ``device``, cached while unchanged."""
+    from ..models.registry import find_model, load_model
+
+    info = find_model(name)
+    if info.card.get("task") != "denoise":
+        raise ValueError(f"model {name!r} is a {info.card.get('task')!r} model, not a denoising one")
+    key = (str(info.path), info.path.stat().st_mtime_ns, str(device))
+    if key not in _LOADED:
+        if len(_LOADED) > 8:
+            _LOADED.clear()
+        _LOADED[key] = load_model(info.path, device)
+    return _LOADED[key]
+
+
+def normalised_apply(model, spectra, device):
+    """Run ``model`` on ``(n, B)`` spectra, each scaled to a maximum |value| of 1 and back."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.as_tensor(np.ascontiguousarray(spectra), dtype=torch.float32).to(device)
+        scale = x.abs().amax(dim=1, keepdim=True)
+        safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+        y = model(x / safe) * safe
+        y = torch.where(scale > 0, y, torch.zeros_like(y))
+        return y.cpu().numpy().astype(np.float32, copy=False)
+
+
+def relay(steps, offset: int, total: int, message: str):
+    """Re-yield a nested ``*_steps`` generator's progress shifted by ``offset`` of ``total``."""
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(offset + progress.done, total, message, progress.loss)
+
+
+def network_steps(data: np.ndarray, model: str, device=None, batch_size: int | None = None):
+    """Denoise every spectrum of a ``(B, Y, X)`` cube with the per-spectrum network ``model``."""
+    n_bands = data.shape[0]
+    if n_bands < MIN_BANDS:
+        raise ValueError(
+            f"the {model!r} network needs at least {MIN_BANDS} bands; this cube has {n_bands}"
+        )
+    device = select_device(device)
+    net, card = load_denoiser(model, device)
+    version = card.get("version", "")
+    message = f"{model} {version}".strip() + f" on {device.type}"
+    flat = data.reshape(n_bands, -1)
+    n = flat.shape[1]
+    if batch_size is None:
+        # activations: a few hundred float32 feature maps of the spectrum's length per spectrum
+        batch_size = chunk_size(4 * n_bands * 256, device, minimum=16, maximum=4096)
+    block = chunk_size(4 * n_bands * 4, None, minimum=batch_size, maximum=1 << 16)
+    out = np.empty(data.shape, dtype=np.float32)
+    out_flat = out.reshape(flat.shape)
+
+    def apply(batch, dev):
+        # after a GPU ran out of memory, map_batches continues on the CPU with a CPU copy
+        return normalised_apply(net if dev == device else load_denoiser(model, dev)[0], batch, dev)
+
+    yield Progress(0, n, message)
+    for sl in chunks(n, block):
+        spectra = np.ascontiguousarray(flat[:, sl].T)
+        result = yield from relay(map_batches(apply, spectra, device, batch_size, message),
+                                  sl.start, n, message)
+        out_flat[:, sl] = result.T
+    return out
