@@ -282,6 +282,8 @@ def compare_page(viewer):
 
     widget.table.sortByColumn(psnr, Qt.SortOrder.DescendingOrder)
     show_band(viewer, high, 1450)
+    # the grid: the reference, the raw scan and the two best versions
+    widget.candidates.value = [low.name, find(viewer, "low", "hybrid").name, find(viewer, "low", "pca").name]
     widget.side_by_side_button.click()
 
 

@@ -64,7 +64,7 @@ METRIC_COLUMNS = (
 )
 ACCURACY_COLUMN = ("accuracy", "Accuracy", "{:.1%}")
 LINKED_ATTRIBUTES = ("contrast_limits", "gamma")
-TITLE_FONT_SIZE = 9  # grid panels are narrow; napari's default title size cuts long names
+TITLE_FONT_SIZE = 8  # grid panels are narrow; napari's default title size (10) cuts long names
 CSV_FIELDS = ("name", *metrics.METRIC_NAMES, "accuracy", "shape", "note")
 
 
