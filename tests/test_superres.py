@@ -116,6 +116,18 @@ def test_any_band_count_every_method(bands, user_models, rng):
             assert np.all(np.isfinite(out))
 
 
+def test_images_as_small_as_two_pixels(user_models, rng):
+    _tiny_model("tiny", user_models)
+    data = rng.random((3, 2, 2), dtype=np.float32)
+    for method in [*INTERPOLATION, "tiny"]:
+        for scale in SCALES:
+            out = upscale(data, scale, method, tile=8) if method == "tiny" else upscale(data, scale, method)
+            assert out.shape == (3, 2 * scale, 2 * scale) and np.all(np.isfinite(out))
+            if method != "tiny":
+                np.testing.assert_allclose(out[:, scale // 2::scale, scale // 2::scale], data,
+                                           atol=1e-6)
+
+
 def test_five_hundred_bands_with_shipped_networks(rng):
     for name in ("hyrisr", "srresnet"):
         _shipped(name)
@@ -287,3 +299,24 @@ def test_constant_cube_passes_through(user_models):
     _tiny_model("tiny", user_models)
     out = upscale(np.full((4, 5, 5), 7.0, np.float32), 4, "tiny")
     np.testing.assert_allclose(out, 7.0, atol=1e-5)
+
+
+def test_training_command_line_tiny_run_and_resume(tmp_path):
+    import json
+
+    from napari_deeper.models import load_model
+    from napari_deeper.training.__main__ import main
+
+    common = ["superres", "--arch", "hyrisr", "--cells", "1", "--val-cells", "1", "--features",
+              "4", "--components", "3", "--scales", "2", "--eval-every", "2", "--batch", "2",
+              "--out", str(tmp_path), "--name", "cli-tiny", "--checkpoint", str(tmp_path / "run.ckpt"),
+              "--data-cache", str(tmp_path / "pairs.npz")]
+    main([*common, "--steps", "2"])
+    main([*common, "--steps", "4"])  # resumes from the checkpoint at step 2
+    card = json.loads((tmp_path / "cli-tiny.json").read_text())
+    assert card["task"] == "superres" and card["scales"] == [2]
+    assert [record["step"] for record in card["training"]["history"]] == [2, 4]
+    assert "--arch hyrisr" in card["training"]["command"]
+    assert (tmp_path / "cli-tiny.md").read_text().startswith("# cli-tiny")
+    model, _ = load_model(tmp_path / "cli-tiny.pt")
+    assert model.n_components == 3 and model.scales == (2,)
