@@ -32,7 +32,6 @@ import numpy as np
 import napari_deeper as nd
 from napari_deeper.compute import run
 from napari_deeper.denoise import DEFAULT as DEFAULT_DENOISER
-from napari_deeper.denoise import denoise
 from napari_deeper.training.simulate import simulate_cell, skip_sample
 
 RAW = "raw"
@@ -102,7 +101,7 @@ def run_workflow(
     denoised = {}
     for name in names:
         start = time.perf_counter()
-        denoised[name] = fast_scan if name == RAW else denoise(
+        denoised[name] = fast_scan if name == RAW else nd.denoise(
             fast_scan, method=name, wavenumbers=wavenumbers
         )
         _log(f"denoise {name}: {time.perf_counter() - start:.2f} s", quiet)
