@@ -74,11 +74,11 @@ def test_two_methods_make_aligned_layers_with_provenance(qtbot, viewer_and_widge
     np.testing.assert_array_equal(nearest[:, 1::3, 1::3], source.data)
 
     widget.side_by_side.value = True
-    assert viewer.grid.enabled
+    assert viewer.canvas.grid.enabled
     assert [layer.name for layer in viewer.layers if layer.visible] == [
         "scan", "scan · nearest ×3", "scan · tiny ×3"]
     widget.side_by_side.value = False
-    assert not viewer.grid.enabled
+    assert not viewer.canvas.grid.enabled
 
 
 def test_fast_scan_restore_keeps_both_layers(qtbot, viewer_and_widget):

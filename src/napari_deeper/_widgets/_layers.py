@@ -84,12 +84,12 @@ def show_side_by_side(viewer, layers, link_contrast: bool = True) -> None:
         limits = (float(min(lows)), float(max(highs)))
         for layer in layers:
             layer.contrast_limits = limits
-    viewer.grid.enabled = True
-    viewer.grid.stride = 1
-    viewer.grid.shape = (-1, -1)
+    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.stride = 1
+    viewer.canvas.grid.shape = (-1, -1)
 
 
 def restore_view(viewer) -> None:
-    viewer.grid.enabled = False
+    viewer.canvas.grid.enabled = False
     for layer in viewer.layers:
         layer.visible = True
