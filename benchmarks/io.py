@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import machine, write_section
 
 from napari_deeper.io import load_cube
 
@@ -132,21 +132,6 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    target = ROOT / "docs" / "benchmarks.md"
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    block = f"{start}\n{text}\n{end}"
-    if target.exists():
-        content = target.read_text()
-    else:
-        content = "# Benchmarks\n\nEvery number here is measured by a script in `benchmarks/`.\n"
-    if start in content and end in content:
-        before, rest = content.split(start, 1)
-        after = rest.split(end, 1)[1]
-        content = before + block + after
-    else:
-        content = content.rstrip("\n") + "\n\n" + block + "\n"
-    target.write_text(content)
 
 
 def main() -> None:
@@ -158,19 +143,19 @@ def main() -> None:
     rows, gib = measure(args.size, args.bands, not args.no_viewer)
     body = table(rows)
     print(body)
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, NumPy {np.__version__}"
+    context = machine()
     section = (
         f"## Opening a large cube\n\n"
         f"`python benchmarks/io.py`: a {args.size} x {args.size} x {args.bands} float32 `.npy` "
         f"({gib:.2f} GiB, bands first) written to a temporary folder and opened at once, so the "
-        f"file is in the page cache (a warm disk). Machine: {machine}, shared with other "
+        f"file is in the page cache (a warm disk). Machine: {context}, shared with other "
         f"jobs while measuring, so expect some spread.\n\n{body}\n\n"
         "`load_cube` leaves a float32 `(B, Y, X)` `.npy` on disk as a read-only memory map: opening "
         "costs the header check, plus one pass over the file when NaN / Inf are checked (the "
         "default; the napari reader skips that pass and keeps NaN / Inf as they are). A spectrum "
         "then reads only the pages it touches."
     )
-    write_section(section)
+    write_section(SECTION, section)
 
 
 if __name__ == "__main__":

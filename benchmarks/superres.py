@@ -21,13 +21,12 @@ Prints the tables and writes the ``superres`` section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import machine, write_section
 
 from napari_deeper import metrics
 from napari_deeper.superres import upscale
@@ -174,20 +173,6 @@ def model_table() -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    target = ROOT / "docs" / "benchmarks.md"
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    block = f"{start}\n{text}\n{end}"
-    if target.exists():
-        content = target.read_text()
-    else:
-        content = "# Benchmarks\n\nEvery number here is measured by a script in `benchmarks/`.\n"
-    if start in content and end in content:
-        before, rest = content.split(start, 1)
-        content = before + block + rest.split(end, 1)[1]
-    else:
-        content = content.rstrip("\n") + "\n\n" + block + "\n"
-    target.write_text(content)
 
 
 def main() -> None:
@@ -208,8 +193,7 @@ def main() -> None:
                                      model_table())
     best, checked = best_table(results, sets, METHODS), targets(results, sets)
     print(quality, gains, best, checked, speed, models, sep="\n\n")
-    machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
-               f"torch {torch.__version__} with {args.threads} thread(s)")
+    context = f"{machine()}, {args.threads} torch thread(s)"
     section = f"""## Super-resolution
 
 `python benchmarks/superres.py`: {args.cells} held-out simulated cells (64 x 64 x 500, seeds from
@@ -219,7 +203,7 @@ HR pixel f*i + f//2) and upscaled back by every method, scored against the HR re
 photons at the brightest value), reference clean. `thp1`: LR and reference from the measured
 cube (never used for training or model selection). PSNR with the reference's data range, SSIM
 from scikit-image per band, SAM in degrees; 3x of a 64-pixel image compares the 63 x 63 overlap.
-Machine: {machine}.
+Machine: {context}.
 
 PSNR gain over bicubic (dB), mean over the three test sets (worst set in brackets):
 
@@ -235,7 +219,7 @@ All methods:
 
 {quality}
 
-Speed, {machine}:
+Speed, {context}:
 
 {speed}
 
@@ -244,7 +228,7 @@ Models:
 {models}
 """
     if not args.no_write:
-        write_section(section)
+        write_section(SECTION, section)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,11 @@ Prints a table and replaces the ``unmix`` section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import re
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import machine, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -88,23 +84,6 @@ def compare(abundances_subset: np.ndarray, reference: np.ndarray, pixels: np.nda
     return difference, excess
 
 
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = re.search(r"Model name:\s*(.+)", lscpu).group(1).strip()
-    except (OSError, subprocess.CalledProcessError, AttributeError):
-        model = platform.processor() or platform.machine()
-    import scipy
-    import sklearn
-    import torch
-
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{model}, {os.cpu_count()} CPU cores (shared with other jobs; load average {load} at the "
-        f"end of the run), Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"SciPy {scipy.__version__}, scikit-learn {sklearn.__version__}, torch {torch.__version__}, "
-        f"{datetime.date.today().isoformat()}"
-    )
 
 
 def bench_size(n_pixels: int, rng) -> tuple[list[dict], float]:
@@ -200,16 +179,6 @@ def table(rows: list[dict], vca_times: dict[int, tuple[float, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    document = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    block = f"{start}\n{text.strip()}\n{end}"
-    if start in document and end in document:
-        before, rest = document.split(start, 1)
-        document = before + block + rest.split(end, 1)[1]
-    else:
-        document = document.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(document, encoding="utf-8")
 
 
 def main() -> None:
@@ -250,7 +219,7 @@ residuals.
 """
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"wrote the '{SECTION}' section of {DOCS}")
 
 
