@@ -74,10 +74,11 @@ def dock(viewer, display_name: str):
 
 def close_notifications(viewer) -> None:
     """Close the notification pop-ups (an earlier page's messages must not show in the next)."""
-    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from qtpy.QtWidgets import QApplication
 
-    for popup in viewer.window._qt_window.findChildren(NapariQtNotification):
-        popup.close()
+    for popup in QApplication.instance().allWidgets():
+        if type(popup).__name__ == "NapariQtNotification" and popup.isVisible():
+            popup.close()
 
 
 def dock_bottom(viewer, display_name: str):
@@ -85,7 +86,7 @@ def dock_bottom(viewer, display_name: str):
     from qtpy.QtCore import Qt
 
     dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, display_name)
-    viewer.window._qt_window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock_widget)
+    dock_widget.parent().addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock_widget)
     settle(0.3)
     return widget
 
@@ -120,23 +121,25 @@ def find(viewer, *words: str):
     raise LookupError(f"no layer named like {' '.join(words)!r} among {[l.name for l in viewer.layers]}")
 
 
-def pin_centre(viewer, widget, offset=(0.0, 0.0)) -> None:
-    """Pin the spectra at the middle of the first layer (plus an offset in world units)."""
+def pin_centre(viewer, widget) -> None:
+    """Pin the spectra at the middle of the first layer."""
     layer = viewer.layers[0]
     _, ny, nx = layer.data.shape
-    centre = np.asarray(layer.data_to_world((0, ny / 2, nx / 2)))[1:] + np.asarray(offset)
-    widget.pin(tuple(centre))
+    widget.pin(tuple(layer.data_to_world((0, ny / 2, nx / 2)))[1:])
     settle(0.3)
 
 
 def save(viewer, path: Path, width: int, max_kb: int) -> Path:
     """The whole window, docks included, as a PNG no wider than ``width`` and under ``max_kb``."""
     from qtpy.QtCore import Qt
+    from qtpy.QtGui import QImage
 
     close_notifications(viewer)
     viewer.reset_view()
-    settle(0.8)
-    image = viewer.window._screenshot(flash=False, canvas_only=False)
+    settle(1.5)
+    pixels = np.ascontiguousarray(viewer.window.screenshot(flash=False, canvas_only=False))
+    height, width_now = pixels.shape[:2]
+    image = QImage(pixels.data, width_now, height, 4 * width_now, QImage.Format.Format_RGBA8888).copy()
     if image.width() > width:
         image = image.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
     path.parent.mkdir(parents=True, exist_ok=True)
