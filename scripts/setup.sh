@@ -8,23 +8,29 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${NAPARI_DEEPER_VENV:-$root/.venv}"
 python="${PYTHON:-python3}"
 
-need_apt=()
-command -v Xvfb >/dev/null 2>&1 || need_apt+=(xvfb xauth)
-ldconfig -p 2>/dev/null | grep -q 'libGL.so.1' || need_apt+=(libgl1 libegl1)
-ldconfig -p 2>/dev/null | grep -q 'libxkbcommon-x11.so.0' || need_apt+=(libxkbcommon-x11-0)
-ldconfig -p 2>/dev/null | grep -q 'libxcb-cursor.so.0' || need_apt+=(libxcb-cursor0)
-ldconfig -p 2>/dev/null | grep -q 'libfontconfig.so.1' || need_apt+=(libfontconfig1)
-ldconfig -p 2>/dev/null | grep -q 'libdbus-1.so.3' || need_apt+=(libdbus-1-3)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing system packages: ${need_apt[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${need_apt[@]}" libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
-      libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libgl1-mesa-dri >/dev/null
-  else
-    echo "setup: missing system packages (${need_apt[*]}); install them with your package manager" >&2
+# On Debian/Ubuntu: the virtual X server for the tests, OpenGL for napari's canvas and the xcb
+# helper libraries that Qt's X11 platform plugin loads.
+system_packages=(
+  xvfb xauth libgl1 libegl1 libgl1-mesa-dri libfontconfig1 libdbus-1-3 libxkbcommon-x11-0
+  libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0
+  libxcb-shape0 libxcb-xinerama0 libxcb-xkb1
+)
+if command -v dpkg-query >/dev/null 2>&1; then
+  need_apt=()
+  for package in "${system_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$package")
+  done
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "setup: installing system packages: ${need_apt[*]}"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    else
+      echo "setup: please install these system packages first: sudo apt-get install ${need_apt[*]}" >&2
+    fi
   fi
+elif ! command -v Xvfb >/dev/null 2>&1; then
+  echo "setup: Xvfb not found; the tests need it (or a display) - install it with your package manager" >&2
 fi
 
 if [ ! -x "$venv/bin/python" ]; then
