@@ -17,47 +17,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from napari_deeper._demo import PLUGIN, dock, run_and_wait, settle
+
 IMAGES = Path(__file__).resolve().parent / "images"
-PLUGIN = "napari-deeper"
 WINDOW = (1500, 940)
-WAIT_S = 600
 
 
 # ------------------------------------------------------------------------------------ helpers
-def settle(seconds: float = 0.6) -> None:
-    """Let Qt and the canvas process pending events and draw."""
-    from qtpy.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.02)
-
-
-def run_and_wait(runner, timeout: float = WAIT_S) -> None:
-    """Press the runner's Run button and wait until its worker is done; raise if it failed."""
-    from qtpy.QtWidgets import QApplication
-
-    runner.run_button.click()
-    app = QApplication.instance()
-    start = time.perf_counter()
-    while runner.busy:
-        app.processEvents()
-        time.sleep(0.02)
-        if time.perf_counter() - start > timeout:
-            runner.cancel()
-            raise TimeoutError(f"the run did not finish within {timeout:.0f} s")
-    if runner.last_error is not None:
-        raise RuntimeError(f"the run failed: {runner.last_error}") from runner.last_error
-    settle()
-
-
 def open_samples(viewer, key: str) -> list:
     """The plugin's sample (File > Open Sample > napari-deeper > ...): the layers it added."""
     before = set(layer.name for layer in viewer.layers)
@@ -65,11 +35,6 @@ def open_samples(viewer, key: str) -> list:
     return [layer for layer in viewer.layers if layer.name not in before]
 
 
-def dock(viewer, display_name: str):
-    """Open a dock the way the Plugins menu does; returns the widget."""
-    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, display_name)
-    settle(0.3)
-    return widget
 
 
 def close_notifications(viewer) -> None:
