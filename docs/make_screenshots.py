@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_deeper._demo import PLUGIN, dock, run_and_wait, settle
+from napari_deeper._demo import PLUGIN, dock, run_and_wait, settle, show_band
 
 IMAGES = Path(__file__).resolve().parent / "images"
 WINDOW = (1500, 940)
@@ -68,14 +68,6 @@ def reset(viewer) -> None:
     settle(0.2)
 
 
-def show_band(viewer, layer, wavenumber: float) -> None:
-    """Move the band slider to the band nearest ``wavenumber`` on ``layer``'s axis."""
-    axis = layer.metadata.get("wavenumbers")
-    if axis is None:
-        return
-    band = int(np.argmin(np.abs(np.asarray(axis) - wavenumber)))
-    world = layer.data_to_world((band, 0, 0))[0]
-    viewer.dims.set_point(0, world)
 
 
 def find(viewer, *words: str):
