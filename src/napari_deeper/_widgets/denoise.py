@@ -1,0 +1,235 @@
+"""Denoise dock widget: run one or more denoising methods on a spectral layer, side by side.
+
+Pick the input layer, select one or more methods (each shows its parameters, built from the method's
+schema in :data:`napari_deeper.denoise.METHODS`; fine-tuned models appear too) and a device.
+*Run* computes every ticked method in a worker; each result becomes a layer
+``"<input> · <method>"`` with its provenance (method, parameters, device, model name and version)
+in ``metadata["napari_deeper"]``. *Side by side* shows the input and the results in napari's grid
+with the same contrast limits. A cancelled or failed run makes no layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, Select, SpinBox
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+
+from .. import compute
+from ..denoise import DEFAULT, available_methods, denoise_steps
+from ._layers import (
+    cube_layer_kwargs,
+    provenance,
+    restore_view,
+    result_name,
+    show_side_by_side,
+    spectral_layers,
+    wavenumbers_of,
+)
+from ._runner import Runner
+
+AUTO = "auto"
+
+
+def _device_choices() -> list[str]:
+    import torch
+
+    choices = [AUTO, "cpu"]
+    if torch.cuda.is_available():
+        choices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+def denoise_many_steps(data: np.ndarray, jobs: dict[str, dict], wavenumbers, device):
+    """Run every ``{method: params}`` job in turn; return ``{method: cube}`` (all or nothing)."""
+    results = {}
+    n = len(jobs)
+    for index, (method, params) in enumerate(jobs.items()):
+        inner = denoise_steps(data, method, wavenumbers, device, **params)
+        while True:
+            try:
+                progress = next(inner)
+            except StopIteration as stop:
+                results[method] = stop.value
+                break
+            done = int(round(1000 * (index + progress.fraction)))
+            yield compute.Progress(done, 1000 * n, f"{method} ({index + 1}/{n}): {progress.message}")
+    return results
+
+
+def param_widget(param):
+    """A magicgui control for one :class:`~napari_deeper.denoise.schema.Param`."""
+    tooltip = param.help
+    if param.choices is not None:
+        return ComboBox(label=param.name, choices=list(param.choices), value=param.default, tooltip=tooltip)
+    if param.type is str:
+        return LineEdit(label=param.name, value=str(param.default), tooltip=tooltip)
+    if param.type is bool:
+        return CheckBox(label=param.name, value=bool(param.default), tooltip=tooltip)
+    low, high = param.range if param.range is not None else (-1e9, 1e9)
+    if param.type is int:
+        # optional integers use the value below the range for "auto"
+        minimum = int(low) - 1 if param.optional else int(low)
+        widget = SpinBox(label=param.name, min=minimum, max=int(high), tooltip=tooltip,
+                         value=minimum if param.default is None else int(param.default))
+        if param.optional:
+            widget.native.setSpecialValueText(AUTO)
+        return widget
+    return FloatSpinBox(label=param.name, min=float(low), max=float(high), step=0.1,
+                        value=float(param.default), tooltip=tooltip)
+
+
+def widget_value(param, widget):
+    """The parameter value a control holds (None for "auto")."""
+    value = widget.value
+    if param.type is int and param.optional and value == widget.min:
+        return None
+    return value
+
+
+class MethodParams(Container):
+    """The parameter controls of one method, shown while that method is selected."""
+
+    def __init__(self, method):
+        self.method = method
+        self.controls = {p.name: param_widget(p) for p in method.params}
+        header = Label(value=f"<b>{method.name}</b>: {method.description}")
+        super().__init__(widgets=[header, *self.controls.values()])
+        self.visible = False
+
+    @property
+    def params(self) -> dict:
+        return {p.name: widget_value(p, self.controls[p.name]) for p in self.method.params}
+
+
+def _refuse(runner: Runner, error: Exception) -> None:
+    """Report a problem found before starting (no worker, no layers)."""
+    runner.last_error = error
+    runner.status.setText(f"Failed: {error}")
+    show_error(f"napari-deeper: {error}")
+
+
+class DenoiseWidget(QWidget):
+    """Input layer, methods with their parameters, device, Run/Cancel and a side-by-side view."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.last_results: list = []
+        self.params: dict[str, MethodParams] = {}
+
+        self.input_layer = ComboBox(label="Input", choices=[])
+        self.methods = Select(label="Methods", choices=[], tooltip="select one or more (Ctrl/Cmd-click)")
+        self.device = ComboBox(label="Device", choices=_device_choices(), value=AUTO)
+        self.side_by_side = CheckBox(text="Side by side (input and results in a grid)")
+        self.controls = Container(widgets=[self.input_layer, self.methods, self.device, self.side_by_side])
+        self.param_panel = Container(labels=True)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.param_panel.native)
+        self.runner = Runner("Run")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.controls.native)
+        layout.addWidget(scroll, 1)
+        layout.addWidget(self.runner)
+
+        self.runner.run_button.clicked.connect(self.run)
+        self.methods.changed.connect(self._show_params)
+        self.side_by_side.changed.connect(self._toggle_side_by_side)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self.refresh_methods()
+
+    # ------------------------------------------------------------------------------ choices
+    def _refresh_layers(self, event=None) -> None:
+        names = [layer.name for layer in spectral_layers(self.viewer)]
+        current = self.input_layer.value
+        self.input_layer.choices = names
+        if current in names:
+            self.input_layer.value = current
+        elif names:
+            self.input_layer.value = names[0]
+
+    def refresh_methods(self) -> None:
+        """Re-read the methods (a newly fine-tuned model shows up here), keeping the selection."""
+        selected = list(self.methods.value) if self.params else [DEFAULT]
+        available = available_methods()
+        kept = {name: panel for name, panel in self.params.items() if name in available}
+        for name, panel in list(self.params.items()):
+            if name not in kept:
+                self.param_panel.remove(panel)
+        for name, method in available.items():
+            if name not in kept:
+                kept[name] = MethodParams(method)
+                self.param_panel.append(kept[name])
+        self.params = kept
+        self.methods.choices = list(available)
+        self.methods.value = [name for name in selected if name in available]
+        self._show_params()
+
+    def _show_params(self, value=None) -> None:
+        chosen = set(self.methods.value)
+        for name, panel in self.params.items():
+            panel.visible = name in chosen and bool(panel.controls)
+
+    def _source(self):
+        name = self.input_layer.value
+        if name is None or name not in self.viewer.layers:
+            raise ValueError("choose an input layer (a spectral cube)")
+        return self.viewer.layers[name]
+
+    # ---------------------------------------------------------------------------------- run
+    def run(self) -> None:
+        """Denoise the input with every ticked method, in a worker."""
+        try:
+            source = self._source()
+            jobs = {name: self.params[name].params for name in self.methods.value}
+            if not jobs:
+                raise ValueError("tick at least one method")
+        except ValueError as error:
+            _refuse(self.runner, error)
+            return
+        device = self.device.value
+        self.runner.start(
+            denoise_many_steps,
+            lambda results: self._add_results(source, device, jobs, results),
+            np.asarray(source.data), jobs, wavenumbers_of(source), device,
+        )
+
+    def _record(self, source, method_name: str, params: dict, device) -> dict:
+        method = self.params[method_name].method if method_name in self.params else None
+        extra = {}
+        if method is not None and method.kind == "network":
+            from ..models import find_model
+
+            info = find_model(method.model)
+            extra = {
+                "model": info.name,
+                "model_version": info.card.get("version", ""),
+                "model_arch": info.arch,
+                "model_shipped": info.shipped,
+                "model_card": str(info.path.with_suffix(".json")),
+            }
+        return provenance("denoise", source, {"method": method_name, **params, "device": device}, **extra)
+
+    def _add_results(self, source, device, jobs: dict, results: dict) -> None:
+        records = {m: self._record(source, m, jobs[m], device) for m in results}
+        layers = []
+        for method, cube in results.items():
+            kwargs = cube_layer_kwargs(source, result_name(source.name, method), records[method])
+            layers.append(self.viewer.add_image(cube, **kwargs))
+        self.last_results = [source, *layers]
+        if self.side_by_side.value:
+            show_side_by_side(self.viewer, self.last_results)
+
+    def _toggle_side_by_side(self, on: bool) -> None:
+        if on and self.last_results:
+            alive = [layer for layer in self.last_results if layer in self.viewer.layers]
+            show_side_by_side(self.viewer, alive)
+        elif not on:
+            restore_view(self.viewer)

@@ -1,0 +1,209 @@
+"""Denoising: every method's contract, the shipped networks, chunking, cancel, training loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_deeper as nd
+from napari_deeper.compute import Progress, run
+from napari_deeper.denoise import DEFAULT, METHODS, available_methods, denoise, denoise_steps
+from napari_deeper.models import registry
+from napari_deeper.training import simulate
+
+ALL = ("savgol", "wavelet", "pca", "hybrid", "resunet", "aunet")
+NETWORKS = ("resunet", "aunet")
+
+
+def _nmse(a, b) -> float:
+    return float(np.mean((a - b) ** 2) / np.mean(b**2))
+
+
+@pytest.fixture(scope="module")
+def cell():
+    return simulate.simulate_cell((24, 24), n_bands=97, photons=30, seed=11)
+
+
+@pytest.fixture
+def user_models(tmp_path, monkeypatch):
+    """An empty user-model folder, so tests never see or touch the real one."""
+    monkeypatch.setenv("NAPARI_DEEPER_MODELS", str(tmp_path / "models"))
+    return tmp_path / "models"
+
+
+def test_registry_lists_methods_with_schemas():
+    assert DEFAULT in METHODS
+    for name, method in METHODS.items():
+        assert method.name == name
+        for param in method.params:
+            assert param.help and param.type in (int, float, str, bool)
+    assert set(ALL) <= set(available_methods())
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_shape_dtype_units_and_improvement(cell, method):
+    noisy = cell.noisy.copy()
+    out = denoise(noisy, method)
+    assert out.shape == noisy.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(noisy, cell.noisy)  # input untouched
+    assert _nmse(out, cell.clean) < 0.7 * _nmse(noisy, cell.clean)
+    scaled = denoise(noisy * 1000.0, method)
+    np.testing.assert_allclose(scaled, out * 1000.0, rtol=2e-3, atol=2e-3 * float(np.abs(out).max()) * 1000)
+
+
+@pytest.mark.parametrize("method", NETWORKS)
+def test_networks_take_any_band_count(method):
+    for bands in (97, 500):
+        cube = simulate.simulate_cell((8, 8), n_bands=bands, photons=50, seed=bands)
+        out = denoise(cube.noisy, method)
+        assert out.shape == cube.noisy.shape
+        assert _nmse(out, cube.clean) < 0.7 * _nmse(cube.noisy, cube.clean)
+
+
+def test_shipped_networks_beat_savgol_on_a_low_snr_cell():
+    cube = simulate.simulate_cell((16, 16), n_bands=300, photons=20, seed=21)
+    smooth = _nmse(denoise(cube.noisy, "savgol"), cube.clean)
+    for method in NETWORKS:
+        assert _nmse(denoise(cube.noisy, method), cube.clean) < smooth
+
+
+def test_default_beats_pca_auto(cell):
+    assert _nmse(denoise(cell.noisy), cell.clean) < _nmse(denoise(cell.noisy, "pca"), cell.clean)
+
+
+@pytest.mark.parametrize("method", ["savgol", "wavelet", "pca", "hybrid"])
+def test_chunked_equals_unchunked(cell, method, monkeypatch):
+    whole = denoise(cell.noisy, method)
+    from napari_deeper.denoise import classical
+
+    monkeypatch.setattr(classical, "chunk_size", lambda *a, **k: 100)
+    steps = denoise_steps(cell.noisy, method)
+    reports = []
+    chunked = run(steps, reports.append)
+    assert len(reports) > 3
+    np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-5 * float(np.abs(whole).max()))
+
+
+def test_network_batches_equal_one_batch(cell):
+    whole = denoise(cell.noisy, "resunet", batch_size=4096)
+    reports = []
+    small = run(denoise_steps(cell.noisy, "resunet", batch_size=50), reports.append)
+    assert len(reports) >= 576 // 50
+    np.testing.assert_allclose(small, whole, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["hybrid", "resunet"])
+def test_cancel_midway_leaves_input_untouched(cell, method):
+    noisy = cell.noisy.copy()
+    steps = denoise_steps(noisy, method, **({"batch_size": 64} if method == "resunet" else {}))
+    first = [next(steps), next(steps)]
+    assert all(isinstance(p, Progress) for p in first)
+    steps.close()  # what the worker does on Cancel
+    with pytest.raises(StopIteration):
+        next(steps)
+    np.testing.assert_array_equal(noisy, cell.noisy)
+
+
+def test_bad_input_messages(cell):
+    with pytest.raises(ValueError, match="unknown denoising method 'nope'.*savgol"):
+        denoise(cell.noisy, "nope")
+    with pytest.raises(ValueError, match="has no parameter 'size'.*window"):
+        denoise(cell.noisy, "savgol", size=3)
+    with pytest.raises(ValueError, match="between"):
+        denoise(cell.noisy, "savgol", window=1)
+    bad = cell.noisy.copy()
+    bad[3, 2, 1] = np.nan
+    bad[4, 2, 1] = np.inf
+    with pytest.raises(ValueError, match="1 NaN and 1 Inf"):
+        denoise(bad, "savgol")
+    with pytest.raises(ValueError, match="at least 32 bands"):
+        denoise(cell.noisy[:20], "resunet")
+    with pytest.raises(ValueError, match="3-D"):
+        denoise(cell.noisy[:, 0], "savgol")
+    with pytest.raises(ValueError, match="wavenumbers has 5 values"):
+        denoise(cell.noisy, "savgol", wavenumbers=np.arange(5))
+
+
+def test_memory_stays_bounded_on_large_cubes():
+    """A cube is never copied whole: blocks of pixels are read from a memory map."""
+    from napari_deeper.denoise.classical import pixel_blocks
+
+    big = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (500, 1000, 1000), (0, 0, 0))
+    _, slices = pixel_blocks(big)
+    assert len(slices) > 1 and max(s.stop - s.start for s in slices) <= 1 << 16
+
+
+def _tiny_model(folder, name="tiny-lab-model"):
+    model = registry.build("resunet", {"width": 4, "levels": 2, "n_convs": 1})
+    registry.save_model(model, name, "resunet", {"width": 4, "levels": 2, "n_convs": 1},
+                        {"task": "denoise", "version": "7"}, folder)
+    return model
+
+
+def test_user_models_become_methods(cell, user_models):
+    _tiny_model(user_models)
+    assert "tiny-lab-model" in available_methods()
+    out = denoise(cell.noisy, "tiny-lab-model")
+    assert out.shape == cell.noisy.shape and np.isfinite(out).all()
+
+
+def test_finetune_few_steps_and_round_trip(cell, user_models):
+    import torch
+
+    from napari_deeper.training.denoise import finetune_denoiser_steps
+
+    reports = []
+    model, card = run(finetune_denoiser_steps("resunet", cell.noisy, cell.clean, steps=4, seed=1),
+                      reports.append)
+    assert reports[-1].done == 4 and reports[-1].loss is not None
+    assert card["task"] == "denoise" and card["base_model"] == "resunet"
+    assert {"nmse_before", "nmse_after"} <= set(card["metrics"])
+    registry.save_model(model, "my-finetuned", card["arch"], card["config"], card)
+    assert "my-finetuned" in available_methods()
+    loaded, _ = registry.load_model("my-finetuned")
+    x = torch.rand(3, 97)
+    with torch.inference_mode():
+        np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+    out = denoise(cell.noisy, "my-finetuned")
+    assert out.shape == cell.noisy.shape
+
+
+def test_learn_noise_few_steps(user_models):
+    from napari_deeper.training.denoise import learn_noise_steps, measured_noise
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:12, 0:12]
+    w = simulate.wavenumber_axis(128)
+    background = np.exp(-((w - 900.0) / 600.0) ** 2)[:, None, None] * (50 + yy + xx)
+    blank = (background + rng.normal(0, 2.0, background.shape)).astype(np.float32)
+    noise = measured_noise(blank, 1)
+    assert noise.shape == (144, 128)
+    assert abs(noise.std() - 2.0) < 0.3  # the smooth background is gone, the noise stays
+    reports = []
+    model, card = run(learn_noise_steps("aunet", blank, wavenumbers=w, n_background_components=1,
+                                        steps=3), reports.append)
+    assert reports[-1].done == 3 and reports[-1].loss is not None
+    assert card["arch"] == "aunet" and card["task"] == "denoise"
+
+
+def test_tiny_training_cli_writes_loadable_model(tmp_path):
+    from napari_deeper.training.__main__ import main
+
+    main(["denoise", "--arch", "aunet", "--name", "tiny", "--out", str(tmp_path), "--steps", "3",
+          "--batch", "8", "--bands", "64", "96", "--config", '{"width": 4, "levels": 2}',
+          "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--skip-eval", "--log-every", "1"])
+    assert (tmp_path / "tiny.pt").exists() and (tmp_path / "tiny.json").exists()
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 3
+    model, card = registry.load_model(tmp_path / "tiny.pt")
+    assert card["training"]["steps"] == 3 and card["task"] == "denoise"
+    # resuming a finished run does no more steps and gives the same weights
+    main(["denoise", "--arch", "aunet", "--name", "tiny2", "--out", str(tmp_path), "--steps", "3",
+          "--batch", "8", "--bands", "64", "96", "--config", '{"width": 4, "levels": 2}',
+          "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--skip-eval"])
+    again, _ = registry.load_model(tmp_path / "tiny2.pt")
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_public_api_is_the_same_function(cell):
+    np.testing.assert_array_equal(nd.denoise(cell.noisy, "savgol"), denoise(cell.noisy, "savgol"))
