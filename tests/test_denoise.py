@@ -207,3 +207,18 @@ def test_tiny_training_cli_writes_loadable_model(tmp_path):
 
 def test_public_api_is_the_same_function(cell):
     np.testing.assert_array_equal(nd.denoise(cell.noisy, "savgol"), denoise(cell.noisy, "savgol"))
+
+
+def test_command_line_denoises_a_file(tmp_path, cell, capsys):
+    from napari_deeper.denoise.__main__ import main
+
+    source, target = tmp_path / "in.npz", tmp_path / "out.npz"
+    nd.save_cube(cell.noisy, source, wavenumbers=cell.wavenumbers)
+    assert main([str(source), str(target), "--method", "savgol", "--set", "window=21"]) == 0
+    written = nd.load_cube(target)
+    np.testing.assert_allclose(written.data, denoise(cell.noisy, "savgol", window=21), rtol=1e-6)
+    np.testing.assert_allclose(written.wavenumbers, cell.wavenumbers)
+    assert main([str(source), str(target), "--method", "savgol", "--set", "size=3"]) == 2
+    assert "accepts: window, order" in capsys.readouterr().err
+    assert main(["--list"]) == 0
+    assert "n_components (int, default auto" in capsys.readouterr().out
