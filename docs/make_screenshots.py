@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_deeper._demo import PLUGIN, dock, run_and_wait, settle, show_band
+from napari_deeper._widgets.workflow import PLUGIN, dock, run_and_wait, settle, show_band
 
 IMAGES = Path(__file__).resolve().parent / "images"
 WINDOW = (1500, 940)

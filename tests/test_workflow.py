@@ -4,14 +4,14 @@ import csv
 
 import numpy as np
 
-from napari_deeper import _demo
+from napari_deeper._widgets import workflow
 from napari_deeper.io import load_cube
 
 
 def test_headless_workflow_writes_results_and_a_screenshot(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer(show=True)
-    widgets = _demo.populate(viewer)
-    out = _demo.run_workflow(viewer, widgets, tmp_path / "demo")
+    widgets = workflow.populate(viewer)
+    out = workflow.run_workflow(viewer, widgets, tmp_path / "demo")
 
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     by_name = {row["name"].split(" · ")[-1]: float(row["psnr"]) for row in rows}

@@ -1,9 +1,10 @@
 """Launch napari with napari-deeper's docks and a sample cell, or run that workflow headless.
 
-``python -m napari_deeper._demo`` opens the viewer for a person to click through.
-``python -m napari_deeper._demo --headless --out DIR`` (for machines without a display; it still
-needs an X server, e.g. ``xvfb-run``) drives the same docks as a person would: denoise the
-low-SNR cell with the default network and the classical baselines, map the 1450 cm⁻¹ band, unmix
+``python -m napari_deeper._widgets.workflow`` opens the viewer for a person to click through.
+``python -m napari_deeper._widgets.workflow --headless --out DIR`` (for machines without a
+display; it still needs an X server, e.g. ``xvfb-run``) drives the same docks as a person would:
+denoise the low-SNR cell with the default method and the classical baselines, map the 1450 cm⁻¹
+band, unmix
 every version with endmembers from the high-SNR scan, compare everything against it, then writes
 the layers, the metrics table and a screenshot of the side-by-side view to ``DIR``.
 
@@ -147,7 +148,9 @@ def _file_name(layer_name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m napari_deeper._demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m napari_deeper._widgets.workflow", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--headless", action="store_true", help="run the workflow and write results")
     parser.add_argument("--out", type=Path, default=Path("napari-deeper-demo"), help="output folder")
     args = parser.parse_args(argv)
