@@ -4,9 +4,8 @@
 ``python -m napari_deeper._widgets.workflow --headless --out DIR`` (for machines without a
 display; it still needs an X server, e.g. ``xvfb-run``) drives the same docks as a person would:
 denoise the low-SNR cell with the default method and the classical baselines, map the 1450 cm⁻¹
-band, unmix
-every version with endmembers from the high-SNR scan, compare everything against it, then writes
-the layers, the metrics table and a screenshot of the side-by-side view to ``DIR``.
+band, unmix every version with endmembers from the high-SNR scan, compare everything against
+it, then write the layers, the metrics table and a screenshot of the side-by-side view to ``DIR``.
 
 The small helpers that drive docks (``dock``, ``run_and_wait``, ``settle``) are shared with
 ``docs/make_screenshots.py``.
