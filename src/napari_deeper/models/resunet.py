@@ -37,15 +37,60 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+class GlobalContext(nn.Module):
+    """Feature-wise scale and shift computed from the whole spectrum (mean and max over length).
+
+    Stands in for the global view DeepeR's dense layers had: which species are present and how
+    noisy the spectrum is are properties of the whole spectrum, not of a neighbourhood.
+    """
+
+    def __init__(self, channels: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or channels
+        self.mlp = nn.Sequential(nn.Linear(2 * channels, hidden), nn.PReLU(hidden), nn.Linear(hidden, 2 * channels))
+
+    def forward(self, x):
+        pooled = torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=1)
+        scale, shift = self.mlp(pooled).unsqueeze(-1).chunk(2, dim=1)
+        return x * (1 + scale) + shift
+
+
+class AttentionBlock(nn.Module):
+    """A transformer encoder block over the positions of a feature map (pre-norm, GELU MLP).
+
+    At the bottleneck the spectrum is ``2**levels`` times shorter, so attending from every
+    position to every other is cheap; it lets the network recognise band patterns that span the
+    whole spectrum, the way DeepeR's dense head could, at any length.
+    """
+
+    def __init__(self, channels: int, heads: int = 4):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(channels)
+        self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 2 * channels), nn.GELU(), nn.Linear(2 * channels, channels))
+
+    def forward(self, x):
+        h = x.transpose(1, 2)
+        n = self.norm1(h)
+        h = h + self.attention(n, n, n, need_weights=False)[0]
+        h = h + self.mlp(self.norm2(h))
+        return h.transpose(1, 2)
+
+
 class ResUNet1d(nn.Module):
     """1D residual U-net: ``levels`` poolings, widths ``width * 2**level``, PReLU, kernel 3.
+
+    With ``global_context`` the bottleneck features are modulated by a :class:`GlobalContext`
+    block, and ``attention_blocks`` transformer blocks attend across the whole (shortened)
+    spectrum: both are length-agnostic stand-ins for DeepeR's dense head.
 
     ``forward`` takes ``(N, L)`` or ``(N, 1, L)`` spectra of any length ``L >= 2 ** levels`` and
     returns the denoised spectra in the same shape.
     """
 
     def __init__(self, width: int = 32, levels: int = 2, n_convs: int = 2, kernel: int = 3,
-                 max_width: int = 128):
+                 max_width: int = 128, global_context: bool = False, attention_blocks: int = 0):
         super().__init__()
         self.levels = levels
         widths = [min(max_width, width * 2**i) for i in range(levels + 1)]
@@ -56,6 +101,10 @@ class ResUNet1d(nn.Module):
             self.encoders.append(ResidualBlock(widths[i], n_convs, kernel))
             self.downs.append(ConvAct(widths[i], widths[i + 1], kernel))
         self.bottom = ResidualBlock(widths[-1], n_convs, kernel)
+        self.context = nn.Sequential(
+            *([GlobalContext(widths[-1])] if global_context else []),
+            *[AttentionBlock(widths[-1]) for _ in range(attention_blocks)],
+        )
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for i in reversed(range(levels)):
@@ -86,7 +135,7 @@ class ResUNet1d(nn.Module):
             h = encoder(h)
             skips.append(h)
             h = down(F.max_pool1d(h, 2))
-        h = self.bottom(h)
+        h = self.context(self.bottom(h))
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
             h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = decoder(up(torch.cat([h, skip], dim=1)))

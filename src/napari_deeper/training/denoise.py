@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Architectures and widths of the shipped models (chosen for >= 2,000 spectra/s on 2 CPU cores).
 DEFAULT_CONFIGS = {
-    "resunet": {"width": 12, "levels": 3, "n_convs": 2, "max_width": 64},
+    "resunet": {"width": 12, "levels": 3, "n_convs": 2, "max_width": 64, "global_context": True,
+                "attention_blocks": 1},
     "aunet": {"width": 12, "levels": 4, "max_width": 64},
 }
 BAND_RANGE = (128, 1024)
@@ -375,6 +377,7 @@ def main(args) -> None:
     """Train (or resume), then save weights + cards with measured metrics."""
     import torch
 
+    from ..compute import select_device
     from ..models.registry import build, parameter_count, save_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -440,8 +443,8 @@ def main(args) -> None:
             },
             "final_loss": _smoothed(losses),
             "wall_time_s": round(total_wall, 1),
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-                        f"device {args.device or 'auto'}",
+            "hardware": f"{platform.machine()} CPU ({os.cpu_count()} cores, shared with other jobs), "
+                        f"{torch.get_num_threads()} torch thread(s), device {select_device(args.device).type}",
             "torch": torch.__version__,
         },
     }
