@@ -13,7 +13,7 @@ per band, averaged), SAM (degrees).
 Speed: spectra per second on a 64 x 64 x 500 cube on the CPU (torch threads as given), best of
 3 runs, and as a ratio to Savitzky-Golay (window 15) measured in the same run.
 
-    python benchmarks/denoise.py [--threads 2] [--no-write]
+    python benchmarks/denoise.py [--threads 2] [--no-write] [--cache FILE]
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ METRICS = [("nmse", "NMSE", "{:.2e}"), ("psnr", "PSNR dB", "{:.1f}"), ("ssim", "
            ("sam", "SAM °", "{:.2f}")]
 
 
-def quality(cases) -> list[dict]:
+def quality(cases, cache) -> list[dict]:
     methods = {DEFAULT: {}, **{name: {} for name in NETWORKS}}
-    return ev.evaluate(cases, methods, device="cpu")
+    return ev.evaluate(cases, methods, device="cpu", cache=cache)
 
 
 def quality_tables(rows: list[dict]) -> str:
@@ -131,13 +131,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for the speed test")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--cache", type=Path, default=ev.BASELINE_CACHE,
+                        help="JSON file of tuned-baseline rows to reuse (keyed by the test data; the grid "
+                             "searches are deterministic); --cache '' recomputes them")
     args = parser.parse_args()
 
     cases = ev.simulated_cases() + ev.thp1_cases()
     if not any(c.kind == "thp1" for c in cases):
         print(f"THP-1 file not found at {ev.THP1_PATH}: real-data rows skipped")
+    cache = args.cache if str(args.cache) else None
+    cached = cache is not None and Path(cache).exists()
     started = time.perf_counter()
-    rows = quality(cases)
+    rows = quality(cases, cache)
     quality_seconds = time.perf_counter() - started
     floor = ev.thp1_floor()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -146,7 +151,9 @@ def main() -> None:
         "## Denoising (`benchmarks/denoise.py`)",
         f"Run on {platform.processor() or platform.machine()} ({os.cpu_count()} cores, load average "
         f"{load:.1f} at the start of the speed test, shared machine), CPU only, torch "
-        f"{args.threads} thread(s); quality pass {quality_seconds / 60:.1f} min. Baselines are tuned on each "
+        f"{args.threads} thread(s); quality pass {quality_seconds / 60:.1f} min"
+        + (" (tuned-baseline rows reused from the cache of an earlier identical run)" if cached else "")
+        + ". Baselines are tuned on each "
         "cube **with knowledge of the clean answer** (grid search, lowest MSE); `resunet`, `aunet` and "
         f"the default `{DEFAULT}` run with their defaults. Bold: best of the denoisers in that row.",
         quality_tables(rows),

@@ -123,3 +123,13 @@ def test_new_user_model_appears_after_refresh(dock, tmp_path, monkeypatch):
     widget.refresh_methods()
     assert "lab-model" in widget.methods.choices and list(widget.methods.value) == [DEFAULT]
     assert widget.params["lab-model"].method.model == "lab-model"
+
+
+def test_automatic_integers_have_an_auto_switch(dock):
+    _, widget, _ = dock
+    rank = widget.params["pca"].controls["n_components"]
+    assert rank.value is None and rank.auto.value
+    rank.value = 5
+    assert not rank.auto.value and widget.params["pca"].params == {"n_components": 5}
+    rank.auto.value = True
+    assert widget.params["pca"].params == {"n_components": None}

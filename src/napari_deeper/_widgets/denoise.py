@@ -60,6 +60,34 @@ def denoise_many_steps(data: np.ndarray, jobs: dict[str, dict], wavenumbers, dev
     return results
 
 
+class OptionalInt(Container):
+    """An integer that may be left to the method: an "auto" tick box beside a spin box."""
+
+    def __init__(self, param):
+        low, high = param.range if param.range is not None else (0, 10**9)
+        self.auto = CheckBox(text=AUTO, value=param.default is None, tooltip=param.help)
+        self.number = SpinBox(min=int(low), max=int(high), tooltip=param.help,
+                              value=int(low) if param.default is None else int(param.default))
+        super().__init__(widgets=[self.auto, self.number], layout="horizontal", labels=False,
+                         label=param.name, tooltip=param.help)
+        self.margins = (0, 0, 0, 0)
+        self.number.enabled = not self.auto.value
+        self.auto.changed.connect(self._on_auto)
+
+    def _on_auto(self, on: bool) -> None:
+        self.number.enabled = not on
+
+    @property
+    def value(self) -> int | None:
+        return None if self.auto.value else int(self.number.value)
+
+    @value.setter
+    def value(self, value) -> None:
+        self.auto.value = value is None
+        if value is not None:
+            self.number.value = int(value)
+
+
 def param_widget(param):
     """A magicgui control for one :class:`~napari_deeper.denoise.schema.Param`."""
     tooltip = param.help
@@ -69,25 +97,13 @@ def param_widget(param):
         return LineEdit(label=param.name, value=str(param.default), tooltip=tooltip)
     if param.type is bool:
         return CheckBox(label=param.name, value=bool(param.default), tooltip=tooltip)
+    if param.type is int and param.optional:
+        return OptionalInt(param)
     low, high = param.range if param.range is not None else (-1e9, 1e9)
     if param.type is int:
-        # optional integers use the value below the range for "auto"
-        minimum = int(low) - 1 if param.optional else int(low)
-        widget = SpinBox(label=param.name, min=minimum, max=int(high), tooltip=tooltip,
-                         value=minimum if param.default is None else int(param.default))
-        if param.optional:
-            widget.native.setSpecialValueText(AUTO)
-        return widget
+        return SpinBox(label=param.name, min=int(low), max=int(high), value=int(param.default), tooltip=tooltip)
     return FloatSpinBox(label=param.name, min=float(low), max=float(high), step=0.1,
                         value=float(param.default), tooltip=tooltip)
-
-
-def widget_value(param, widget):
-    """The parameter value a control holds (None for "auto")."""
-    value = widget.value
-    if param.type is int and param.optional and value == widget.min:
-        return None
-    return value
 
 
 class MethodParams(Container):
@@ -97,12 +113,14 @@ class MethodParams(Container):
         self.method = method
         self.controls = {p.name: param_widget(p) for p in method.params}
         header = Label(value=f"<b>{method.name}</b>: {method.description}")
-        super().__init__(widgets=[header, *self.controls.values()])
+        header.native.setWordWrap(True)
+        super().__init__(widgets=[header, Container(widgets=list(self.controls.values()))], labels=False)
+        self.margins = (0, 4, 0, 4)
         self.visible = False
 
     @property
     def params(self) -> dict:
-        return {p.name: widget_value(p, self.controls[p.name]) for p in self.method.params}
+        return {name: control.value for name, control in self.controls.items()}
 
 
 def _refuse(runner: Runner, error: Exception) -> None:
@@ -126,7 +144,7 @@ class DenoiseWidget(QWidget):
         self.device = ComboBox(label="Device", choices=_device_choices(), value=AUTO)
         self.side_by_side = CheckBox(text="Side by side (input and results in a grid)")
         self.controls = Container(widgets=[self.input_layer, self.methods, self.device, self.side_by_side])
-        self.param_panel = Container(labels=True)
+        self.param_panel = Container(labels=False)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.param_panel.native)
