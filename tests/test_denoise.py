@@ -203,6 +203,13 @@ def test_tiny_training_cli_writes_loadable_model(tmp_path):
     again, _ = registry.load_model(tmp_path / "tiny2.pt")
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # a fresh run with the same seed gives the same weights
+    main(["denoise", "--arch", "aunet", "--name", "tiny3", "--out", str(tmp_path), "--steps", "3",
+          "--batch", "8", "--bands", "64", "96", "--config", '{"width": 4, "levels": 2}',
+          "--checkpoint", str(tmp_path / "run3" / "checkpoint.pt"), "--skip-eval"])
+    fresh, _ = registry.load_model(tmp_path / "tiny3.pt")
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_public_api_is_the_same_function(cell):

@@ -112,7 +112,7 @@ def available_methods() -> dict[str, Method]:
     return found
 
 
-#: Same as :func:`available_methods` (the name ``superres`` uses, and the short one).
+#: Short name of :func:`available_methods` (``superres.available_methods`` is the long one).
 methods = available_methods
 
 

@@ -15,8 +15,8 @@ the same few chemical species. This method uses both kinds of redundancy:
    proportional to that image's noise level; or non-local means, or cycle-spun wavelets).
 4. Back-projection onto the spectral axis, block by block.
 
-``network`` optionally names a per-spectrum denoising network whose output replaces the noisy
-spectra when estimating the subspace (the loadings): useful when there are few pixels.
+It uses no network: feeding it the networks' outputs, or averaging it with them, measured worse
+(their errors are correlated across pixels, which the spatial step cannot remove).
 """
 
 from __future__ import annotations

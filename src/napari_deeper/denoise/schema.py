@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 
@@ -60,7 +60,6 @@ class Method:
     kind: str = "classical"  # "classical", "network" or "hybrid"
     model: str | None = None
     uses_device: bool = False
-    extra: dict = field(default_factory=dict)
 
     def check_params(self, params: dict) -> dict:
         """Defaults filled in and every value checked; unknown names raise a ``ValueError``."""

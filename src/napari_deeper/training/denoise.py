@@ -385,6 +385,7 @@ def main(args) -> None:
     name = args.name or args.arch
     config = args.config or DEFAULT_CONFIGS[args.arch]
     checkpoint = args.checkpoint or Path("runs") / f"denoise-{name}" / "checkpoint.pt"
+    torch.manual_seed(args.seed)  # the initial weights follow the seed too
     model = build(args.arch, config)
     earlier = None
     if args.init is not None:
