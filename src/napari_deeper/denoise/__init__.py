@@ -112,10 +112,6 @@ def available_methods() -> dict[str, Method]:
     return found
 
 
-#: Short name of :func:`available_methods` (``superres.available_methods`` is the long one).
-methods = available_methods
-
-
 def get_method(name) -> Method:
     """The method called ``name`` (case-insensitive), or a ``ValueError`` listing the known ones."""
     key = str(name).lower()

@@ -230,25 +230,6 @@ class RestoreResult:
     upscale_method: str
 
 
-def _denoise_steps(data, method, wavenumbers, device):
-    from .. import denoise
-
-    steps = getattr(denoise, "denoise_steps", None)
-    kwargs = {"wavenumbers": wavenumbers, "device": device}
-    if method is not None:
-        kwargs["method"] = method
-    if steps is not None:
-        return (yield from steps(data, **kwargs))
-    yield compute.Progress(0, 1, "denoising")
-    return denoise.denoise(data, **kwargs)
-
-
-def _default_denoise_method() -> str:
-    from .. import denoise
-
-    return str(getattr(denoise, "DEFAULT", "default"))
-
-
 def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
                   upscale_method: str | None = None, wavenumbers=None, device=None,
                   exposure_ratio: float | None = None) -> compute.Steps[RestoreResult]:
@@ -265,6 +246,9 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     ratio = 1.0 if exposure_ratio is None else float(exposure_ratio)
     if not np.isfinite(ratio) or ratio < 1.0:
         raise ValueError(f"exposure_ratio must be a number >= 1, got {exposure_ratio!r}")
+    from .. import denoise
+
+    denoise_method = denoise.DEFAULT if denoise_method is None else denoise_method
     upscale_method = DEFAULT if upscale_method is None else upscale_method
     check_method(upscale_method, available_methods())
     if min(cube.shape[1:]) < MIN_SIZE:
@@ -272,15 +256,16 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
             f"the image is {cube.shape[1]} x {cube.shape[2]} pixels; super-resolution needs at "
             f"least {MIN_SIZE} x {MIN_SIZE}"
         )
-    denoised = yield from _stage(_denoise_steps(cube, denoise_method, wavenumbers, device),
-                                 0, "denoising")
+    denoised = yield from _stage(
+        denoise.denoise_steps(cube, denoise_method, wavenumbers, device), 0, "denoising"
+    )
     denoised = np.asarray(denoised, dtype=np.float32)
     upscaled = yield from _stage(
         upscale_steps(denoised, scale, upscale_method, wavenumbers, device), 1, "super-resolving"
     )
     return RestoreResult(
         denoised, upscaled, scale, ratio, float(scale * scale * ratio),
-        denoise_method or _default_denoise_method(), str(upscale_method).lower(),
+        str(denoise_method).lower(), str(upscale_method).lower(),
     )
 
 
