@@ -22,7 +22,6 @@ then super-resolve it; it keeps both results and reports the imaging-time saving
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
