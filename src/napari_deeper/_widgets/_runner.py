@@ -90,6 +90,12 @@ class Runner(QWidget):
         worker.start()
         return worker
 
+    def refuse(self, error) -> None:
+        """Report a problem found before starting: nothing runs and no layers are made."""
+        self.last_error = error if isinstance(error, Exception) else ValueError(str(error))
+        self.status.setText(f"Failed: {error}")
+        show_error(f"napari-deeper: {error}")
+
     def cancel(self) -> None:
         if self.worker is not None:
             self.status.setText("Cancelling...")

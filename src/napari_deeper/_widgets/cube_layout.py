@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import partial
 
 from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..io import relayout_steps, replace_nonfinite_steps
@@ -133,8 +133,7 @@ class CubeLayoutWidget(QWidget):
                 f"Y * X must equal the layer's {n_pixels} pixels; "
                 f"{shape[0]} x {shape[1]} = {shape[0] * shape[1]}"
             )
-            self.layout_runner.status.setText(message)
-            show_error(f"napari-deeper: {message}")
+            self.layout_runner.refuse(message)
             return
         self.layout_runner.start(
             relayout_steps, partial(self._add_relayout, layer, params), layer.data, **params

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, Select, SpinBox
-from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from .. import compute
 from ..denoise import DEFAULT, available_methods, denoise_steps
 from ._layers import (
+    device_choices,
     cube_layer_kwargs,
     provenance,
     restore_view,
@@ -31,16 +31,6 @@ from ._runner import Runner
 AUTO = "auto"
 
 
-def _device_choices() -> list[str]:
-    import torch
-
-    choices = [AUTO, "cpu"]
-    if torch.cuda.is_available():
-        choices.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        choices.append("mps")
-    return choices
 
 
 def denoise_many_steps(data: np.ndarray, jobs: dict[str, dict], wavenumbers, device):
@@ -123,11 +113,6 @@ class MethodParams(Container):
         return {name: control.value for name, control in self.controls.items()}
 
 
-def _refuse(runner: Runner, error: Exception) -> None:
-    """Report a problem found before starting (no worker, no layers)."""
-    runner.last_error = error
-    runner.status.setText(f"Failed: {error}")
-    show_error(f"napari-deeper: {error}")
 
 
 class DenoiseWidget(QWidget):
@@ -141,7 +126,7 @@ class DenoiseWidget(QWidget):
 
         self.input_layer = ComboBox(label="Input", choices=[])
         self.methods = Select(label="Methods", choices=[], tooltip="select one or more (Ctrl/Cmd-click)")
-        self.device = ComboBox(label="Device", choices=_device_choices(), value=AUTO)
+        self.device = ComboBox(label="Device", choices=device_choices(), value=AUTO)
         self.side_by_side = CheckBox(text="Side by side (input and results in a grid)")
         self.controls = Container(widgets=[self.input_layer, self.methods, self.device, self.side_by_side])
         self.param_panel = Container(labels=False)
@@ -210,7 +195,7 @@ class DenoiseWidget(QWidget):
             if not jobs:
                 raise ValueError("tick at least one method")
         except ValueError as error:
-            _refuse(self.runner, error)
+            self.runner.refuse(error)
             return
         device = self.device.value
         self.runner.start(

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select
-from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import compute
 from ..superres import DEFAULT, SCALES, available_methods, restore_steps, upscale_steps
 from ._layers import (
+    device_choices,
     cube_layer_kwargs,
     provenance,
     restore_view,
@@ -37,16 +37,6 @@ from ._runner import Runner
 DEFAULT_SELECTION = ("bicubic", DEFAULT)
 
 
-def _device_choices() -> list[str]:
-    import torch
-
-    choices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        choices.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        choices.append("mps")
-    return choices
 
 
 def upscale_many_steps(data: np.ndarray, scale: int, methods: list[str], wavenumbers, device):
@@ -66,11 +56,6 @@ def upscale_many_steps(data: np.ndarray, scale: int, methods: list[str], wavenum
     return results
 
 
-def _refuse(runner: Runner, error: Exception) -> None:
-    """Report a problem found before starting (no worker, no layers)."""
-    runner.last_error = error
-    runner.status.setText(f"Failed: {error}")
-    show_error(f"napari-deeper: {error}")
 
 
 def result_layer_name(source_name: str, method: str, scale: int) -> str:
@@ -88,7 +73,7 @@ class SuperResWidget(QWidget):
         self.input_layer = ComboBox(label="Input", choices=[])
         self.scale = ComboBox(label="Scale", choices=list(SCALES), value=2)
         self.methods = Select(label="Methods", choices=[])
-        self.device = ComboBox(label="Device", choices=_device_choices(), value="auto")
+        self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
         self.side_by_side = CheckBox(text="Side by side (input and results in a grid)")
         self.controls = Container(
             widgets=[self.input_layer, self.scale, self.methods, self.device, self.side_by_side]
@@ -165,7 +150,7 @@ class SuperResWidget(QWidget):
             if not methods:
                 raise ValueError("tick at least one method")
         except ValueError as error:
-            _refuse(self.runner, error)
+            self.runner.refuse(error)
             return
         scale = int(self.scale.value)
         device = self.device.value
@@ -211,7 +196,7 @@ class SuperResWidget(QWidget):
         try:
             source = self._source()
         except ValueError as error:
-            _refuse(self.restore_runner, error)
+            self.restore_runner.refuse(error)
             return
         scale = int(self.scale.value)
         ratio = float(self.exposure_ratio.value)

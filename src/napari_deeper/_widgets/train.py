@@ -27,14 +27,14 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from matplotlib import colormaps
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from napari.utils.theme import get_theme
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QMessageBox, QVBoxLayout, QWidget
 
 from .._validation import as_cube
 from ..models import registry
-from ._layers import spectral_layers, wavenumbers_of
+from ._layers import device_choices, spectral_layers, wavenumbers_of
 from ._runner import Runner
 
 DENOISE, NOISE, SUPERRES = "denoise", "noise", "superres"
@@ -46,7 +46,6 @@ TASK_CHOICES = (
 #: the registry task a saved model of each job belongs to (its card's "task").
 REGISTRY_TASK = {DENOISE: "denoise", NOISE: "denoise", SUPERRES: "superres"}
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-DEVICES = ("auto", "cpu", "gpu")
 LOSS_COLOUR = colormaps["tab10"].colors[1]
 ROLE_TITLES = {"noisy": "low SNR", "clean": "high SNR", "blank": "featureless scan", "hr": "high resolution"}
 
@@ -207,7 +206,7 @@ class TrainWidget(QWidget):
         self.learning_rate = FloatSpinBox(
             label="Learning rate", min=1e-6, max=0.1, step=1e-6, value=core_default(DENOISE, "lr")
         )
-        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
         self.model_name = LineEdit(label="Save as")
         self.overwrite = CheckBox(text="Overwrite a model of that name", value=False)
         self.hint = Label(value="")
@@ -410,11 +409,6 @@ class TrainWidget(QWidget):
         )
         return answer == QMessageBox.StandardButton.Yes
 
-    def _fail(self, error: Exception) -> None:
-        self.runner.last_error = error
-        self.runner.status.setText(f"Failed: {error}")
-        show_error(f"napari-deeper: {error}")
-
     def run(self) -> None:
         """Start fine-tuning with the current settings (the Fine-tune button)."""
         if self.runner.busy:
@@ -424,7 +418,7 @@ class TrainWidget(QWidget):
             job = self._collect()
             self._check_name_free(job.name)
         except ValueError as error:
-            self._fail(error)
+            self.runner.refuse(error)
             return
         self.saved_path = None
         self.saved_label.setText("")

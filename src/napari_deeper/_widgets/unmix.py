@@ -23,7 +23,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, S
 from napari.layers import Labels
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import Colormap, DirectLabelColormap
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -39,13 +39,12 @@ from qtpy.QtWidgets import (
 from .. import __version__, metrics
 from ..io.endmembers import default_names, load_endmembers_csv, save_endmembers_csv
 from ..unmix import estimate_n_endmembers, unmix_steps
-from ._layers import PROVENANCE_KEY, is_spectral, provenance, wavenumbers_of
+from ._layers import PROVENANCE_KEY, device_choices, is_spectral, provenance, wavenumbers_of
 from ._runner import Runner
 
 OPERATION = "unmix"
 STACKED = "one layer, components stacked"
 PER_COMPONENT = "one layer per component"
-DEVICES = ("auto", "cpu", "gpu")
 #: Component colours (matplotlib's tab10), shared by the plot, the maps and the labels.
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -106,7 +105,7 @@ class UnmixWidget(QWidget):
         self.targets = Select(label="Apply to", choices=self._spectral_choices)
         self.output = ComboBox(label="Abundances as", choices=[PER_COMPONENT, STACKED], value=PER_COMPONENT)
         self.sum_to_one = CheckBox(text="Sum to one (FCLS)", value=False)
-        self.device = ComboBox(label="Device", choices=list(DEVICES), value="auto")
+        self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.reference = ComboBox(
             label="Reference labels", choices=self._labels_choices, nullable=True, value=None
@@ -218,10 +217,10 @@ class UnmixWidget(QWidget):
         source = self.source.value
         loaded = self.loaded if self.use_loaded.value else None
         if not targets:
-            self._refuse("Choose at least one layer to apply the endmembers to.")
+            self.runner.refuse("Choose at least one layer to apply the endmembers to.")
             return
         if loaded is None and source is None:
-            self._refuse("Choose the layer to take endmembers from, or load endmembers from CSV.")
+            self.runner.refuse("Choose the layer to take endmembers from, or load endmembers from CSV.")
             return
         axis = loaded["wavenumbers"] if loaded is not None else wavenumbers_of(source)
         for layer in targets:
@@ -230,7 +229,7 @@ class UnmixWidget(QWidget):
                 own.shape != axis.shape or not np.allclose(own, axis, rtol=0, atol=1e-6 * np.ptp(axis))
             ):
                 where = "the loaded endmembers" if loaded is not None else f"layer {source.name!r}"
-                self._refuse(f"Layer {layer.name!r} has another spectral axis than {where}.")
+                self.runner.refuse(f"Layer {layer.name!r} has another spectral axis than {where}.")
                 return
         mask = None
         if loaded is None and self.mask.value is not None:
@@ -255,10 +254,6 @@ class UnmixWidget(QWidget):
             seed=self.seed.value,
             mask=mask,
         )
-
-    def _refuse(self, message: str) -> None:
-        self.runner.status.setText(message)
-        show_error(message)
 
     def _on_done(self, result, record: dict) -> None:
         """Make the layers of a finished run (main thread)."""
@@ -557,7 +552,7 @@ class UnmixWidget(QWidget):
             try:
                 self.load_endmembers(path)
             except (OSError, ValueError) as error:
-                self._refuse(f"Could not load endmembers: {error}")
+                self.runner.refuse(f"Could not load endmembers: {error}")
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save endmembers", "endmembers.csv", "CSV (*.csv)")
@@ -565,7 +560,7 @@ class UnmixWidget(QWidget):
             try:
                 self.save_endmembers(path)
             except (OSError, ValueError) as error:
-                self._refuse(f"Could not save endmembers: {error}")
+                self.runner.refuse(f"Could not save endmembers: {error}")
 
     def _export_dialog(self) -> None:
         directory = QFileDialog.getExistingDirectory(self, "Export unmixing into (a new folder is made)")
@@ -573,7 +568,7 @@ class UnmixWidget(QWidget):
             try:
                 folder = self.export(directory)
             except (OSError, ValueError) as error:
-                self._refuse(f"Export failed: {error}")
+                self.runner.refuse(f"Export failed: {error}")
                 return
             show_info(f"Unmixing exported to {folder}")
             self.runner.status.setText(f"Exported to {folder}")
