@@ -44,6 +44,44 @@ def spectral_axis(layer) -> np.ndarray:
     return w if w is not None else np.arange(layer.data.shape[0], dtype=float)
 
 
+def follow_spectral_layers(viewer, combo) -> None:
+    """Keep a combo box of layer names in step with the viewer's spectral layers."""
+
+    def refresh(event=None) -> None:
+        names = [layer.name for layer in spectral_layers(viewer)]
+        current = combo.value
+        combo.choices = names
+        if current in names:
+            combo.value = current
+        elif names:
+            combo.value = names[0]
+
+    viewer.layers.events.inserted.connect(refresh)
+    viewer.layers.events.removed.connect(refresh)
+    refresh()
+
+
+def chosen_layer(viewer, name):
+    """The layer called ``name``, or a ``ValueError`` asking for an input cube."""
+    if name is None or name not in viewer.layers:
+        raise ValueError("choose an input layer (a spectral cube)")
+    return viewer.layers[name]
+
+
+def model_record(model_name: str) -> dict:
+    """What provenance keeps of the trained model a method ran (name, version, card)."""
+    from ..models import find_model
+
+    info = find_model(model_name)
+    return {
+        "model": info.name,
+        "model_version": info.card.get("version", ""),
+        "model_arch": info.arch,
+        "model_shipped": info.shipped,
+        "model_card": str(info.path.with_suffix(".json")),
+    }
+
+
 def provenance(operation: str, source, params: dict | None = None, **extra) -> dict:
     """The record a made layer keeps of how it was made (``metadata["napari_deeper"]``)."""
     record = {
@@ -100,6 +138,15 @@ def show_side_by_side(viewer, layers, link_contrast: bool = True) -> None:
     viewer.canvas.grid.enabled = True
     viewer.canvas.grid.stride = 1
     viewer.canvas.grid.shape = (-1, -1)
+
+
+def toggle_side_by_side(viewer, on: bool, layers) -> None:
+    """The docks' side-by-side switch: the grid of ``layers`` (those still there), or back."""
+    alive = [layer for layer in layers if layer in viewer.layers]
+    if on and alive:
+        show_side_by_side(viewer, alive)
+    elif not on:
+        restore_view(viewer)
 
 
 def restore_view(viewer) -> None:

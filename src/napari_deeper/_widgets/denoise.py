@@ -17,20 +17,20 @@ from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 from .. import compute
 from ..denoise import DEFAULT, available_methods, denoise_steps
 from ._layers import (
-    device_choices,
+    chosen_layer,
     cube_layer_kwargs,
+    device_choices,
+    follow_spectral_layers,
+    model_record,
     provenance,
-    restore_view,
     result_name,
     show_side_by_side,
-    spectral_layers,
+    toggle_side_by_side,
     wavenumbers_of,
 )
 from ._runner import Runner
 
 AUTO = "auto"
-
-
 
 
 def denoise_many_steps(data: np.ndarray, jobs: dict[str, dict], wavenumbers, device):
@@ -143,21 +143,10 @@ class DenoiseWidget(QWidget):
         self.runner.run_button.clicked.connect(self.run)
         self.methods.changed.connect(self._show_params)
         self.side_by_side.changed.connect(self._toggle_side_by_side)
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
+        follow_spectral_layers(self.viewer, self.input_layer)
         self.refresh_methods()
 
     # ------------------------------------------------------------------------------ choices
-    def _refresh_layers(self, event=None) -> None:
-        names = [layer.name for layer in spectral_layers(self.viewer)]
-        current = self.input_layer.value
-        self.input_layer.choices = names
-        if current in names:
-            self.input_layer.value = current
-        elif names:
-            self.input_layer.value = names[0]
-
     def refresh_methods(self) -> None:
         """Re-read the methods (a newly fine-tuned model shows up here), keeping the selection."""
         selected = list(self.methods.value) if self.params else [DEFAULT]
@@ -180,17 +169,11 @@ class DenoiseWidget(QWidget):
         for name, panel in self.params.items():
             panel.visible = name in chosen and bool(panel.controls)
 
-    def _source(self):
-        name = self.input_layer.value
-        if name is None or name not in self.viewer.layers:
-            raise ValueError("choose an input layer (a spectral cube)")
-        return self.viewer.layers[name]
-
     # ---------------------------------------------------------------------------------- run
     def run(self) -> None:
         """Denoise the input with every ticked method, in a worker."""
         try:
-            source = self._source()
+            source = chosen_layer(self.viewer, self.input_layer.value)
             jobs = {name: self.params[name].params for name in self.methods.value}
             if not jobs:
                 raise ValueError("tick at least one method")
@@ -206,18 +189,7 @@ class DenoiseWidget(QWidget):
 
     def _record(self, source, method_name: str, params: dict, device) -> dict:
         method = self.params[method_name].method if method_name in self.params else None
-        extra = {}
-        if method is not None and method.kind == "network":
-            from ..models import find_model
-
-            info = find_model(method.model)
-            extra = {
-                "model": info.name,
-                "model_version": info.card.get("version", ""),
-                "model_arch": info.arch,
-                "model_shipped": info.shipped,
-                "model_card": str(info.path.with_suffix(".json")),
-            }
+        extra = model_record(method.model) if method is not None and method.kind == "network" else {}
         return provenance("denoise", source, {"method": method_name, **params, "device": device}, **extra)
 
     def _add_results(self, source, device, jobs: dict, results: dict) -> None:
@@ -231,8 +203,4 @@ class DenoiseWidget(QWidget):
             show_side_by_side(self.viewer, self.last_results)
 
     def _toggle_side_by_side(self, on: bool) -> None:
-        if on and self.last_results:
-            alive = [layer for layer in self.last_results if layer in self.viewer.layers]
-            show_side_by_side(self.viewer, alive)
-        elif not on:
-            restore_view(self.viewer)
+        toggle_side_by_side(self.viewer, on, self.last_results)

@@ -23,13 +23,15 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import compute
 from ..superres import DEFAULT, SCALES, available_methods, restore_steps, upscale_steps
 from ._layers import (
-    device_choices,
+    chosen_layer,
     cube_layer_kwargs,
+    device_choices,
+    follow_spectral_layers,
+    model_record,
     provenance,
-    restore_view,
     result_name,
     show_side_by_side,
-    spectral_layers,
+    toggle_side_by_side,
     wavenumbers_of,
 )
 from ._runner import Runner
@@ -104,34 +106,17 @@ class SuperResWidget(QWidget):
         self.side_by_side.changed.connect(self._toggle_side_by_side)
         self.scale.changed.connect(self._update_saving)
         self.exposure_ratio.changed.connect(self._update_saving)
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
+        follow_spectral_layers(self.viewer, self.input_layer)
         self.refresh_methods()
         self._update_saving()
 
     # ------------------------------------------------------------------------------ choices
-    def _refresh_layers(self, event=None) -> None:
-        names = [layer.name for layer in spectral_layers(self.viewer)]
-        current = self.input_layer.value
-        self.input_layer.choices = names
-        if current in names:
-            self.input_layer.value = current
-        elif names:
-            self.input_layer.value = names[0]
-
     def refresh_methods(self) -> None:
         """Re-read the methods (a newly fine-tuned model shows up here)."""
         selected = list(self.methods.value) or list(DEFAULT_SELECTION)
         names = list(available_methods())
         self.methods.choices = names
         self.methods.value = [name for name in selected if name in names]
-
-    def _source(self):
-        name = self.input_layer.value
-        if name is None or name not in self.viewer.layers:
-            raise ValueError("choose an input layer (a spectral cube)")
-        return self.viewer.layers[name]
 
     def _update_saving(self, value=None) -> None:
         f = int(self.scale.value)
@@ -145,7 +130,7 @@ class SuperResWidget(QWidget):
     def run(self) -> None:
         """Upscale the input with every ticked method, in a worker."""
         try:
-            source = self._source()
+            source = chosen_layer(self.viewer, self.input_layer.value)
             methods = list(self.methods.value)
             if not methods:
                 raise ValueError("tick at least one method")
@@ -161,14 +146,9 @@ class SuperResWidget(QWidget):
         )
 
     def _record(self, source, operation: str, params: dict, method: str | None = None) -> dict:
-        extra = {}
         methods = available_methods()
-        if method in methods and methods[method].kind == "network":
-            from ..models import find_model
-
-            info = find_model(methods[method].model)
-            extra = {"model": info.name, "model_arch": info.arch,
-                     "model_shipped": info.shipped, "model_card": str(info.path.with_suffix(".json"))}
+        network = method in methods and methods[method].kind == "network"
+        extra = model_record(methods[method].model) if network else {}
         return provenance(operation, source, params, **extra)
 
     def _add_results(self, source, scale: int, device, results: dict) -> None:
@@ -184,17 +164,13 @@ class SuperResWidget(QWidget):
             show_side_by_side(self.viewer, self.last_results)
 
     def _toggle_side_by_side(self, on: bool) -> None:
-        if on and self.last_results:
-            alive = [layer for layer in self.last_results if layer in self.viewer.layers]
-            show_side_by_side(self.viewer, alive)
-        elif not on:
-            restore_view(self.viewer)
+        toggle_side_by_side(self.viewer, on, self.last_results)
 
     # ---------------------------------------------------------------------- fast scan restore
     def fast_scan_restore(self) -> None:
         """Denoise, then super-resolve the input; keep both layers; show the time saving."""
         try:
-            source = self._source()
+            source = chosen_layer(self.viewer, self.input_layer.value)
         except ValueError as error:
             self.restore_runner.refuse(error)
             return
