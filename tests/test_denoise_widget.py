@@ -70,12 +70,12 @@ def test_side_by_side_toggle(qtbot, dock):
     widget.methods.value = ["savgol", "pca"]
     _run(qtbot, widget)
     widget.side_by_side.value = True
-    assert viewer.grid.enabled
+    assert viewer.canvas.grid.enabled
     shown = [lay for lay in viewer.layers if lay.visible]
     assert len(shown) == 3
     assert len({tuple(lay.contrast_limits) for lay in shown}) == 1
     widget.side_by_side.value = False
-    assert not viewer.grid.enabled
+    assert not viewer.canvas.grid.enabled
 
 
 def test_cancel_leaves_no_layers(qtbot, make_napari_viewer):
