@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import machine, write_section
 
 from napari_deeper.denoise import DEFAULT, denoise
 from napari_deeper.denoise import evaluate as ev
@@ -110,21 +110,6 @@ def speed_table(results) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    target = ROOT / "docs" / "benchmarks.md"
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    block = f"{start}\n{text}\n{end}"
-    if target.exists():
-        content = target.read_text()
-    else:
-        content = "# Benchmarks\n\nEvery number here is measured by a script in `benchmarks/`.\n"
-    if start in content and end in content:
-        before, rest = content.split(start, 1)
-        after = rest.split(end, 1)[1]
-        content = before + block + after
-    else:
-        content = content.rstrip("\n") + "\n\n" + block + "\n"
-    target.write_text(content)
 
 
 def main() -> None:
@@ -149,8 +134,7 @@ def main() -> None:
     speeds = speed(args.threads)
     text = "\n\n".join([
         "## Denoising (`benchmarks/denoise.py`)",
-        f"Run on {platform.processor() or platform.machine()} ({os.cpu_count()} cores, load average "
-        f"{load:.1f} at the start of the speed test, shared machine), CPU only, torch "
+        f"Machine: {machine()}; load average {load:.1f} at the start of the speed test, torch "
         f"{args.threads} thread(s); quality pass {quality_seconds / 60:.1f} min"
         + (" (tuned-baseline rows reused from the cache of an earlier identical run)" if cached else "")
         + ". Baselines are tuned on each "
@@ -169,7 +153,7 @@ def main() -> None:
     ])
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":
