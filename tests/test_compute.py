@@ -1,0 +1,73 @@
+"""compute.py: driving steps generators, device choice and the GPU out-of-memory fallbacks."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deeper import compute
+
+
+def test_run_returns_the_generator_result_and_reports_progress():
+    def steps():
+        for i in range(3):
+            yield compute.Progress(i, 3, "working")
+        return "done"
+
+    seen = []
+    assert compute.run(steps(), seen.append) == "done"
+    assert [p.fraction for p in seen] == pytest.approx([0, 1 / 3, 2 / 3])
+
+
+def test_chunks_cover_the_range_exactly():
+    pieces = list(compute.chunks(10, 4))
+    assert [(s.start, s.stop) for s in pieces] == [(0, 4), (4, 8), (8, 10)]
+    assert compute.chunk_size(1e12) == 1  # never zero, however large an item is
+
+
+def test_select_device():
+    assert compute.select_device("cpu").type == "cpu"
+    assert compute.select_device(None).type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ValueError, match="unknown device"):
+        compute.select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            compute.select_device("cuda")
+
+
+def test_out_of_memory_halves_the_batch_then_succeeds():
+    sizes = []
+
+    def double(batch, device):
+        sizes.append(len(batch))
+        if device.type == "cuda" and len(batch) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return batch * 2
+
+    items = np.arange(10, dtype=np.float32)
+    out = compute.run(compute.map_batches(double, items, torch.device("cuda"), batch_size=8))
+    np.testing.assert_array_equal(out, items * 2)
+    assert sizes[:3] == [8, 4, 2]  # halved until a batch fits
+
+
+def test_out_of_memory_for_one_item_falls_back_to_the_cpu():
+    devices = []
+
+    def only_cpu(batch, device):
+        devices.append(device.type)
+        if device.type == "cuda":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return batch + 1
+
+    items = np.zeros(3, dtype=np.float32)
+    with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
+        out = compute.run(compute.map_batches(only_cpu, items, torch.device("cuda"), batch_size=2))
+    np.testing.assert_array_equal(out, items + 1)
+    assert devices[-1] == "cpu"
+
+
+def test_other_errors_are_not_swallowed():
+    def broken(batch, device):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        compute.run(compute.map_batches(broken, np.zeros(4), torch.device("cuda"), batch_size=2))
