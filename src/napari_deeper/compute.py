@@ -50,6 +50,23 @@ def run(steps: Steps[T], callback: Callable[[Progress], None] | None = None) -> 
             callback(progress)
 
 
+def stage(steps: Steps[T], index: int, n_stages: int, label: str, resolution: int = 1000) -> Steps[T]:
+    """Re-yield a sub-operation's progress as stage ``index`` of ``n_stages``; return its result.
+
+    Lets one long operation chain several ``*_steps`` generators (one per cube, per candidate,
+    per processing step) under a single progress bar.
+    """
+    total = n_stages * resolution
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            yield Progress((index + 1) * resolution, total, label)
+            return stop.value
+        done = index * resolution + int(round(progress.fraction * resolution))
+        yield Progress(done, total, f"{label}: {progress.message}".rstrip(": "))
+
+
 def select_device(device=None):
     """Return a ``torch.device``: the one asked for, else CUDA, then Apple MPS, then the CPU.
 

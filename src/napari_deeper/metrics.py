@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .compute import Progress, Steps
+from .compute import Progress, Steps, stage
 
 __all__ = [
     "mse",
@@ -271,10 +271,9 @@ def compare_steps(
         )
     labels = dict(labels or {})
     names = list(candidates)
-    bands = ref_full.shape[0] if ref_full.ndim == 3 else 1
-    total = max(1, len(names)) * bands
+    n = max(1, len(names))
     rows = []
-    yield Progress(0, total, "comparing")
+    yield Progress(0, n, "comparing")
     for index, name in enumerate(names):
         est_full = np.asarray(candidates[name])
         row = {"name": str(name), "shape": tuple(int(n) for n in est_full.shape)}
@@ -284,18 +283,11 @@ def compare_steps(
         comparable = est_full.shape == ref_full.shape or row["note"].startswith("cropped")
         if comparable:
             est, ref = _pair(est_full, ref_full, crop)
-            steps = _metrics_steps(est, ref, data_range)
-            while True:
-                try:
-                    step = next(steps)
-                except StopIteration as stop:
-                    row.update(stop.value)
-                    break
-                yield Progress(index * bands + step.done, total, f"{name}: {step.message}")
+            row.update((yield from stage(_metrics_steps(est, ref, data_range), index, n, name)))
             if reference_labels is not None and labels.get(name) is not None:
                 row["accuracy"] = classification_accuracy(labels[name], reference_labels, crop=crop)
         rows.append(row)
-        yield Progress((index + 1) * bands, total, f"compared {name}")
+        yield Progress(index + 1, n, f"compared {name}")
     return rows
 
 

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from .._validation import as_cube, as_wavenumbers, check_method
-from ..compute import Progress, Steps, chunk_size, chunks, run
+from ..compute import Progress, Steps, chunk_size, chunks, run, stage
 
 BAND_MAP_MODES = ("area", "height")
 
@@ -169,18 +169,10 @@ def band_maps_steps(
 ) -> Steps[list[np.ndarray]]:
     """Band maps of several cubes ``[(data, wavenumbers), ...]``, with one progress scale."""
     cubes = list(cubes)
-    total = 1000 * len(cubes)
     maps = []
     for index, (data, wavenumbers) in enumerate(cubes):
         steps = band_map_steps(data, wavenumbers, center, width, mode, baseline)
-        while True:
-            try:
-                progress = next(steps)
-            except StopIteration as stop:
-                maps.append(stop.value)
-                break
-            done = 1000 * index + int(round(1000 * progress.fraction))
-            yield Progress(done, total, f"cube {index + 1}/{len(cubes)}: {progress.message}")
+        maps.append((yield from stage(steps, index, len(cubes), f"cube {index + 1}/{len(cubes)}")))
     return maps
 
 

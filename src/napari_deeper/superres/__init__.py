@@ -255,29 +255,17 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
             f"the image is {cube.shape[1]} x {cube.shape[2]} pixels; super-resolution needs at "
             f"least {MIN_SIZE} x {MIN_SIZE}"
         )
-    denoised = yield from _stage(
-        denoise.denoise_steps(cube, denoise_method, wavenumbers, device), 0, "denoising"
+    denoised = yield from compute.stage(
+        denoise.denoise_steps(cube, denoise_method, wavenumbers, device), 0, 2, "denoising"
     )
     denoised = np.asarray(denoised, dtype=np.float32)
-    upscaled = yield from _stage(
-        upscale_steps(denoised, scale, upscale_method, wavenumbers, device), 1, "super-resolving"
+    upscaled = yield from compute.stage(
+        upscale_steps(denoised, scale, upscale_method, wavenumbers, device), 1, 2, "super-resolving"
     )
     return RestoreResult(
         denoised, upscaled, scale, ratio, float(scale * scale * ratio),
         str(denoise_method).lower(), str(upscale_method).lower(),
     )
-
-
-def _stage(steps, index: int, label: str, n_stages: int = 2, resolution: int = 1000):
-    """Re-yield a sub-generator's progress as stage ``index`` of ``n_stages``; return its result."""
-    while True:
-        try:
-            progress = next(steps)
-        except StopIteration as stop:
-            yield compute.Progress((index + 1) * resolution, n_stages * resolution, label)
-            return stop.value
-        done = index * resolution + int(round(progress.fraction * resolution))
-        yield compute.Progress(done, n_stages * resolution, f"{label}: {progress.message}".rstrip(": "))
 
 
 def restore(data, scale: int = 2, denoise_method: str | None = None,
