@@ -34,7 +34,7 @@ def check_finite(arr: np.ndarray, name: str = "data") -> None:
     if n_nan or n_inf:
         raise ValueError(
             f"{name} contains {n_nan} NaN and {n_inf} Inf values out of {arr.size}; "
-            "replace them first (e.g. napari_deeper.spectral.fill_nonfinite)"
+            "replace them first (e.g. napari_deeper.io.replace_nonfinite)"
         )
 
 

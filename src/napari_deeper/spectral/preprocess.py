@@ -12,6 +12,7 @@ import numpy as np
 
 from .._validation import as_cube, check_method
 from ..compute import Progress, Steps, chunks, chunk_size, run
+from ..io import replace_nonfinite_steps
 from .bands import crop as crop_bands
 from .bands import spectral_axis
 
@@ -60,12 +61,12 @@ _normalise = normalise  # preprocess_steps takes an argument of the same name
 
 
 def fill_nonfinite(data, value: float = 0.0) -> tuple[np.ndarray, int]:
-    """A float32 copy of ``data`` with NaN and Inf replaced by ``value``, and how many there were."""
-    cube = np.array(as_cube(data, allow_nonfinite=True), dtype=np.float32, copy=True)
-    bad = ~np.isfinite(cube)
-    count = int(np.count_nonzero(bad))
-    cube[bad] = value
-    return cube, count
+    """A float32 copy of ``data`` with NaN and Inf replaced by ``value``, and how many there were.
+
+    The band-chunked work is :func:`napari_deeper.io.replace_nonfinite_steps`'s.
+    """
+    cube, n_nan, n_inf = run(replace_nonfinite_steps(data, value))
+    return cube, n_nan + n_inf
 
 
 def _modpoly_fit(spectra, design, solve, iterations: int, tolerance: float) -> np.ndarray:
