@@ -272,6 +272,8 @@ def test_bad_inputs_have_clear_messages():
         upscale(bad, 2, "bicubic")
     with pytest.raises(ValueError, match="at least 2 x 2"):
         upscale(np.ones((3, 1, 6), np.float32), 2, "nearest")
+    with pytest.raises(ValueError, match="3 x 3 pixels; 4x super-resolution needs at least 4 x 4"):
+        upscale(np.ones((3, 3, 3), np.float32), 4, "bicubic")
     with pytest.raises(ValueError, match="unknown method"):
         upscale(good, 2, "lanczos")
     with pytest.raises(ValueError, match="does not take"):

@@ -118,6 +118,20 @@ def check_scale(scale) -> int:
     return int(value)
 
 
+def _check_size(shape, scale: int) -> None:
+    """Refuse an image smaller than the scale (or than 2 pixels) along either axis.
+
+    With fewer input pixels than the scale factor there is too little to interpolate between:
+    every output pixel would be an extrapolation.
+    """
+    least = max(MIN_SIZE, scale)
+    if min(shape[-2:]) < least:
+        raise ValueError(
+            f"the image is {shape[-2]} x {shape[-1]} pixels; {scale}x super-resolution needs at "
+            f"least {least} x {least}"
+        )
+
+
 def _check_params(method: Method, params: dict) -> dict:
     unknown = sorted(set(params) - set(method.params))
     if unknown:
@@ -190,11 +204,7 @@ def upscale_steps(data, scale: int = 2, method: str = DEFAULT, wavenumbers=None,
     params = _check_params(chosen, params)
     cube = as_cube(data)
     as_wavenumbers(wavenumbers, cube.shape[0])
-    if min(cube.shape[1:]) < MIN_SIZE:
-        raise ValueError(
-            f"the image is {cube.shape[1]} x {cube.shape[2]} pixels; super-resolution needs at "
-            f"least {MIN_SIZE} x {MIN_SIZE}"
-        )
+    _check_size(cube.shape, scale)
     dev = compute.select_device(device) if chosen.kind == "network" else None
     return (yield from chosen.steps(cube, scale, dev, **params))
 
@@ -250,11 +260,7 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     denoise_method = denoise.DEFAULT if denoise_method is None else denoise_method
     upscale_method = DEFAULT if upscale_method is None else upscale_method
     check_method(upscale_method, available_methods())
-    if min(cube.shape[1:]) < MIN_SIZE:
-        raise ValueError(
-            f"the image is {cube.shape[1]} x {cube.shape[2]} pixels; super-resolution needs at "
-            f"least {MIN_SIZE} x {MIN_SIZE}"
-        )
+    _check_size(cube.shape, scale)
     denoised = yield from compute.stage(
         denoise.denoise_steps(cube, denoise_method, wavenumbers, device), 0, 2, "denoising"
     )
