@@ -322,3 +322,34 @@ def test_training_command_line_tiny_run_and_resume(tmp_path):
     assert (tmp_path / "cli-tiny.md").read_text().startswith("# cli-tiny")
     model, _ = load_model(tmp_path / "cli-tiny.pt")
     assert model.n_components == 3 and model.scales == (2,)
+
+
+def test_training_command_line_continues_from_weights(tmp_path):
+    import json
+
+    import torch
+
+    from napari_deeper.models import load_model
+    from napari_deeper.training.__main__ import main
+
+    common = ["superres", "--arch", "hyrisr", "--cells", "1", "--val-cells", "1", "--features",
+              "4", "--components", "3", "--scales", "2", "--eval-every", "2", "--batch", "2",
+              "--out", str(tmp_path), "--data-cache", str(tmp_path / "pairs.npz")]
+    main([*common, "--name", "first", "--steps", "2"])
+    main([*common, "--name", "second", "--steps", "2", "--photons", "30", "10000",
+          "--init", str(tmp_path / "first.pt")])
+    card = json.loads((tmp_path / "second.json").read_text())
+    history = card["training"]["history"]
+    assert [record["step"] for record in history] == [0, 2]  # the starting weights are validated
+    assert card["training"]["best_step"] in (0, 2)
+    assert card["training"]["initialised_from"]["training"]["steps"] == 2
+    assert "--init" in card["training"]["command"] and "--photons 30 10000" in card["training"]["command"]
+    assert "Continued** from `first.pt`" in (tmp_path / "second.md").read_text()
+    first, _ = load_model(tmp_path / "first.pt")
+    second, _ = load_model(tmp_path / "second.pt")
+    if card["training"]["best_step"] == 0:  # kept the starting weights unchanged
+        assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                     second.state_dict().values(), strict=True))
+    with pytest.raises(ValueError, match="--init"):
+        main([*common, "--name", "third", "--steps", "2", "--features", "8",
+              "--init", str(tmp_path / "first.pt")])

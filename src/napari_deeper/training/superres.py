@@ -37,6 +37,8 @@ from ..superres.interpolation import interpolate
 #: low-resolution patch size per scale (input to the network), and the margin left out of the loss
 PATCH = {2: 24, 3: 18, 4: 14}
 MARGIN = 3
+#: photon counts at the brightest value of the noisy simulated training cells (log-uniform)
+PHOTONS = (300.0, 10000.0)
 DEFAULT_CONFIGS = {
     "hyrisr": {"n_components": 12, "features": 32, "groups": 3, "blocks": 4, "reduction": 8,
                "scales": list(SCALES)},
@@ -212,23 +214,24 @@ def _evaluate_cubes(model, cubes, scale, device) -> dict:
 # Training on simulated cells (command line)
 
 
-def simulated_pairs(n_cells: int, n_components: int, seed: int,
-                    scales=SCALES) -> compute.Steps[dict[int, list[ScorePair]]]:
+def simulated_pairs(n_cells: int, n_components: int, seed: int, scales=SCALES,
+                    photons=PHOTONS) -> compute.Steps[dict[int, list[ScorePair]]]:
     """Score pairs of ``n_cells`` varied simulated cells for each scale.
 
     Cells vary in field size (64-112 pixels), band count (150 or 300), spectral variation,
-    background, and noise: a quarter are noise-free, the rest have 300-10 000 photons at the
-    brightest value (high SNR, as a scan to be super-resolved should be, or a denoised one). The
-    target is always the clean HR cube.
+    background, and noise: a quarter are noise-free, the rest have a photon count at the
+    brightest value drawn log-uniformly in ``photons`` (default 300-10 000: high SNR, as a scan
+    to be super-resolved should be, or a denoised one). The target is always the clean HR cube.
     """
     from . import simulate
 
+    low, high = photons
     rng = np.random.default_rng(seed)
     out: dict[int, list[ScorePair]] = {s: [] for s in scales}
     yield compute.Progress(0, n_cells, "simulating cells")
     for i in range(n_cells):
         size = int(rng.choice([64, 80, 96, 112]))
-        photons = float(np.exp(rng.uniform(np.log(300), np.log(10000))))
+        photons = float(np.exp(rng.uniform(np.log(low), np.log(high))))
         cell = simulate.simulate_cell(
             (size, size), n_bands=int(rng.choice([150, 300])), photons=photons,
             background=bool(rng.random() < 0.7), variation=float(rng.uniform(0.5, 1.5)),
@@ -298,11 +301,14 @@ def validation_psnr(model, cells, scales=SCALES, device="cpu") -> dict:
 
 def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], steps: int,
                 lr: float, batch: int, seed: int, checkpoint: Path | None = None,
-                val_cells=None, eval_every: int = 500, device="cpu") -> compute.Steps[dict]:
-    """Train ``arch`` from scratch (or from ``checkpoint`` if it exists) on score ``pairs``.
+                val_cells=None, eval_every: int = 500, device="cpu",
+                init: dict | None = None) -> compute.Steps[dict]:
+    """Train ``arch`` on score ``pairs``: from scratch, from the weights ``init`` (a state
+    dict), or from ``checkpoint`` if it exists.
 
     Each step draws one scale at random (weighted by its cost) and a batch of patches. Adam with
-    a cosine learning-rate decay; the weights with the best mean validation gain are kept.
+    a cosine learning-rate decay; the weights with the best mean validation gain are kept (the
+    ``init`` weights included, so continuing never makes a model worse on validation).
     Checkpoints (model, optimizer, step, best) are written every ``eval_every`` steps.
     """
     import torch
@@ -313,11 +319,14 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
     model = build(arch, config).to(dev)
+    if init is not None:
+        model.load_state_dict(init)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
     )
-    state = {"step": 0, "best_gain": -math.inf, "best": None, "history": [], "seconds": 0.0}
+    state = {"step": 0, "best_gain": -math.inf, "best": None, "best_step": None, "history": [],
+             "seconds": 0.0}
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["model"])
@@ -325,6 +334,12 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
         schedule.load_state_dict(saved["schedule"])
         state = saved["state"]
         rng = np.random.default_rng([seed + 1, state["step"]])
+    elif init is not None and val_cells:
+        gains = validation_psnr(model, val_cells, sorted(pairs), dev)["gain_db"]
+        state["history"].append({"step": 0, "gain_db": gains})
+        state["best_gain"] = float(np.mean(list(gains.values())))
+        state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state["best_step"] = 0
     scales = sorted(pairs)
     losses: list[float] = []
     started = time.perf_counter() - state["seconds"]
@@ -346,6 +361,7 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
                 if mean_gain > state["best_gain"]:
                     state["best_gain"] = mean_gain
                     state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    state["best_step"] = step
             state["history"].append(record)
             state["seconds"] = record["seconds"]
             if checkpoint is not None:
@@ -356,7 +372,7 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
         model.load_state_dict(state["best"])
     model.eval()
     return {"model": model.cpu(), "history": state["history"], "best_gain": state["best_gain"],
-            "seconds": state["seconds"]}
+            "best_step": state["best_step"], "seconds": state["seconds"]}
 
 
 def model_card_markdown(name: str, card: dict) -> str:
@@ -367,6 +383,18 @@ def model_card_markdown(name: str, card: dict) -> str:
         f"{card['validation']['model_psnr'][str(s)]:.2f} | {card['validation']['gain_db'][str(s)]:+.2f} |"
         for s in card["scales"]
     )
+    earlier = training.get("initialised_from")
+    continued = ""
+    if earlier:
+        before = earlier["training"]
+        kept = ("the starting weights were kept: no later checkpoint validated better"
+                if training.get("best_step") == 0 else
+                f"the weights of step {training.get('best_step')} were kept (best validation gain)")
+        continued = (
+            f"\n\n**Continued** from `{Path(earlier['weights']).name}`, itself trained with "
+            f"`{before.get('command', '?')}` ({before.get('seconds', 0.0) / 60:.1f} min); {kept}. "
+            f"Total wall time of all runs: {training['total_seconds'] / 60:.1f} min."
+        )
     return f"""# {name}
 
 Super-resolution network `{card['arch']}` of napari-deeper ({card['parameters']:,} parameters,
@@ -389,7 +417,7 @@ cosine decay), L1 loss on patch centres, dihedral augmentation (rotations and fl
 skip-sampling). Seed {training['seed']}. Wall time {training['seconds'] / 60:.1f} min on
 {training['hardware']}. Command:
 
-    {training['command']}
+    {training['command']}{continued}
 
 **Validation** (held-out simulated cells, {card['validation']['cells']} cells
 {card['validation']['shape']}, {card['validation']['photons']:.0f} photons, LR skip-sampled from
@@ -424,6 +452,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (resumed if it exists)")
     parser.add_argument("--data-cache", type=Path,
                         help="npz file of simulated training pairs (written once, then reused)")
+    parser.add_argument("--photons", type=float, nargs=2, default=PHOTONS, metavar=("LOW", "HIGH"),
+                        help="photon counts of the noisy training cells (log-uniform)")
+    parser.add_argument("--init", type=Path,
+                        help="start from these weights (a .pt written by this command)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
 
@@ -431,7 +463,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> None:
     import torch
 
-    from ..models import save_model
+    from ..models import load_model, save_model
     from ..models.registry import SHIPPED_DIR, parameter_count
 
     torch.set_num_threads(args.threads)
@@ -441,6 +473,13 @@ def main(args: argparse.Namespace) -> None:
         config["features"] = args.features
     name = args.name or args.arch
     data_seed, val_seed = args.seed * 1000 + 1, 10**6 + args.seed
+    init, earlier = None, None
+    if args.init is not None:
+        initial, earlier = load_model(args.init, device="cpu")
+        if earlier.get("arch") != args.arch or earlier.get("config") != config:
+            raise ValueError(f"--init {args.init} is a {earlier.get('arch')} {earlier.get('config')}, "
+                             f"not a {args.arch} {config}")
+        init = initial.state_dict()
 
     def report(progress: compute.Progress) -> None:
         if progress.done % 100 == 0 or progress.done == progress.total:
@@ -451,14 +490,15 @@ def main(args: argparse.Namespace) -> None:
     if args.data_cache is not None and args.data_cache.exists():
         pairs = load_pairs(args.data_cache)
     else:
-        pairs = compute.run(simulated_pairs(args.cells, args.components, data_seed, scales), report)
+        pairs = compute.run(simulated_pairs(args.cells, args.components, data_seed, scales,
+                                            tuple(args.photons)), report)
         if args.data_cache is not None:
             save_pairs(pairs, args.data_cache)
     data_seconds = time.perf_counter() - started
     val = validation_cells(args.val_cells, val_seed)
     result = compute.run(train_steps(args.arch, config, pairs, args.steps, args.lr, args.batch,
                                      args.seed, args.checkpoint, val, args.eval_every,
-                                     args.device), report)
+                                     args.device, init), report)
     for record in result["history"]:
         print(json.dumps(record), flush=True)
     model = result["model"]
@@ -471,8 +511,8 @@ def main(args: argparse.Namespace) -> None:
         "size_bytes": 4 * parameter_count(model),
         "training": {
             "data": f"{args.cells} simulated cells (napari_deeper.training.simulate.simulate_cell, "
-                    "64-112 pixels square, 150 or 300 bands, 25 % noise-free and 75 % at 300-10 000 "
-                    "photons, target the clean cube), seed "
+                    "64-112 pixels square, 150 or 300 bands, 25 % noise-free and 75 % at "
+                    f"{args.photons[0]:g}-{args.photons[1]:g} photons, target the clean cube), seed "
                     f"{data_seed}; each used at every scale",
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "loss": "L1", "seconds": result["seconds"], "data_seconds": data_seconds,
@@ -480,10 +520,16 @@ def main(args: argparse.Namespace) -> None:
                         f"jobs, nice 10), {args.threads} torch thread(s)",
             "command": _command_line(args),
             "history": result["history"],
+            "best_step": result["best_step"],
         },
         "validation": {"cells": len(val), "shape": [64, 64], "photons": 2000.0,
                        "seed": val_seed, **psnr},
     }
+    if earlier is not None:
+        before = earlier.get("training", {})
+        card["training"]["initialised_from"] = {"weights": str(args.init), "training": before}
+        card["training"]["total_seconds"] = result["seconds"] + before.get(
+            "total_seconds", before.get("seconds", 0.0))
     path = save_model(model, name, args.arch, config, card, folder)
     card = json.loads(path.with_suffix(".json").read_text())
     card["size_bytes"] = path.stat().st_size
@@ -502,4 +548,8 @@ def _command_line(args: argparse.Namespace) -> str:
              f"--eval-every {args.eval_every}", f"--threads {args.threads}"]
     if args.features:
         parts.append(f"--features {args.features}")
+    if tuple(args.photons) != PHOTONS:
+        parts.append(f"--photons {args.photons[0]:g} {args.photons[1]:g}")
+    if args.init is not None:
+        parts.append(f"--init {args.init}")
     return " ".join(parts)
