@@ -175,7 +175,7 @@ def cube_layout_page(viewer):
 def denoise_page(viewer):
     open_samples(viewer, "denoise_pair")
     widget = dock(viewer, "Denoise")
-    widget.input_layer.value = find(viewer, "low").name
+    widget.input_layer.value = find(viewer, "low")
     wanted = ("hybrid", "resunet", "savgol", "pca")
     widget.methods.value = [name for name in wanted if name in widget.methods.choices]
     widget.side_by_side.value = True
@@ -186,7 +186,7 @@ def denoise_page(viewer):
 def superres_page(viewer):
     open_samples(viewer, "superres_pair")
     widget = dock(viewer, "Super-resolve")
-    widget.input_layer.value = find(viewer, "LR").name
+    widget.input_layer.value = find(viewer, "LR")
     widget.methods.value = [name for name in ("hyrisr", "bicubic") if name in widget.methods.choices]
     widget.side_by_side.value = True
     run_and_wait(widget.runner)
@@ -202,8 +202,8 @@ def train_page(viewer):
     open_samples(viewer, "denoise_pair")
     widget = dock(viewer, "Fine-tune models")
     low = find(viewer, "low")
-    widget.noisy_layer.value = low.name
-    widget.clean_layer.value = find(viewer, "high").name
+    widget.noisy_layer.value = low
+    widget.clean_layer.value = find(viewer, "high")
     widget.steps.value = 60
     run_and_wait(widget.runner)
     show_band(viewer, low, 1450)
@@ -224,7 +224,7 @@ def _denoised_versions(viewer):
     open_samples(viewer, "denoise_pair")
     low, high = find(viewer, "low"), find(viewer, "high")
     widget = dock(viewer, "Denoise")
-    widget.input_layer.value = low.name
+    widget.input_layer.value = low
     wanted = ("hybrid", "savgol", "pca")
     widget.methods.value = [name for name in wanted if name in widget.methods.choices]
     run_and_wait(widget.runner)
@@ -235,7 +235,7 @@ def _denoised_versions(viewer):
 def compare_page(viewer):
     low, high = _denoised_versions(viewer)
     widget = dock(viewer, "Compare")
-    widget.reference.value = high.name
+    widget.reference.value = high
     run_and_wait(widget.runner)
     psnr = widget.column_titles().index("PSNR (dB)")
     from qtpy.QtCore import Qt
@@ -243,7 +243,7 @@ def compare_page(viewer):
     widget.table.sortByColumn(psnr, Qt.SortOrder.DescendingOrder)
     show_band(viewer, high, 1450)
     # the grid: the reference, the raw scan and the two best versions
-    widget.candidates.value = [low.name, find(viewer, "low", "hybrid").name, find(viewer, "low", "pca").name]
+    widget.candidates.value = [low, find(viewer, "low", "hybrid"), find(viewer, "low", "pca")]
     widget.side_by_side_button.click()
 
 
@@ -257,9 +257,9 @@ def overview_page(viewer):
     low, high = _denoised_versions(viewer)
     spectra = dock_bottom(viewer, "Spectra")
     compare = dock(viewer, "Compare")
-    compare.reference.value = high.name
+    compare.reference.value = high
     versions = [low, find(viewer, "low", "hybrid"), find(viewer, "low", "pca")]
-    compare.candidates.value = [layer.name for layer in versions]
+    compare.candidates.value = versions
     compare.side_by_side_button.click()
     viewer.window.remove_dock_widget(viewer.window.dock_widgets["Compare (napari-deeper)"])
     # live spectra of the visible layers on the brightest lipid droplet

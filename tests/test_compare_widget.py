@@ -36,6 +36,15 @@ def widget(make_napari_viewer, cubes):
     return CompareWidget(viewer)
 
 
+def names(layers):
+    return [layer.name for layer in layers]
+
+
+def pick(widget, *layer_names):
+    """Choose the candidates called ``names``, as a click on each does."""
+    widget.candidates.value = [widget.viewer.layers[name] for name in layer_names]
+
+
 def run_compare(qtbot, widget):
     widget.runner.run_button.click()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=20000)
@@ -52,9 +61,9 @@ def cell_texts(widget, title):
 
 
 def test_table_matches_the_metrics_module_and_sorts_and_exports(qtbot, widget, cubes, tmp_path):
-    assert widget.reference.value == "reference"
-    assert list(widget.candidates.choices) == ["noisy", "identical", "lr"]
-    assert list(widget.candidates.value) == ["noisy", "identical", "lr"]
+    assert widget.reference.value is widget.viewer.layers["reference"]
+    assert names(widget.candidates.choices) == ["noisy", "identical", "lr"]
+    assert names(widget.candidates.value) == ["noisy", "identical", "lr"]
     run_compare(qtbot, widget)
 
     rows = {row["name"]: row for row in widget.rows}
@@ -93,7 +102,7 @@ def test_table_matches_the_metrics_module_and_sorts_and_exports(qtbot, widget, c
 
 
 def test_crop_to_overlap_scores_the_low_resolution_scan(qtbot, widget, cubes):
-    widget.candidates.value = ["lr"]
+    pick(widget, "lr")
     widget.crop.value = True
     run_compare(qtbot, widget)
     (row,) = widget.rows
@@ -104,7 +113,7 @@ def test_crop_to_overlap_scores_the_low_resolution_scan(qtbot, widget, cubes):
 def test_side_by_side_toggles_the_grid_with_linked_contrast_and_titles(widget):
     viewer = widget.viewer
     viewer.layers["noisy"].contrast_limits = (0.0, 5.0)
-    widget.candidates.value = ["noisy", "identical"]
+    pick(widget, "noisy", "identical")
     widget.side_by_side_button.click()
     shown = ["reference", "noisy", "identical"]
     assert viewer.canvas.grid.enabled
@@ -125,7 +134,7 @@ def test_side_by_side_toggles_the_grid_with_linked_contrast_and_titles(widget):
 
 def test_difference_maps_become_layers_with_provenance(qtbot, widget, cubes):
     viewer = widget.viewer
-    widget.candidates.value = ["noisy", "lr"]
+    pick(widget, "noisy", "lr")
     widget.differences.value = "per band (candidate - reference)"
     run_compare(qtbot, widget)
     cube = viewer.layers["noisy · difference to reference"]
@@ -135,10 +144,10 @@ def test_difference_maps_become_layers_with_provenance(qtbot, widget, cubes):
     np.testing.assert_array_equal(cube.metadata["wavenumbers"], WAVENUMBERS)
     assert "lr · difference to reference" not in viewer.layers  # shapes differ: no map
     # the difference layers are not offered as candidates
-    assert "noisy · difference to reference" not in widget.candidates.choices
+    assert "noisy · difference to reference" not in names(widget.candidates.choices)
 
     widget.differences.value = "band-averaged |difference|"
-    widget.candidates.value = ["noisy"]
+    pick(widget, "noisy")
     run_compare(qtbot, widget)
     integrated = viewer.layers["noisy · |difference| to reference"]
     assert integrated.ndim == 2
@@ -159,8 +168,8 @@ def test_accuracy_column_appears_when_unmix_labels_exist(qtbot, widget):
         viewer.add_image(np.ones((3, 20, 24)), name=f"{source} · abundance", metadata={"napari_deeper": record})
         viewer.add_labels(data, name=f"{source} · labels", metadata={"napari_deeper": record})
     assert widget.labels_for("noisy").name == "noisy · labels"
-    assert "noisy · abundance" not in widget.candidates.choices
-    widget.candidates.value = ["noisy", "identical"]
+    assert "noisy · abundance" not in names(widget.candidates.choices)
+    pick(widget, "noisy", "identical")
     run_compare(qtbot, widget)
     assert "Accuracy" in widget.column_titles()
     rows = {row["name"]: row for row in widget.rows}
@@ -172,11 +181,11 @@ def test_accuracy_column_appears_when_unmix_labels_exist(qtbot, widget):
 def test_layer_lists_follow_the_viewer_and_empty_choices_do_not_run(widget, cubes):
     viewer = widget.viewer
     viewer.add_image(cubes["noisy"] * 2, name="brighter")
-    assert "brighter" in widget.candidates.choices
+    assert "brighter" in names(widget.candidates.choices)
     viewer.layers.remove("brighter")
-    assert "brighter" not in widget.candidates.choices
-    widget.reference.value = "noisy"
-    assert "noisy" not in widget.candidates.choices and "reference" in widget.candidates.choices
+    assert "brighter" not in names(widget.candidates.choices)
+    widget.reference.value = viewer.layers["noisy"]
+    assert "noisy" not in names(widget.candidates.choices) and "reference" in names(widget.candidates.choices)
     widget.candidates.value = []
     widget.runner.run_button.click()
     assert not widget.runner.busy and widget.rows == []
@@ -197,8 +206,8 @@ def test_accuracy_from_the_unmix_dock(qtbot, widget, cubes):
     unmix.runner.run_button.click()
     qtbot.waitUntil(lambda: not unmix.runner.busy, timeout=20000)
     assert unmix.runner.last_error is None, unmix.runner.last_error
-    assert "reference · abundance" not in widget.candidates.choices
-    widget.candidates.value = ["identical", "noisy", "lr"]
+    assert "reference · abundance" not in names(widget.candidates.choices)
+    pick(widget, "identical", "noisy", "lr")
     run_compare(qtbot, widget)
     rows = {row["name"]: row for row in widget.rows}
     labels = {name: viewer.layers[f"{name} · labels"].data for name in ("reference", "noisy")}

@@ -100,13 +100,13 @@ def test_bad_input_shows_an_error_and_no_layers(qtbot, dock, cell):
     bad = cell.noisy.copy()
     bad[0, 0, 0] = np.nan
     viewer.add_image(bad, name="broken")
-    widget.input_layer.value = "broken"
+    widget.input_layer.value = viewer.layers["broken"]
     widget.methods.value = ["savgol"]
     _run(qtbot, widget)
     assert "NaN" in str(widget.runner.last_error)
     assert [lay.name for lay in viewer.layers] == ["cell", "broken"]
     widget.methods.value = []
-    widget.input_layer.value = "cell"
+    widget.input_layer.value = layer
     widget.runner.run_button.click()
     assert "tick at least one method" in str(widget.runner.last_error)
     assert len(viewer.layers) == 2

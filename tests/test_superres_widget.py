@@ -49,7 +49,7 @@ def wait(qtbot, runner, timeout=60000):
 
 def test_two_methods_make_aligned_layers_with_provenance(qtbot, viewer_and_widget):
     viewer, widget = viewer_and_widget
-    assert list(widget.input_layer.choices) == ["scan"]
+    assert list(widget.input_layer.choices) == [viewer.layers["scan"]]
     assert "tiny" in widget.methods.choices and "bicubic" in widget.methods.choices
     widget.scale.value = 3
     widget.methods.value = ["nearest", "tiny"]

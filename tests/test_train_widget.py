@@ -93,8 +93,8 @@ def test_denoise_finetune_saves_a_model_that_loads_and_is_listed(qtbot, pair, mo
     widget = TrainWidget(pair)
     widget.task.value = "denoise"
     widget.base_model.value = "tiny-resunet"
-    widget.noisy_layer.value = "short scan"
-    widget.clean_layer.value = "long scan"
+    widget.noisy_layer.value = pair.layers["short scan"]
+    widget.clean_layer.value = pair.layers["long scan"]
     widget.device.value = "cpu"
     widget.steps.value = 3
     assert widget.model_name.value == "tiny-resunet-finetuned-short-scan"  # "<base>-finetuned-<layer>"
@@ -138,7 +138,7 @@ def test_learn_instrument_noise_from_a_flat_scan(qtbot, make_napari_viewer, mode
     assert "tiny-aunet" in widget.base_model.choices
     assert {registry.find_model(name).arch for name in widget.base_model.choices} == {"aunet"}
     widget.base_model.value = "tiny-aunet"
-    widget.blank_layer.value = "gold film"
+    widget.blank_layer.value = viewer.layers["gold film"]
     widget.device.value = "cpu"
     widget.steps.value = 2
 
@@ -162,7 +162,7 @@ def test_superres_finetune_on_a_high_resolution_layer(qtbot, make_napari_viewer,
     assert "tiny-hyrisr" in widget.base_model.choices
     assert {registry.find_model(name).task for name in widget.base_model.choices} == {"superres"}
     widget.base_model.value = "tiny-hyrisr"
-    widget.hr_layers.value = ["hr scan"]
+    widget.hr_layers.value = [viewer.layers["hr scan"]]
     widget.scale.value = 2
     widget.device.value = "cpu"
     widget.steps.value = 2
@@ -185,8 +185,8 @@ def test_mismatched_pair_is_refused_and_nothing_is_saved(qtbot, pair, models_dir
     add_cube(pair, np.ones((N_BANDS, 10, 12)), "other field")
     widget = TrainWidget(pair)
     widget.base_model.value = "tiny-aunet"
-    widget.noisy_layer.value = "short scan"
-    widget.clean_layer.value = "other field"
+    widget.noisy_layer.value = pair.layers["short scan"]
+    widget.clean_layer.value = pair.layers["other field"]
 
     run_and_wait(qtbot, widget)
 
@@ -201,8 +201,8 @@ def test_nonfinite_values_are_refused(qtbot, pair, models_dir):
     add_cube(pair, data, "broken scan")
     widget = TrainWidget(pair)
     widget.base_model.value = "tiny-aunet"
-    widget.noisy_layer.value = "broken scan"
-    widget.clean_layer.value = "long scan"
+    widget.noisy_layer.value = pair.layers["broken scan"]
+    widget.clean_layer.value = pair.layers["long scan"]
 
     message = run_expecting_failure(qtbot, widget)
 
@@ -215,7 +215,7 @@ def test_superres_layer_too_small_for_the_scale(qtbot, make_napari_viewer, model
     add_cube(viewer, np.random.default_rng(0).random((N_BANDS, 8, 8)), "tiny scan")
     widget = TrainWidget(viewer)
     widget.task.value = "superres"
-    widget.hr_layers.value = ["tiny scan"]
+    widget.hr_layers.value = [viewer.layers["tiny scan"]]
 
     message = run_expecting_failure(qtbot, widget)
 
@@ -276,16 +276,21 @@ def test_layer_choosers_follow_the_layer_list(make_napari_viewer, models_dir):
     add_cube(viewer, np.zeros((N_BANDS, 6, 6)), "a")
     add_cube(viewer, np.zeros((N_BANDS, 6, 6)), "b")
     viewer.add_image(np.zeros((6, 6), dtype=np.float32), name="flat image")  # not spectral
-    assert widget.noisy_layer.choices == ("a", "b")
-    assert (widget.noisy_layer.value, widget.clean_layer.value) == ("a", "b")
-    viewer.layers["a"].name = "renamed"
-    assert "renamed" in widget.blank_layer.choices
+    a, b = viewer.layers["a"], viewer.layers["b"]
+    assert widget.noisy_layer.choices == (a, b)
+    assert (widget.noisy_layer.value, widget.clean_layer.value) == (a, b)
+    widget.base_model.value = "tiny-resunet"
+    assert widget.model_name.value == "tiny-resunet-finetuned-a"
+    a.name = "renamed"
+    assert widget.noisy_layer.value is a and widget.noisy_layer.current_choice == "renamed"
+    assert widget.model_name.value == "tiny-resunet-finetuned-renamed"
     viewer.layers.remove("b")
-    assert widget.hr_layers.choices == ("renamed",)
+    assert widget.hr_layers.choices == (a,)
+    assert widget.clean_layer.value is a
     # a typed name is kept when the choices change
     widget.model_name.value = "my-model"
     add_cube(viewer, np.zeros((N_BANDS, 6, 6)), "c")
-    widget.noisy_layer.value = "c"
+    widget.noisy_layer.value = viewer.layers["c"]
     assert widget.model_name.value == "my-model"
 
 

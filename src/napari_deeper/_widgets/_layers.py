@@ -44,28 +44,73 @@ def spectral_axis(layer) -> np.ndarray:
     return w if w is not None else np.arange(layer.data.shape[0], dtype=float)
 
 
-def follow_spectral_layers(viewer, combo) -> None:
-    """Keep a combo box of layer names in step with the viewer's spectral layers."""
+def layer_choices(viewer, predicate=is_spectral):
+    """A magicgui ``choices`` callable: ``(name, layer)`` of the viewer's layers that pass ``predicate``.
+
+    A chooser built with it has layer objects as its values, as magicgui gives napari
+    ``Layer``-typed parameters, and shows the layers' names.
+    """
+
+    def choices(widget=None) -> list[tuple[str, object]]:
+        return [(layer.name, layer) for layer in viewer.layers if predicate(layer)]
+
+    return choices
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return a is b
+
+
+def refresh_choices(widget) -> None:
+    """Re-list a layer chooser's choices, keeping the chosen layers that are still offered.
+
+    magicgui matches choices by their text, so on its own it would drop a renamed layer from
+    the selection; here the value is kept by identity. A combo box whose layer is gone moves
+    to the first choice; a list keeps the rest of its selection. ``changed`` is emitted once,
+    and only when the value really changed.
+    """
+    before = widget.value
+    with widget.changed.blocked():
+        widget.reset_choices()
+        offered = widget.choices
+        if isinstance(before, list):
+            widget.value = [layer for layer in before if any(layer is c for c in offered)]
+        elif before is not None and any(before is c for c in offered):
+            widget.value = before
+    after = widget.value
+    if not _same(before, after):
+        widget.changed.emit(after)
+
+
+def follow_layers(viewer, *widgets, then=None) -> None:
+    """Keep layer choosers (made with :func:`layer_choices`) in step with the viewer.
+
+    When a layer is added, removed or renamed, each widget's choices are re-listed with
+    :func:`refresh_choices`; ``then(event)`` (optional) runs afterwards, for a dock's own rule
+    such as selecting newly added layers. Once the dock's Qt widgets are deleted, napari drops
+    the connection at the next event (it disconnects callbacks that hit a deleted Qt object).
+    """
 
     def refresh(event=None) -> None:
-        names = [layer.name for layer in spectral_layers(viewer)]
-        current = combo.value
-        combo.choices = names
-        if current in names:
-            combo.value = current
-        elif names:
-            combo.value = names[0]
+        for widget in widgets:
+            refresh_choices(widget)
+        if then is not None:
+            then(event)
 
-    viewer.layers.events.inserted.connect(refresh)
-    viewer.layers.events.removed.connect(refresh)
+    events = viewer.layers.events
+    for emitter in (events.inserted, events.removed, events.renamed):
+        emitter.connect(refresh)
     refresh()
 
 
-def chosen_layer(viewer, name):
-    """The layer called ``name``, or a ``ValueError`` asking for an input cube."""
-    if name is None or name not in viewer.layers:
-        raise ValueError("choose an input layer (a spectral cube)")
-    return viewer.layers[name]
+def required_layer(widget, message: str = "choose an input layer (a spectral cube)"):
+    """The layer a chooser holds, or a ``ValueError`` with ``message`` when there is none."""
+    layer = widget.value
+    if layer is None:
+        raise ValueError(message)
+    return layer
 
 
 def model_record(model_name: str) -> dict:

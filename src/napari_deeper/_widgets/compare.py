@@ -37,11 +37,14 @@ from .. import metrics
 from ._layers import (
     PROVENANCE_KEY,
     cube_layer_kwargs,
+    follow_layers,
+    is_spectral,
+    layer_choices,
     provenance,
+    refresh_choices,
     restore_view,
     result_name,
     show_side_by_side,
-    spectral_layers,
 )
 from ._runner import Runner
 
@@ -66,6 +69,11 @@ ACCURACY_COLUMN = ("accuracy", "Accuracy", "{:.1%}")
 LINKED_ATTRIBUTES = ("contrast_limits", "gamma")
 TITLE_FONT_SIZE = 8  # grid panels are narrow; napari's default title size (10) cuts long names
 CSV_FIELDS = ("name", *metrics.METRIC_NAMES, "accuracy", "shape", "note")
+
+
+def is_comparable(layer) -> bool:
+    """A spectral cube, but not a difference map or stacked abundance maps."""
+    return is_spectral(layer) and layer.metadata.get(PROVENANCE_KEY, {}).get("operation") not in NOT_CANDIDATES
 
 
 def _format(value: float, pattern: str) -> str:
@@ -130,8 +138,8 @@ class CompareWidget(QWidget):
         self._titled_layers: list = []
         self._linked_layers: list = []
 
-        self.reference = ComboBox(label="Reference", choices=[], nullable=True)
-        self.candidates = Select(label="Candidates", choices=[])
+        self.reference = ComboBox(label="Reference", choices=layer_choices(self.viewer, is_comparable))
+        self.candidates = Select(label="Candidates", choices=layer_choices(self.viewer, self._is_candidate))
         self.candidates.native.setMaximumHeight(120)
         self.candidates.tooltip = "Ctrl/Shift-click to choose several"
         self.crop = CheckBox(text="Crop to overlap (compare shapes that differ on the common region)")
@@ -168,43 +176,22 @@ class CompareWidget(QWidget):
         self.side_by_side_button.clicked.connect(self.side_by_side)
         self.normal_view_button.clicked.connect(self.normal_view)
         self.export_button.clicked.connect(self._export_dialog)
-        self.viewer.layers.events.inserted.connect(self._refresh)
-        self.viewer.layers.events.removed.connect(self._refresh)
-        self._refresh()
+        self.candidates.value = list(self.candidates.choices)
+        follow_layers(self.viewer, self.reference, then=self._refresh_candidates)
 
     # ----------------------------------------------------------------------------- layer lists
-    def _comparable_layers(self) -> list:
-        """Spectral layers, except difference maps and stacked abundance maps."""
-        return [
-            layer
-            for layer in spectral_layers(self.viewer)
-            if layer.metadata.get(PROVENANCE_KEY, {}).get("operation") not in NOT_CANDIDATES
-        ]
-
-    def _refresh(self, event=None) -> None:
-        names = [layer.name for layer in self._comparable_layers()]
-        current = self.reference.value
-        self.reference.choices = names
-        if current in names:
-            self.reference.value = current
-        elif names:
-            self.reference.value = names[0]
-        self._refresh_candidates()
+    def _is_candidate(self, layer) -> bool:
+        return is_comparable(layer) and layer is not self.reference.value
 
     def _refresh_candidates(self, value=None) -> None:
-        previous_choices = list(self.candidates.choices)
-        selected = list(self.candidates.value)
-        names = [
-            layer.name for layer in self._comparable_layers() if layer.name != self.reference.value
-        ]
-        self.candidates.choices = names
-        if previous_choices:
-            self.candidates.value = [name for name in selected if name in names]
-        else:
-            self.candidates.value = names
+        """Re-list the candidates (all but the reference), keeping the user's selection.
 
-    def _layer(self, name):
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        While there were none to choose from, every candidate that appears starts selected.
+        """
+        had_choices = bool(self.candidates.choices)
+        refresh_choices(self.candidates)
+        if not had_choices:
+            self.candidates.value = list(self.candidates.choices)
 
     def labels_for(self, name: str):
         """The newest labels layer that the unmix widget made from layer ``name`` (or None)."""
@@ -217,16 +204,18 @@ class CompareWidget(QWidget):
     # ----------------------------------------------------------------------------- computing
     def compare(self) -> None:
         """Start the comparison in the background; the table fills in when it is done."""
-        reference = self._layer(self.reference.value)
-        names = [name for name in self.candidates.value if self._layer(name) is not None]
-        if reference is None or not names:
+        reference = self.reference.value
+        layers = list(self.candidates.value)
+        if reference is None or not layers:
             message = "Choose a reference layer and at least one candidate layer."
             self.runner.status.setText(message)
             show_info(message)
             return
-        candidates = {name: np.asarray(self._layer(name).data) for name in names}
+        # rows and difference maps are named after the layers as they are called now
+        by_name = {layer.name: layer for layer in layers}
+        candidates = {name: np.asarray(layer.data) for name, layer in by_name.items()}
         labels = {}
-        for name in names:
+        for name in by_name:
             layer = self.labels_for(name)
             if layer is not None:
                 labels[name] = np.asarray(layer.data)
@@ -235,7 +224,7 @@ class CompareWidget(QWidget):
         mode = DIFFERENCE_CHOICES[self.differences.value]
         self.runner.start(
             _compare_and_difference_steps,
-            lambda result: self._on_done(result, reference.name, crop, mode),
+            lambda result: self._on_done(result, reference.name, by_name, crop, mode),
             np.asarray(reference.data),
             candidates,
             crop,
@@ -244,19 +233,17 @@ class CompareWidget(QWidget):
             mode,
         )
 
-    def _on_done(self, result, reference_name: str, crop, mode) -> None:
+    def _on_done(self, result, reference_name: str, layers: dict, crop, mode) -> None:
         rows, maps = result
         self.rows = rows
         self.reference_name = reference_name
         self._fill_table()
         self.export_button.setEnabled(bool(rows))
         for name, diff in maps.items():
-            self._add_difference_layer(name, reference_name, diff, mode, crop)
+            if layers[name] in self.viewer.layers:
+                self._add_difference_layer(layers[name], name, reference_name, diff, mode, crop)
 
-    def _add_difference_layer(self, name, reference_name, diff, mode, crop) -> None:
-        source = self._layer(name)
-        if source is None:
-            return
+    def _add_difference_layer(self, source, name, reference_name, diff, mode, crop) -> None:
         params = {"reference": reference_name, "mode": mode, "crop": crop}
         record = provenance(DIFFERENCE_OPERATION, source, params)
         limit = float(np.max(np.abs(diff))) or 1.0
@@ -335,8 +322,8 @@ class CompareWidget(QWidget):
         The contrast limits stay linked while the grid is shown: changing them on one layer
         changes them on all, until *Normal view*.
         """
-        names = [self.reference.value, *self.candidates.value]
-        layers = [self._layer(name) for name in names if self._layer(name) is not None]
+        chosen = [self.reference.value, *self.candidates.value]
+        layers = [layer for layer in chosen if layer is not None]
         if not layers:
             show_info("Choose a reference and candidates to show side by side.")
             return

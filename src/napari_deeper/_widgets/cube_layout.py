@@ -16,7 +16,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..io import relayout_steps, replace_nonfinite_steps
-from ._layers import PROVENANCE_KEY, cube_layer_kwargs, provenance, result_name, spectral_layers
+from ._layers import PROVENANCE_KEY, cube_layer_kwargs, follow_layers, layer_choices, provenance, result_name
 from ._runner import Runner
 
 #: (label, axes the layer has now); the result is always (bands, y, x).
@@ -37,7 +37,7 @@ class CubeLayoutWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.layer = ComboBox(label="Layer", choices=self._layer_choices)
+        self.layer = ComboBox(label="Layer", choices=layer_choices(self.viewer))
         self.info = QLabel("")
         self.info.setWordWrap(True)
         self.order = ComboBox(label="Layer axes are", choices=AXIS_ORDERS, value="byx")
@@ -71,18 +71,10 @@ class CubeLayoutWidget(QWidget):
         self.order.changed.connect(self._show_target_shape)
         self.layout_runner.run_button.clicked.connect(self.apply_layout)
         self.nonfinite_runner.run_button.clicked.connect(self.replace_nonfinite)
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
+        follow_layers(self.viewer, self.layer)
+        self._on_layer()
 
     # --- choices -------------------------------------------------------------------------
-
-    def _layer_choices(self, widget=None):
-        return [(layer.name, layer) for layer in spectral_layers(self.viewer)]
-
-    def _refresh_layers(self, event=None) -> None:
-        self.layer.reset_choices()
-        self._on_layer()
 
     def _on_layer(self, event=None) -> None:
         layer = self.layer.value

@@ -17,12 +17,13 @@ from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 from .. import compute
 from ..denoise import DEFAULT, available_methods, denoise_steps
 from ._layers import (
-    chosen_layer,
     cube_layer_kwargs,
     device_choices,
-    follow_spectral_layers,
+    follow_layers,
+    layer_choices,
     model_record,
     provenance,
+    required_layer,
     result_name,
     show_side_by_side,
     toggle_side_by_side,
@@ -124,7 +125,7 @@ class DenoiseWidget(QWidget):
         self.last_results: list = []
         self.params: dict[str, MethodParams] = {}
 
-        self.input_layer = ComboBox(label="Input", choices=[])
+        self.input_layer = ComboBox(label="Input", choices=layer_choices(self.viewer))
         self.methods = Select(label="Methods", choices=[], tooltip="select one or more (Ctrl/Cmd-click)")
         self.device = ComboBox(label="Device", choices=device_choices(), value=AUTO)
         self.side_by_side = CheckBox(text="Side by side (input and results in a grid)")
@@ -143,7 +144,7 @@ class DenoiseWidget(QWidget):
         self.runner.run_button.clicked.connect(self.run)
         self.methods.changed.connect(self._show_params)
         self.side_by_side.changed.connect(self._toggle_side_by_side)
-        follow_spectral_layers(self.viewer, self.input_layer)
+        follow_layers(self.viewer, self.input_layer)
         self.refresh_methods()
 
     # ------------------------------------------------------------------------------ choices
@@ -173,7 +174,7 @@ class DenoiseWidget(QWidget):
     def run(self) -> None:
         """Denoise the input with every ticked method, in a worker."""
         try:
-            source = chosen_layer(self.viewer, self.input_layer.value)
+            source = required_layer(self.input_layer)
             jobs = {name: self.params[name].params for name in self.methods.value}
             if not jobs:
                 raise ValueError("tick at least one method")

@@ -12,7 +12,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Select
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..spectral import BAND_MAP_MODES, band_maps_steps
-from ._layers import PROVENANCE_KEY, provenance, spectral_layers, wavenumbers_of
+from ._layers import PROVENANCE_KEY, follow_layers, layer_choices, provenance, wavenumbers_of
 from ._runner import Runner
 from .spectra import SpectraWidget
 
@@ -41,7 +41,7 @@ class PeakMapWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.layers = Select(label="Layers", choices=self._layer_choices)
+        self.layers = Select(label="Layers", choices=layer_choices(self.viewer))
         self.layers.native.setMaximumHeight(110)
         self.layers.tooltip = "One map per selected layer (Ctrl/Shift-click to select several)"
         self.center = FloatSpinBox(label="Centre (cm⁻¹)", value=1450.0, min=-1e6, max=1e6, step=1.0)
@@ -62,22 +62,18 @@ class PeakMapWidget(QWidget):
         layout.addStretch(1)
 
         self.runner.run_button.clicked.connect(self.run)
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
         SpectraWidget.add_span_listener(self.viewer, self.set_band)
-        self._refresh_layers()
+        follow_layers(self.viewer, self.layers, then=self._choose_default)
 
-    def _layer_choices(self, widget=None):
-        return [(layer.name, layer) for layer in spectral_layers(self.viewer)]
-
-    def _refresh_layers(self, event=None) -> None:
-        self.layers.reset_choices()
-        if not self.layers.value:
-            active = self.viewer.layers.selection.active
-            choices = [layer for _, layer in self._layer_choices()]
-            default = active if active in choices else (choices[0] if choices else None)
-            if default is not None:
-                self.layers.value = [default]
+    def _choose_default(self, event=None) -> None:
+        """With nothing selected, select the active layer (or the first one offered)."""
+        if self.layers.value:
+            return
+        active = self.viewer.layers.selection.active
+        choices = list(self.layers.choices)
+        default = active if active in choices else (choices[0] if choices else None)
+        if default is not None:
+            self.layers.value = [default]
 
     def set_band(self, center: float, width: float) -> None:
         """Set the band (called when a band is picked on the Spectra plot)."""

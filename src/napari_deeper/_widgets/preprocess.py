@@ -14,7 +14,15 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBo
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..spectral import NORMALISATIONS, preprocess_steps
-from ._layers import cube_layer_kwargs, provenance, result_name, spectral_axis, spectral_layers, wavenumbers_of
+from ._layers import (
+    cube_layer_kwargs,
+    follow_layers,
+    layer_choices,
+    provenance,
+    result_name,
+    spectral_axis,
+    wavenumbers_of,
+)
 from ._runner import Runner
 
 NO_NORMALISATION = "none"
@@ -27,8 +35,7 @@ class PreprocessWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self._range_layer = None
-        self.layer = ComboBox(label="Layer", choices=self._layer_choices, nullable=True)
+        self.layer = ComboBox(label="Layer", choices=layer_choices(self.viewer))
         self.crop_start = FloatSpinBox(label="Crop from", min=-1e7, max=1e7, step=1.0)
         self.crop_stop = FloatSpinBox(label="Crop to", min=-1e7, max=1e7, step=1.0)
         self.crop_start.tooltip = self.crop_stop.tooltip = (
@@ -72,22 +79,9 @@ class PreprocessWidget(QWidget):
         self.despike.changed.connect(self._update_enabled)
         self.baseline.changed.connect(self._update_enabled)
         self.runner.run_button.clicked.connect(self.run)
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
+        follow_layers(self.viewer, self.layer)
+        self._reset_crop_range()
         self._update_enabled()
-
-    def _layer_choices(self, widget=None):
-        return [(layer.name, layer) for layer in spectral_layers(self.viewer)]
-
-    def _refresh_layers(self, event=None) -> None:
-        self.layer.reset_choices()
-        if self.layer.value is None:
-            choices = [layer for _, layer in self._layer_choices()]
-            if choices:
-                self.layer.value = choices[0]
-        if self.layer.value is not self._range_layer:
-            self._reset_crop_range()
 
     def _update_enabled(self, *args) -> None:
         self.spike_threshold.enabled = bool(self.despike.value)
@@ -95,7 +89,7 @@ class PreprocessWidget(QWidget):
 
     def _reset_crop_range(self, *args) -> None:
         """Set the crop range to the whole axis of the chosen layer (rounded outwards)."""
-        layer = self._range_layer = self.layer.value
+        layer = self.layer.value
         if layer is None:
             return
         axis = spectral_axis(layer)

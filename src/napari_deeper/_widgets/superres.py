@@ -23,12 +23,13 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import compute
 from ..superres import DEFAULT, SCALES, available_methods, restore_steps, upscale_steps
 from ._layers import (
-    chosen_layer,
     cube_layer_kwargs,
     device_choices,
-    follow_spectral_layers,
+    follow_layers,
+    layer_choices,
     model_record,
     provenance,
+    required_layer,
     result_name,
     show_side_by_side,
     toggle_side_by_side,
@@ -72,7 +73,7 @@ class SuperResWidget(QWidget):
         self.viewer = napari_viewer
         self.last_results: list = []
 
-        self.input_layer = ComboBox(label="Input", choices=[])
+        self.input_layer = ComboBox(label="Input", choices=layer_choices(self.viewer))
         self.scale = ComboBox(label="Scale", choices=list(SCALES), value=2)
         self.methods = Select(label="Methods", choices=[])
         self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
@@ -106,7 +107,7 @@ class SuperResWidget(QWidget):
         self.side_by_side.changed.connect(self._toggle_side_by_side)
         self.scale.changed.connect(self._update_saving)
         self.exposure_ratio.changed.connect(self._update_saving)
-        follow_spectral_layers(self.viewer, self.input_layer)
+        follow_layers(self.viewer, self.input_layer)
         self.refresh_methods()
         self._update_saving()
 
@@ -130,7 +131,7 @@ class SuperResWidget(QWidget):
     def run(self) -> None:
         """Upscale the input with every ticked method, in a worker."""
         try:
-            source = chosen_layer(self.viewer, self.input_layer.value)
+            source = required_layer(self.input_layer)
             methods = list(self.methods.value)
             if not methods:
                 raise ValueError("tick at least one method")
@@ -170,7 +171,7 @@ class SuperResWidget(QWidget):
     def fast_scan_restore(self) -> None:
         """Denoise, then super-resolve the input; keep both layers; show the time saving."""
         try:
-            source = chosen_layer(self.viewer, self.input_layer.value)
+            source = required_layer(self.input_layer)
         except ValueError as error:
             self.restore_runner.refuse(error)
             return

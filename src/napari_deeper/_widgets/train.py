@@ -34,7 +34,7 @@ from qtpy.QtWidgets import QLabel, QMessageBox, QVBoxLayout, QWidget
 
 from .._validation import as_cube
 from ..models import registry
-from ._layers import device_choices, spectral_layers, wavenumbers_of
+from ._layers import device_choices, follow_layers, layer_choices, wavenumbers_of
 from ._runner import Runner
 
 DENOISE, NOISE, SUPERRES = "denoise", "noise", "superres"
@@ -197,10 +197,11 @@ class TrainWidget(QWidget):
 
         self.task = ComboBox(label="Task", choices=TASK_CHOICES, value=DENOISE)
         self.base_model = ComboBox(label="Base model", choices=[])
-        self.noisy_layer = ComboBox(label="Low-SNR layer", choices=[])
-        self.clean_layer = ComboBox(label="High-SNR layer", choices=[])
-        self.blank_layer = ComboBox(label="Featureless scan", choices=[])
-        self.hr_layers = Select(label="High-res layers", choices=[])
+        cubes = layer_choices(self.viewer)
+        self.noisy_layer = ComboBox(label="Low-SNR layer", choices=cubes)
+        self.clean_layer = ComboBox(label="High-SNR layer", choices=cubes)
+        self.blank_layer = ComboBox(label="Featureless scan", choices=cubes)
+        self.hr_layers = Select(label="High-res layers", choices=cubes)
         self.scale = ComboBox(label="Scale", choices=[2, 3, 4], value=2)
         self.steps = SpinBox(label="Steps", min=1, max=1_000_000, step=50, value=core_default(DENOISE, "steps"))
         self.learning_rate = FloatSpinBox(
@@ -236,36 +237,22 @@ class TrainWidget(QWidget):
         for widget in (self.base_model, self.noisy_layer, self.blank_layer, self.hr_layers):
             widget.changed.connect(self._update_default_name)
         self.runner.run_button.clicked.connect(self.run)
-        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self.viewer.layers.events.removed.connect(self._on_layers_changed)
-        for layer in self.viewer.layers:
-            layer.events.name.connect(self.refresh_layers)
-
-        self.refresh_layers()
+        follow_layers(
+            self.viewer, self.noisy_layer, self.clean_layer, self.blank_layer, self.hr_layers,
+            then=self._on_layers_changed,
+        )
         self._task_defaults = {"steps": self.steps.value, "lr": self.learning_rate.value}
         self._on_task_changed()
 
     # ------------------------------------------------------------------ choices
     def _on_layers_changed(self, event=None) -> None:
-        layer = getattr(event, "value", None)
-        if layer is not None and getattr(event, "type", "") == "inserted":
-            layer.events.name.connect(self.refresh_layers)
-        self.refresh_layers()
-
-    def refresh_layers(self, event=None) -> None:
-        """Fill the layer choosers with the spectral layers now in the viewer."""
-        names = [layer.name for layer in spectral_layers(self.viewer)]
-        for combo in (self.noisy_layer, self.clean_layer, self.blank_layer):
-            previous = combo.value
-            combo.choices = names
-            if previous in names:
-                combo.value = previous
-        chosen = [name for name in (self.hr_layers.value or []) if name in names]
-        self.hr_layers.choices = names
-        self.hr_layers.value = chosen or names[:1]
+        """After the layer choosers followed the viewer: fill the gaps and re-propose the name."""
+        layers = list(self.hr_layers.choices)
+        if not self.hr_layers.value:
+            self.hr_layers.value = layers[:1]
         # a pair needs two different layers: start with the first two, low-SNR first
-        if len(names) >= 2 and self.noisy_layer.value == self.clean_layer.value:
-            self.clean_layer.value = next(name for name in names if name != self.noisy_layer.value)
+        if len(layers) >= 2 and self.noisy_layer.value is self.clean_layer.value:
+            self.clean_layer.value = next(layer for layer in layers if layer is not self.noisy_layer.value)
         self._update_default_name()
 
     def refresh_models(self) -> None:
@@ -284,7 +271,6 @@ class TrainWidget(QWidget):
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.refresh_models()
-        self.refresh_layers()
         super().showEvent(event)
 
     def _on_task_changed(self, _value=None) -> None:
@@ -306,10 +292,12 @@ class TrainWidget(QWidget):
     def _naming_layer(self) -> str:
         task = self.task.value
         if task == DENOISE:
-            return self.noisy_layer.value or ""
-        if task == NOISE:
-            return self.blank_layer.value or ""
-        return (self.hr_layers.value or [""])[0]
+            layer = self.noisy_layer.value
+        elif task == NOISE:
+            layer = self.blank_layer.value
+        else:
+            layer = (self.hr_layers.value or [None])[0]
+        return "" if layer is None else layer.name
 
     def _update_default_name(self, _value=None) -> None:
         """Propose ``<base>-finetuned-<layer>`` unless the user typed a name of their own."""
@@ -322,12 +310,12 @@ class TrainWidget(QWidget):
         self._auto_name = proposal
 
     # ------------------------------------------------------------------ run
-    def _layer(self, name: str | None, role: str):
-        if not name:
+    def _layer(self, layer, role: str):
+        if layer is None:
             raise ValueError(f"choose a {role}: open or add a (bands, y, x) spectral layer first")
-        if name not in self.viewer.layers:
-            raise ValueError(f"the {role} {name!r} is no longer in the viewer")
-        return self.viewer.layers[name]
+        if layer not in self.viewer.layers:
+            raise ValueError(f"the {role} {layer.name!r} is no longer in the viewer")
+        return layer
 
     def _collect(self) -> TrainingJob:
         """Read the controls and check everything that is cheap to check before training."""
@@ -370,14 +358,14 @@ class TrainWidget(QWidget):
             job.inputs = {"blank": (blank.name, blank.data)}
             job.wavenumbers = wavenumbers_of(blank)
         else:
-            names = list(self.hr_layers.value or [])
-            if not names:
+            chosen = list(self.hr_layers.value or [])
+            if not chosen:
                 raise ValueError("choose at least one high-resolution layer to fine-tune on")
-            layers = [self._layer(name, "high-resolution layer") for name in names]
+            layers = [self._layer(layer, "high-resolution layer") for layer in chosen]
             bands = {layer.data.shape[0] for layer in layers}
             if len(bands) > 1:
                 raise ValueError(f"the high-resolution layers have different band counts {sorted(bands)}")
-            job.inputs = {"hr": (names, [layer.data for layer in layers])}
+            job.inputs = {"hr": ([layer.name for layer in layers], [layer.data for layer in layers])}
         return job
 
     def target_path(self, name: str) -> Path:

@@ -39,7 +39,15 @@ from qtpy.QtWidgets import (
 from .. import __version__, metrics
 from ..io.endmembers import default_names, load_endmembers_csv, save_endmembers_csv
 from ..unmix import estimate_n_endmembers, unmix_steps
-from ._layers import PROVENANCE_KEY, device_choices, is_spectral, provenance, wavenumbers_of
+from ._layers import (
+    PROVENANCE_KEY,
+    device_choices,
+    follow_layers,
+    is_spectral,
+    layer_choices,
+    provenance,
+    wavenumbers_of,
+)
 from ._runner import Runner
 
 OPERATION = "unmix"
@@ -51,6 +59,15 @@ PALETTE = (
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
 EXPORT_PREFIX = "unmixing-"
+
+
+def is_unmixable(layer) -> bool:
+    """A spectral cube, but not the stacked abundance maps this dock makes."""
+    return is_spectral(layer) and layer.metadata.get(PROVENANCE_KEY, {}).get("operation") != OPERATION
+
+
+def is_labels(layer) -> bool:
+    return isinstance(layer, Labels)
 
 
 def component_color(index: int) -> np.ndarray:
@@ -88,27 +105,28 @@ class UnmixWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.result = None  # the last UnmixResult
-        self.run_record: dict = {}  # parameters and layer names of the last run
+        self.run_record: dict = {}  # parameters, layers and layer names of the last run
         self.names: list[str] = []  # component names (editable)
         self.loaded: dict | None = None  # endmembers read from CSV
         self.made: dict[str, dict] = {}  # target name -> layers made for it
         self.accuracy: dict[str, float | None] = {}
         self.suggested: int | None = None
 
-        self.source = ComboBox(label="Endmembers from", choices=self._spectral_choices)
+        cubes, labels = layer_choices(napari_viewer, is_unmixable), layer_choices(napari_viewer, is_labels)
+        self.source = ComboBox(label="Endmembers from", choices=cubes)
         self.n_endmembers = SpinBox(label="Endmembers", value=5, min=1, max=63)
         self.suggest_button = PushButton(text="Suggest")
         self.hint = Label(value="")
         self.use_loaded = CheckBox(text="Use the endmembers loaded from CSV (skip VCA)", value=False)
         self.use_loaded.enabled = False
-        self.mask = ComboBox(label="VCA mask", choices=self._labels_choices, nullable=True, value=None)
-        self.targets = Select(label="Apply to", choices=self._spectral_choices)
+        self.mask = ComboBox(label="VCA mask", choices=labels, nullable=True, value=None)
+        self.targets = Select(label="Apply to", choices=cubes)
         self.output = ComboBox(label="Abundances as", choices=[PER_COMPONENT, STACKED], value=PER_COMPONENT)
         self.sum_to_one = CheckBox(text="Sum to one (FCLS)", value=False)
         self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.reference = ComboBox(
-            label="Reference labels", choices=self._labels_choices, nullable=True, value=None
+            label="Reference labels", choices=labels, nullable=True, value=None
         )
         self.controls = Container(
             widgets=[
@@ -179,33 +197,20 @@ class UnmixWidget(QWidget):
         self.export_button.clicked.connect(self._export_dialog)
         self.names_table.itemChanged.connect(self._on_name_edited)
         self.reference.changed.connect(self.update_accuracy)
-        self.viewer.layers.events.inserted.connect(self._refresh)
-        self.viewer.layers.events.removed.connect(self._refresh)
-        self._refresh()
+        self.targets.value = list(self.targets.choices)
+        follow_layers(
+            self.viewer, self.source, self.mask, self.reference, self.targets, then=self._select_new_target
+        )
         self._plot()
 
     # ------------------------------------------------------------------------------ layer lists
-    def _spectral_choices(self, widget=None) -> list[tuple[str, object]]:
-        """Spectral cubes, leaving out the stacked abundance maps this dock makes."""
-        return [
-            (layer.name, layer)
-            for layer in self.viewer.layers
-            if is_spectral(layer) and layer.metadata.get(PROVENANCE_KEY, {}).get("operation") != OPERATION
-        ]
-
-    def _labels_choices(self, widget=None) -> list[tuple[str, object]]:
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Labels)]
-
-    def _refresh(self, event=None) -> None:
-        selected = list(self.targets.value)
-        known = set(self.targets.choices)
-        self.source.reset_choices()
-        self.mask.reset_choices()
-        self.reference.reset_choices()
-        self.targets.reset_choices()
-        choices = list(self.targets.choices)
-        # keep the user's selection; newly added layers start selected
-        self.targets.value = [layer for layer in choices if layer in selected or layer not in known]
+    def _select_new_target(self, event=None) -> None:
+        """A newly added cube starts selected in *Apply to*; the user's selection is kept."""
+        if getattr(event, "type", None) != "inserted":
+            return
+        layer = event.value
+        if any(layer is choice for choice in self.targets.choices):
+            self.targets.value = [*self.targets.value, layer]
 
     # ---------------------------------------------------------------------------------- running
     def run(self) -> None:
@@ -235,6 +240,8 @@ class UnmixWidget(QWidget):
         if loaded is None and self.mask.value is not None:
             mask = np.asarray(self.mask.value.data) > 0
         record = {
+            "source_layer": None if loaded is not None else source,
+            "target_layers": targets,
             "source": None if loaded is not None else source.name,
             "endmembers_file": None if loaded is None else loaded["path"],
             "targets": [layer.name for layer in targets],
@@ -265,9 +272,9 @@ class UnmixWidget(QWidget):
             self.names = default_names(k)
         self.result = result
         self.made = {}
-        for name in self.run_record["targets"]:
-            if name in self.viewer.layers:
-                self.made[name] = self._add_layers(self.viewer.layers[name], result.targets[name])
+        for name, layer in zip(record["targets"], record["target_layers"]):
+            if layer in self.viewer.layers:
+                self.made[name] = self._add_layers(layer, result.targets[name])
         self._fill_names_table()
         self._plot()
         self.save_button.setEnabled(True)
@@ -540,10 +547,10 @@ class UnmixWidget(QWidget):
 
     def _pixel_positions(self):
         """The VCA pixels as (y, x) on the source layer, when VCA found the endmembers."""
-        source = self.run_record.get("source")
+        source = self.run_record.get("source_layer")
         if self.result.pixel_indices is None or source not in self.viewer.layers:
             return None
-        shape = self.viewer.layers[source].data.shape[-2:]
+        shape = source.data.shape[-2:]
         return [list(map(int, np.unravel_index(i, shape))) for i in self.result.pixel_indices]
 
     def _load_dialog(self) -> None:

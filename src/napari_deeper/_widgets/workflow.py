@@ -103,7 +103,7 @@ def run_workflow(viewer, widgets: dict, out: Path) -> Path:
         high, low = low, high
 
     denoise = widgets["Denoise"]
-    denoise.input_layer.value = low.name
+    denoise.input_layer.value = low
     denoise.methods.value = [DEFAULT, "savgol", "wavelet", "pca"]
     print(f"denoising {low.name!r} with {DEFAULT}, savgol, wavelet and pca ...")
     run_and_wait(denoise.runner)
@@ -122,8 +122,8 @@ def run_workflow(viewer, widgets: dict, out: Path) -> Path:
     unmix.export(out)
 
     compare = widgets["Compare"]
-    compare.reference.value = high.name
-    compare.candidates.value = [low.name, *(layer.name for layer in versions)]
+    compare.reference.value = high
+    compare.candidates.value = [low, *versions]
     print("comparing against the high-SNR scan ...")
     run_and_wait(compare.runner)
     table = compare.export_csv(out / "metrics.csv")
