@@ -344,7 +344,7 @@ def test_training_command_line_continues_from_weights(tmp_path):
     assert card["training"]["best_step"] in (0, 2)
     assert card["training"]["initialised_from"]["training"]["steps"] == 2
     assert "--init" in card["training"]["command"] and "--photons 30 10000" in card["training"]["command"]
-    assert "Continued** from `first.pt`" in (tmp_path / "second.md").read_text()
+    assert f"- `{tmp_path / 'first.pt'}`: `python -m napari_deeper.training superres" in (tmp_path / "second.md").read_text()
     first, _ = load_model(tmp_path / "first.pt")
     second, _ = load_model(tmp_path / "second.pt")
     if card["training"]["best_step"] == 0:  # kept the starting weights unchanged

@@ -383,17 +383,20 @@ def model_card_markdown(name: str, card: dict) -> str:
         f"{card['validation']['model_psnr'][str(s)]:.2f} | {card['validation']['gain_db'][str(s)]:+.2f} |"
         for s in card["scales"]
     )
-    earlier = training.get("initialised_from")
     continued = ""
-    if earlier:
-        before = earlier["training"]
+    if training.get("initialised_from"):
         kept = ("the starting weights were kept: no later checkpoint validated better"
                 if training.get("best_step") == 0 else
                 f"the weights of step {training.get('best_step')} were kept (best validation gain)")
+        runs, run = [], training
+        while run.get("initialised_from"):
+            weights, run = run["initialised_from"]["weights"], run["initialised_from"]["training"]
+            runs.append(f"- `{weights}`: `{run.get('command', '?')}` "
+                        f"({run.get('seconds', 0.0) / 60:.1f} min)")
         continued = (
-            f"\n\n**Continued** from `{Path(earlier['weights']).name}`, itself trained with "
-            f"`{before.get('command', '?')}` ({before.get('seconds', 0.0) / 60:.1f} min); {kept}. "
-            f"Total wall time of all runs: {training['total_seconds'] / 60:.1f} min."
+            f"\n\n**Continued** from these earlier runs, latest first; {kept}.\n\n"
+            + "\n".join(runs)
+            + f"\n\nTotal wall time of all runs: {training['total_seconds'] / 60:.1f} min."
         )
     return f"""# {name}
 
