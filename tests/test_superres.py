@@ -116,13 +116,13 @@ def test_any_band_count_every_method(bands, user_models, rng):
             assert np.all(np.isfinite(out))
 
 
-def test_images_as_small_as_two_pixels(user_models, rng):
+def test_images_as_small_as_the_scale(user_models, rng):
     _tiny_model("tiny", user_models)
-    data = rng.random((3, 2, 2), dtype=np.float32)
     for method in [*INTERPOLATION, "tiny"]:
         for scale in SCALES:
+            data = rng.random((3, scale, scale), dtype=np.float32)
             out = upscale(data, scale, method, tile=8) if method == "tiny" else upscale(data, scale, method)
-            assert out.shape == (3, 2 * scale, 2 * scale) and np.all(np.isfinite(out))
+            assert out.shape == (3, scale * scale, scale * scale) and np.all(np.isfinite(out))
             if method != "tiny":
                 np.testing.assert_allclose(out[:, scale // 2::scale, scale // 2::scale], data,
                                            atol=1e-6)
