@@ -231,9 +231,9 @@ def simulated_pairs(n_cells: int, n_components: int, seed: int, scales=SCALES,
     yield compute.Progress(0, n_cells, "simulating cells")
     for i in range(n_cells):
         size = int(rng.choice([64, 80, 96, 112]))
-        photons = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        count = float(np.exp(rng.uniform(np.log(low), np.log(high))))
         cell = simulate.simulate_cell(
-            (size, size), n_bands=int(rng.choice([150, 300])), photons=photons,
+            (size, size), n_bands=int(rng.choice([150, 300])), photons=count,
             background=bool(rng.random() < 0.7), variation=float(rng.uniform(0.5, 1.5)),
             seed=int(rng.integers(2**31)),
         )
@@ -299,6 +299,11 @@ def validation_psnr(model, cells, scales=SCALES, device="cpu") -> dict:
     return out
 
 
+def _snapshot(model) -> dict:
+    """A copy of ``model``'s weights on the CPU."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], steps: int,
                 lr: float, batch: int, seed: int, checkpoint: Path | None = None,
                 val_cells=None, eval_every: int = 500, device="cpu",
@@ -338,7 +343,7 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
         gains = validation_psnr(model, val_cells, sorted(pairs), dev)["gain_db"]
         state["history"].append({"step": 0, "gain_db": gains})
         state["best_gain"] = float(np.mean(list(gains.values())))
-        state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state["best"] = _snapshot(model)
         state["best_step"] = 0
     scales = sorted(pairs)
     losses: list[float] = []
@@ -360,7 +365,7 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
                 mean_gain = float(np.mean(list(gains.values())))
                 if mean_gain > state["best_gain"]:
                     state["best_gain"] = mean_gain
-                    state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    state["best"] = _snapshot(model)
                     state["best_step"] = step
             state["history"].append(record)
             state["seconds"] = record["seconds"]
@@ -454,7 +459,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (resumed if it exists)")
     parser.add_argument("--data-cache", type=Path,
-                        help="npz file of simulated training pairs (written once, then reused)")
+                        help="npz file of simulated training pairs (written once, then reused: "
+                        "--cells, --components and --photons apply only when it is written)")
     parser.add_argument("--photons", type=float, nargs=2, default=PHOTONS, metavar=("LOW", "HIGH"),
                         help="photon counts of the noisy training cells (log-uniform)")
     parser.add_argument("--init", type=Path,
