@@ -70,7 +70,9 @@ class Method:
 
     def steps(self, data: np.ndarray, scale: int, device, **params) -> compute.Steps[np.ndarray]:
         if self.kind == "interpolation":
-            return _interpolation_steps(data, scale, self.name)
+            from .interpolation import interpolate_steps
+
+            return interpolate_steps(data, scale, self.name)
         return _network_steps(self.model, data, scale, device, self.name, **params)
 
 
@@ -150,20 +152,6 @@ def _check_params(method: Method, params: dict) -> dict:
             raise ValueError(f"{key} must be between {spec['min']} and {spec['max']}, got {value}")
         checked[key] = value
     return checked
-
-
-def _interpolation_steps(data: np.ndarray, scale: int, name: str) -> compute.Steps[np.ndarray]:
-    from .interpolation import interpolate
-
-    b, y, x = data.shape
-    out = np.empty((b, y * scale, x * scale), dtype=np.float32)
-    per_band = 4.0 * (y * scale) * (x * scale + x) * 2
-    size = compute.chunk_size(per_band, None, maximum=b)
-    yield compute.Progress(0, b, f"{name} x{scale}")
-    for part in compute.chunks(b, size):
-        out[part] = interpolate(data[part], scale, name)
-        yield compute.Progress(part.stop, b, f"{name} x{scale}")
-    return out
 
 
 _MODEL_CACHE: dict = {}

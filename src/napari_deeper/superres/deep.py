@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import compute
-from .interpolation import interpolate
+from .interpolation import interpolate_steps
 
 #: at most this many pixels (evenly strided) are used to fit the basis of a large image
 BASIS_PIXELS = 16384
@@ -140,14 +140,18 @@ def correction_steps(model, scores: np.ndarray, scale: int, device, tile: int = 
 
 
 def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int = TILE,
-                          overlap: int = OVERLAP, message: str = "") -> compute.Steps[np.ndarray]:
-    """Super-resolve ``data`` ``(B, Y, X)`` with a component-space correction network."""
+                          overlap: int = OVERLAP, message: str = "super-resolving") -> compute.Steps[np.ndarray]:
+    """Super-resolve ``data`` ``(B, Y, X)`` with a component-space correction network.
+
+    Progress comes in two stages under ``message``: the bicubic base, then the network.
+    """
     device = compute.select_device(device)
-    base = interpolate(data, scale, "bicubic")
+    base = yield from compute.stage(interpolate_steps(data, scale, "bicubic"), 0, 2, message)
     basis = fit_basis(data, model.n_components)
     if basis.scale <= 0 or not np.isfinite(basis.scale):
         return base  # a spectrally constant cube: nothing for the network to sharpen
     scores = basis.scores(data)
-    correction = yield from correction_steps(model, scores, scale, device, tile, overlap, message)
+    correction = yield from compute.stage(
+        correction_steps(model, scores, scale, device, tile, overlap, "network"), 1, 2, message)
     basis.add_expanded(base, correction)
     return base

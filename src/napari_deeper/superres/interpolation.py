@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .. import compute
+
 ORDERS = {"nearest": 0, "bilinear": 1, "bicubic": 3}
 #: weights below this fraction of the largest one are dropped (cubic splines decay as 0.268^k)
 _NEGLIGIBLE = 1e-7
@@ -94,3 +96,21 @@ def interpolate(data: np.ndarray, scale: int, method: str = "bicubic") -> np.nda
     rows = axis_matrix(data.shape[-2], scale, order)
     cols = axis_matrix(data.shape[-1], scale, order)
     return apply_axis(apply_axis(data, rows, -2), cols, -1).astype(np.float32, copy=False)
+
+
+def interpolate_steps(data: np.ndarray, scale: int, method: str = "bicubic") -> compute.Steps[np.ndarray]:
+    """:func:`interpolate` a ``(B, Y, X)`` cube a few bands at a time, yielding progress.
+
+    Only the output and one chunk of intermediates are held: the chunk size follows the memory
+    available, so large cubes stay within it.
+    """
+    b, y, x = data.shape
+    out = np.empty((b, y * scale, x * scale), dtype=np.float32)
+    per_band = 4.0 * (y * scale) * (x * scale + x) * 2
+    size = compute.chunk_size(per_band, None, maximum=b)
+    message = f"{method} x{scale}"
+    yield compute.Progress(0, b, message)
+    for part in compute.chunks(b, size):
+        out[part] = interpolate(data[part], scale, method)
+        yield compute.Progress(part.stop, b, message)
+    return out
