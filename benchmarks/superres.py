@@ -31,6 +31,7 @@ from _report import machine, write_section
 from napari_deeper import metrics
 from napari_deeper.superres import upscale
 from napari_deeper.training import simulate
+from napari_deeper.training.superres import earlier_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "superres"
@@ -166,10 +167,7 @@ def model_table() -> str:
         if not info.shipped:
             continue
         training = info.card.get("training", {})
-        runs, run = [training], training
-        while run.get("initialised_from"):
-            run = run["initialised_from"]["training"]
-            runs.append(run)
+        runs = [training, *(run for _, run in earlier_runs(training))]
         steps = " + ".join(str(r.get("steps")) for r in reversed(runs))
         minutes = sum(r.get("seconds", 0) for r in runs) / 60
         lines.append(

@@ -380,6 +380,15 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
             "best_step": state["best_step"], "seconds": state["seconds"]}
 
 
+def earlier_runs(training: dict) -> list[tuple[str, dict]]:
+    """``(weights, training record)`` of every run a card's training continued, latest first."""
+    runs = []
+    while training.get("initialised_from"):
+        weights, training = training["initialised_from"]["weights"], training["initialised_from"]["training"]
+        runs.append((weights, training))
+    return runs
+
+
 def model_card_markdown(name: str, card: dict) -> str:
     """The human-readable model card written next to the weights."""
     training = card["training"]
@@ -393,11 +402,8 @@ def model_card_markdown(name: str, card: dict) -> str:
         kept = ("the starting weights were kept: no later checkpoint validated better"
                 if training.get("best_step") == 0 else
                 f"the weights of step {training.get('best_step')} were kept (best validation gain)")
-        runs, run = [], training
-        while run.get("initialised_from"):
-            weights, run = run["initialised_from"]["weights"], run["initialised_from"]["training"]
-            runs.append(f"- `{weights}`: `{run.get('command', '?')}` "
-                        f"({run.get('seconds', 0.0) / 60:.1f} min)")
+        runs = [f"- `{weights}`: `{run.get('command', '?')}` ({run.get('seconds', 0.0) / 60:.1f} min)"
+                for weights, run in earlier_runs(training)]
         continued = (
             f"\n\n**Continued** from these earlier runs, latest first; {kept}.\n\n"
             + "\n".join(runs)
