@@ -1,11 +1,15 @@
-"""Sample data (File > Open Sample > napari-deeper): simulated cells with their ground truth.
+"""Sample data (File > Open Sample > napari-deeper): simulated cells and one real cell.
 
-Both samples come from :mod:`napari_deeper.training.simulate` with a fixed seed, so they are the
-same every time. The functions return plain napari LayerData tuples and import nothing from
-napari.
+The simulated samples come from :mod:`napari_deeper.training.simulate` with a fixed seed, so they
+are the same every time, and carry their ground truth. The real sample is a WITec export of a
+THP-1 cell shipped in ``data/`` (BSD-3-Clause, from RamanSPy; see ``data/README.md``), read with
+:func:`napari_deeper.load_cube`. The functions return plain napari LayerData tuples and import
+nothing from napari.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +23,19 @@ HIGH_PHOTONS = 1000.0
 SUPERRES_PHOTONS = 1000.0
 FACTOR = 2
 LASER_NM = 532.0
+
+THP1_FILE = Path(__file__).parent / "data" / "thp1_witec_40x40x500.mat"
+#: Where the real THP-1 map comes from and on what terms (kept in the layer's metadata).
+THP1_ORIGIN = {
+    "file": THP1_FILE.name,
+    "md5": "44bc5a8d5faf51dcacabf78d68afeb88",
+    "source": "RamanSPy, https://github.com/barahona-research-group/RamanSPy, "
+    "docs/source/examples/3D THP1 map 001 L5 (B+R) (Sub BG).mat",
+    "licence": "BSD-3-Clause",
+    "copyright": "Copyright (c) 2023, Dimitar Georgiev",
+    "reference": "Kallepitis et al., Nat. Commun. 8, 14843 (2017), doi:10.1038/ncomms14843",
+    "instrument": "WITec confocal Raman microscope, exported from WITec Project FIVE 5.2",
+}
 
 
 def _wavenumbers() -> np.ndarray:
@@ -100,3 +117,37 @@ def superres_pair() -> list[tuple]:
         translate=(0.0, float(FACTOR // 2), float(FACTOR // 2)),
     )
     return [hr_layer, lr_layer]
+
+
+def thp1_cell() -> list[tuple]:
+    """The real THP-1 cell map (WITec, 40 x 40 pixels, 500 bands), as the plugin's reader opens it.
+
+    The layer keeps the file's Raman-shift axis in ``metadata["wavenumbers"]``, how it was read in
+    ``metadata["napari_deeper"]`` and the data's source, licence and reference in
+    ``metadata["sample"]``.
+    """
+    from .io import load_cube
+
+    cube = load_cube(THP1_FILE)
+    read = cube.metadata
+    metadata = {
+        "wavenumbers": np.asarray(cube.wavenumbers, dtype=np.float64),
+        "sample": dict(THP1_ORIGIN),
+        "napari_deeper": {
+            "operation": "load",
+            "params": {},
+            "source": str(THP1_FILE),
+            "napari_deeper_version": __version__,
+            "format": read["format"],
+            "choices": read.get("choices", ""),
+            "title": read.get("title", ""),
+        },
+    }
+    kwargs = {
+        "name": "THP-1 cell (WITec)",
+        "metadata": metadata,
+        "axis_labels": ("wavenumber", "y", "x"),
+        "units": (read.get("spectral_unit", "1/cm"), "pixel", "pixel"),
+        "colormap": "magma",
+    }
+    return [(cube.data, kwargs, "image")]
