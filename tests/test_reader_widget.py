@@ -36,7 +36,7 @@ def test_get_reader_accepts_only_cube_files(tmp_path):
     assert get_reader([str(tmp_path / "a.npy"), str(tmp_path / "b.png")]) is None
 
 
-def test_open_real_witec_file(make_napari_viewer, thp1_path, notifications):
+def test_open_real_witec_file(thp1_path, notifications, make_napari_viewer):
     viewer = make_napari_viewer()
     layers = viewer.open(str(thp1_path), plugin=PLUGIN)
     assert len(layers) == 1
