@@ -21,9 +21,11 @@ import numpy as np
 
 from .._validation import as_cube, as_wavenumbers
 from ..compute import run
-from .schema import Method, Param
+from ..methods import Family, Method, Param, saved_models
 
-__all__ = ["DEFAULT", "METHODS", "Method", "Param", "available_methods", "denoise", "denoise_steps", "get_method", "methods"]
+__all__ = [
+    "DEFAULT", "FAMILY", "METHODS", "Method", "Param", "available_methods", "denoise", "denoise_steps", "get_method",
+]
 
 
 def _classical(fn):
@@ -49,7 +51,7 @@ def _build_registry() -> dict[str, Method]:
                   optional=True)
     registry = {
         "hybrid": Method(
-            "hybrid", hybrid.hybrid_steps, hybrid.params(), hybrid.DESCRIPTION, kind="hybrid", uses_device=True,
+            "hybrid", hybrid.hybrid_steps, hybrid.params(), hybrid.DESCRIPTION, kind="hybrid",
         ),
         "savgol": Method(
             "savgol", _classical(classical.savgol_steps),
@@ -96,47 +98,30 @@ METHODS: dict[str, Method] = _build_registry()
 DEFAULT = "hybrid"
 
 
-def available_methods() -> dict[str, Method]:
-    """Built-in methods plus every saved denoising model (user models included), by name."""
-    from ..models.registry import list_models
-
-    found = dict(METHODS)
-    batch = METHODS["resunet"].params
-    for info in list_models(task="denoise"):
-        if info.name not in found:
-            found[info.name] = Method(
-                info.name, _network(info.name), batch,
-                info.card.get("description", f"{info.arch} model"), kind="network", model=info.name,
-                uses_device=True,
-            )
-    return found
+def _saved_model(info) -> Method:
+    """A saved denoising model (shipped or the user's) as a method, under its own name."""
+    return Method(
+        info.name, _network(info.name), METHODS["resunet"].params,
+        info.card.get("description", f"{info.arch} model"), kind="network", model=info.name, uses_device=True,
+    )
 
 
-def get_method(name) -> Method:
-    """The method called ``name`` (case-insensitive), or a ``ValueError`` listing the known ones."""
-    key = str(name).lower()
-    if key in METHODS:
-        return METHODS[key]
-    available = available_methods()
-    if str(name) in available:
-        return available[str(name)]
-    if key in available:
-        return available[key]
-    raise ValueError(f"unknown denoising method {name!r}; choose one of: {', '.join(available)}")
+def _run(data, method: Method, wavenumbers, device, params):
+    cube = as_cube(data, "data")
+    as_wavenumbers(wavenumbers, cube.shape[0])
+    result = yield from method.steps(cube, wavenumbers=wavenumbers, device=device, **params)
+    return np.asarray(result, dtype=np.float32)
+
+
+#: The denoising family of the method schema (see :mod:`napari_deeper.methods`).
+FAMILY = Family("denoise", METHODS, DEFAULT, _run, title="denoising", models=saved_models("denoise", _saved_model))
+available_methods = FAMILY.available
+get_method = FAMILY.lookup
 
 
 def denoise_steps(data, method: str = DEFAULT, wavenumbers=None, device=None, **params):
     """Steps generator of :func:`denoise`: yields ``Progress`` between chunks, returns the cube."""
-    cube = as_cube(data, "data")
-    as_wavenumbers(wavenumbers, cube.shape[0])
-    chosen = get_method(method)
-    checked = chosen.check_params(params)
-    if chosen.uses_device:
-        from ..compute import select_device
-
-        device = select_device(device)
-    result = yield from chosen.steps(cube, wavenumbers=wavenumbers, device=device, **checked)
-    return np.asarray(result, dtype=np.float32)
+    return FAMILY.steps(data, method, wavenumbers, device, **params)
 
 
 def denoise(data, method: str = DEFAULT, wavenumbers=None, device=None, **params) -> np.ndarray:

@@ -32,8 +32,8 @@ DESCRIPTION = (
 
 
 def params():
-    """The parameter schema (see :class:`napari_deeper.denoise.schema.Param`)."""
-    from .schema import Param
+    """The parameter schema (see :class:`napari_deeper.methods.Param`)."""
+    from ..methods import Param
 
     return (
         Param("max_components", int, 40, (1, 500), help="largest number of spectral components considered"),

@@ -5,7 +5,8 @@ for widgets. Low resolution means skip-sampling: LR pixel ``i`` is HR pixel ``f*
 each axis, and every method returns a ``(B, Y*f, X*f)`` cube on that grid, so output pixel
 ``f*i + f//2`` lies on input pixel ``i``.
 
-Methods (the registry :data:`METHODS`, name -> :class:`Method`):
+Methods (the registry :data:`METHODS`, name -> :class:`~napari_deeper.methods.Method`, in the
+family :data:`FAMILY` whose shared parameter is ``scale``):
 
 - ``nearest``, ``bilinear``, ``bicubic``: per band, separable, on the skip-sampling grid.
 - ``hyrisr``: compact HyRISR (residual groups of channel-attention blocks) on principal-component
@@ -13,7 +14,8 @@ Methods (the registry :data:`METHODS`, name -> :class:`Method`):
 - ``srresnet``: SRResNet (16 residual blocks, sub-pixel upsampling) used the same way.
 
 Models the user fine-tuned (task ``"superres"`` in the model registry) are methods too, under
-their own names: see :func:`available_methods`.
+their own names: see :func:`available_methods`. A user model shadows a shipped one of the same
+name, as in every family (see :mod:`napari_deeper.methods`).
 
 :func:`restore_steps` is the "fast scan restore" pipeline: denoise a low-SNR, low-resolution scan,
 then super-resolve it; it keeps both results and reports the imaging-time saving.
@@ -21,12 +23,13 @@ then super-resolve it; it keeps both results and reports the imaging-time saving
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import compute
-from .._validation import as_cube, as_wavenumbers, check_method
+from .._validation import as_cube, as_wavenumbers
+from ..methods import Family, Method, Param, saved_models
 
 SCALES = (2, 3, 4)
 DEFAULT = "hyrisr"
@@ -34,6 +37,7 @@ MIN_SIZE = 2
 
 __all__ = [
     "DEFAULT",
+    "FAMILY",
     "METHODS",
     "SCALES",
     "Method",
@@ -46,68 +50,6 @@ __all__ = [
     "upscale_steps",
 ]
 
-_NETWORK_PARAMS = {
-    "tile": {"type": int, "default": 96, "min": 8, "max": 1024,
-             "help": "low-resolution tile size (pixels); smaller tiles use less memory"},
-    "overlap": {"type": int, "default": 12, "min": 0, "max": 64,
-                "help": "context added on each side of a tile (low-resolution pixels)"},
-}
-
-
-@dataclass(frozen=True)
-class Method:
-    """One super-resolution method: how to run it and which parameters it takes.
-
-    ``kind`` is ``"interpolation"`` or ``"network"``; a network method names its model in the
-    model registry (``model``). ``params`` maps each keyword to its type, default, range and help.
-    """
-
-    name: str
-    kind: str
-    description: str
-    params: dict = field(default_factory=dict)
-    model: str | None = None
-
-    def steps(self, data: np.ndarray, scale: int, device, **params) -> compute.Steps[np.ndarray]:
-        if self.kind == "interpolation":
-            from .interpolation import interpolate_steps
-
-            return interpolate_steps(data, scale, self.name)
-        return _network_steps(self.model, data, scale, device, self.name, **params)
-
-
-METHODS: dict[str, Method] = {
-    "nearest": Method("nearest", "interpolation", "pixel replication (each LR pixel becomes an f x f block)"),
-    "bilinear": Method("bilinear", "interpolation", "linear between LR sample positions, per band"),
-    "bicubic": Method("bicubic", "interpolation", "cubic spline through LR sample positions, per band"),
-    "hyrisr": Method(
-        "hyrisr", "network",
-        "compact HyRISR: channel-attention residual groups on principal-component images",
-        dict(_NETWORK_PARAMS), model="hyrisr",
-    ),
-    "srresnet": Method(
-        "srresnet", "network",
-        "SRResNet: 16 residual blocks and sub-pixel upsampling on principal-component images",
-        dict(_NETWORK_PARAMS), model="srresnet",
-    ),
-}
-
-
-def available_methods() -> dict[str, Method]:
-    """The built-in methods plus every user model trained for super-resolution."""
-    from ..models import list_models
-
-    methods = dict(METHODS)
-    for info in list_models(task="superres"):
-        if info.shipped or info.name in methods:
-            continue
-        methods[info.name] = Method(
-            info.name, "network",
-            f"fine-tuned {info.arch} ({info.card.get('base_model', 'user model')})",
-            dict(_NETWORK_PARAMS), model=info.name,
-        )
-    return methods
-
 
 def check_scale(scale) -> int:
     """Return ``scale`` as an int in :data:`SCALES` or raise a ``ValueError`` saying what is accepted."""
@@ -118,6 +60,57 @@ def check_scale(scale) -> int:
     if not value.is_integer() or int(value) not in SCALES:
         raise ValueError(f"scale must be 2, 3 or 4, got {scale!r}")
     return int(value)
+
+
+#: The family parameter every method takes.
+SCALE = Param("scale", int, 2, choices=SCALES, help="upscaling factor along y and x", parse=check_scale)
+_NETWORK_PARAMS = (
+    Param("tile", int, 96, (8, 1024), help="low-resolution tile size (pixels); smaller tiles use less memory"),
+    Param("overlap", int, 12, (0, 64), help="context added on each side of a tile (low-resolution pixels)"),
+)
+
+
+def _interpolation(name: str):
+    def steps(data, scale: int, device=None) -> compute.Steps[np.ndarray]:
+        from .interpolation import interpolate_steps
+
+        return (yield from interpolate_steps(data, scale, name))
+
+    return steps
+
+
+def _network(model_name: str):
+    def steps(data, scale: int, device, tile: int, overlap: int) -> compute.Steps[np.ndarray]:
+        return (yield from _network_steps(model_name, data, scale, device, model_name, tile, overlap))
+
+    return steps
+
+
+def _network_method(name: str, description: str) -> Method:
+    return Method(name, _network(name), _NETWORK_PARAMS, description, kind="network", model=name, uses_device=True)
+
+
+METHODS: dict[str, Method] = {
+    name: Method(name, _interpolation(name), (), description, kind="interpolation")
+    for name, description in (
+        ("nearest", "pixel replication (each LR pixel becomes an f x f block)"),
+        ("bilinear", "linear between LR sample positions, per band"),
+        ("bicubic", "cubic spline through LR sample positions, per band"),
+    )
+}
+METHODS["hyrisr"] = _network_method(
+    "hyrisr", "compact HyRISR: channel-attention residual groups on principal-component images"
+)
+METHODS["srresnet"] = _network_method(
+    "srresnet", "SRResNet: 16 residual blocks and sub-pixel upsampling on principal-component images"
+)
+
+
+def _saved_model(info) -> Method:
+    """A saved super-resolution model (shipped or the user's) as a method, under its own name."""
+    return _network_method(
+        info.name, info.card.get("description") or f"fine-tuned {info.arch} ({info.card.get('base_model', 'user model')})"
+    )
 
 
 def _check_size(shape, scale: int) -> None:
@@ -134,24 +127,21 @@ def _check_size(shape, scale: int) -> None:
         )
 
 
-def _check_params(method: Method, params: dict) -> dict:
-    unknown = sorted(set(params) - set(method.params))
-    if unknown:
-        accepted = ", ".join(sorted(method.params)) or "none"
-        raise ValueError(
-            f"method {method.name!r} does not take {', '.join(unknown)}; accepted parameters: {accepted}"
-        )
-    checked = {}
-    for key, spec in method.params.items():
-        value = params.get(key, spec["default"])
-        try:
-            value = spec["type"](value)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{key} must be a {spec['type'].__name__}, got {value!r}") from error
-        if not spec["min"] <= value <= spec["max"]:
-            raise ValueError(f"{key} must be between {spec['min']} and {spec['max']}, got {value}")
-        checked[key] = value
-    return checked
+def _run(data, method: Method, wavenumbers, device, params) -> compute.Steps[np.ndarray]:
+    params = dict(params)
+    scale = params.pop("scale")
+    cube = as_cube(data)
+    as_wavenumbers(wavenumbers, cube.shape[0])
+    _check_size(cube.shape, scale)
+    return (yield from method.steps(cube, scale, device, **params))
+
+
+#: The super-resolution family of the method schema (see :mod:`napari_deeper.methods`).
+FAMILY = Family(
+    "superres", METHODS, DEFAULT, _run, params=(SCALE,), title="super-resolution",
+    models=saved_models("superres", _saved_model),
+)
+available_methods = FAMILY.available
 
 
 _MODEL_CACHE: dict = {}
@@ -185,16 +175,7 @@ def _network_steps(model_name: str, data: np.ndarray, scale: int, device, label:
 def upscale_steps(data, scale: int = 2, method: str = DEFAULT, wavenumbers=None, device=None,
                   **params) -> compute.Steps[np.ndarray]:
     """Generator version of :func:`upscale`: yields progress, returns the ``(B, Y*f, X*f)`` cube."""
-    scale = check_scale(scale)
-    methods = available_methods()
-    name = check_method(method, methods)
-    chosen = methods[name]
-    params = _check_params(chosen, params)
-    cube = as_cube(data)
-    as_wavenumbers(wavenumbers, cube.shape[0])
-    _check_size(cube.shape, scale)
-    dev = compute.select_device(device) if chosen.kind == "network" else None
-    return (yield from chosen.steps(cube, scale, dev, **params))
+    return FAMILY.steps(data, method, wavenumbers, device, scale=scale, **params)
 
 
 def upscale(data, scale: int = 2, method: str = DEFAULT, wavenumbers=None, device=None,
@@ -245,9 +226,8 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
         raise ValueError(f"exposure_ratio must be a number >= 1, got {exposure_ratio!r}")
     from .. import denoise
 
-    denoise_method = denoise.DEFAULT if denoise_method is None else denoise_method
-    upscale_method = DEFAULT if upscale_method is None else upscale_method
-    check_method(upscale_method, available_methods())
+    denoise_method = denoise.get_method(denoise_method).name
+    upscale_method = FAMILY.lookup(upscale_method).name
     _check_size(cube.shape, scale)
     denoised = yield from compute.stage(
         denoise.denoise_steps(cube, denoise_method, wavenumbers, device), 0, 2, "denoising"
@@ -257,8 +237,7 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
         upscale_steps(denoised, scale, upscale_method, wavenumbers, device), 1, 2, "super-resolving"
     )
     return RestoreResult(
-        denoised, upscaled, scale, ratio, float(scale * scale * ratio),
-        str(denoise_method).lower(), str(upscale_method).lower(),
+        denoised, upscaled, scale, ratio, float(scale * scale * ratio), denoise_method, upscale_method,
     )
 
 
