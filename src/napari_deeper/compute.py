@@ -54,7 +54,7 @@ def stage(steps: Steps[T], index: int, n_stages: int, label: str, resolution: in
     """Re-yield a sub-operation's progress as stage ``index`` of ``n_stages``; return its result.
 
     Lets one long operation chain several ``*_steps`` generators (one per cube, per candidate,
-    per processing step) under a single progress bar.
+    per processing step) under a single progress bar. A training loop's ``loss`` is passed on.
     """
     total = n_stages * resolution
     while True:
@@ -64,7 +64,7 @@ def stage(steps: Steps[T], index: int, n_stages: int, label: str, resolution: in
             yield Progress((index + 1) * resolution, total, label)
             return stop.value
         done = index * resolution + int(round(progress.fraction * resolution))
-        yield Progress(done, total, f"{label}: {progress.message}".rstrip(": "))
+        yield Progress(done, total, f"{label}: {progress.message}".rstrip(": "), progress.loss)
 
 
 def select_device(device=None):
