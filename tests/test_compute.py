@@ -34,6 +34,30 @@ def test_select_device():
             compute.select_device("cuda")
 
 
+def test_gpu_visible_looks_for_a_drivers_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(compute, "GPU_DRIVER_FILES", (str(tmp_path / "nvidia[0-9]*"),))
+    monkeypatch.setattr(compute.shutil, "which", lambda name: None)
+    monkeypatch.setattr(compute.sys, "platform", "linux")
+    assert compute.gpu_visible() is False
+    (tmp_path / "nvidia0").touch()
+    assert compute.gpu_visible() is True
+
+
+def test_resolves_to_cpu_asks_torch_only_when_it_must(monkeypatch):
+    """No GPU sign and torch not imported: the CPU, without torch. Otherwise torch decides."""
+    monkeypatch.setattr(compute, "gpu_visible", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # torch would pick CUDA
+    assert compute.resolves_to_cpu("cpu") is True
+    assert compute.resolves_to_cpu(None) is False  # torch is imported here: its answer counts
+    with monkeypatch.context() as unimported:  # as if torch were not imported yet
+        unimported.delitem(compute.sys.modules, "torch")
+        assert compute.resolves_to_cpu(None) is True and compute.resolves_to_cpu("auto") is True
+        unimported.setattr(compute, "select_device", lambda device: torch.device("cuda"))
+        unimported.setattr(compute, "gpu_visible", lambda: True)
+        assert compute.resolves_to_cpu(None) is False  # a sign of a GPU: torch is asked
+    assert compute.resolves_to_cpu("cuda") is False
+
+
 def test_out_of_memory_halves_the_batch_then_succeeds():
     sizes = []
 

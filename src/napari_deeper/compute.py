@@ -9,8 +9,12 @@ delivers the result on the main thread.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import platform
+import shutil
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Generator, Iterator, TypeVar
@@ -95,6 +99,40 @@ def select_device(device=None):
     if name not in {"cpu", "mps"} and not name.startswith("cuda"):
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
     return torch.device(name)
+
+
+#: Files that a GPU driver creates: NVIDIA (device nodes, /proc entries), AMD ROCm, WSL2's GPU.
+GPU_DRIVER_FILES = ("/dev/nvidia[0-9]*", "/proc/driver/nvidia/gpus/*", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_visible() -> bool:
+    """Whether this machine may have a GPU that torch could use, found without importing torch.
+
+    Signs looked for: a GPU driver's files (:data:`GPU_DRIVER_FILES`), ``nvidia-smi`` on the
+    PATH, or macOS on Apple silicon (MPS). A sign is not proof (``select_device`` decides then);
+    no sign means torch could not use a GPU either, and then the 1-5 s import of torch that
+    ``select_device`` needs to ask is not worth paying.
+    """
+    if any(glob.glob(pattern) for pattern in GPU_DRIVER_FILES) or shutil.which("nvidia-smi"):
+        return True
+    return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+def resolves_to_cpu(device=None) -> bool:
+    """Whether :func:`select_device` would choose the CPU for ``device``, importing torch only
+    when that is the only way to know.
+
+    ``"cpu"`` is the CPU. ``None``/``"auto"`` is the CPU without importing torch when torch is not
+    imported yet and :func:`gpu_visible` finds no sign of a GPU; once torch is imported, or when
+    a sign is there, torch's own answer counts. Anything else asks :func:`select_device` (which
+    raises the ``ValueError`` for a GPU that is not there).
+    """
+    name = None if device is None else str(device).lower()
+    if name == "cpu":
+        return True
+    if name in (None, "auto") and "torch" not in sys.modules and not gpu_visible():
+        return True
+    return select_device(device).type == "cpu"
 
 
 def available_memory(device) -> int:
