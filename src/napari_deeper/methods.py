@@ -34,8 +34,8 @@ FAMILIES = {
     "unmix": "napari_deeper.unmix.methods:FAMILY",
     "endmembers": "napari_deeper.unmix.methods:ENDMEMBERS",
     "endmember_count": "napari_deeper.unmix.methods:ENDMEMBER_COUNT",
-    "band_map": "napari_deeper.spectral.bands:FAMILY",
-    "preprocess": "napari_deeper.spectral.preprocess:FAMILY",
+    "band_map": "napari_deeper.spectral.methods:BAND_MAP",
+    "preprocess": "napari_deeper.spectral.methods:PREPROCESS",
 }
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -105,7 +105,7 @@ class Param:
         if self.default is not None:
             default = f"default {self.default}"
         else:
-            default = "default auto" if self.optional else "required"
+            default = "default none" if self.optional else "required"
         if self.choices:
             allowed = f", one of {', '.join(map(str, self.choices))}"
         elif self.range:
@@ -197,11 +197,13 @@ class Family:
         listing the known ones."""
         if name is None:
             name = self.default
-        key = str(name).lower()
+        if not isinstance(name, str):
+            raise ValueError(f"a {self.label} method is given by its name, got a {type(name).__name__}")
+        key = name.lower()
         if key in self.methods:
             return self.methods[key]
         available = self.available()
-        for candidate in (str(name), key):
+        for candidate in (name, key):
             if candidate in available:
                 return available[candidate]
         folded = [method for label, method in available.items() if label.lower() == key]
