@@ -40,6 +40,39 @@ def thp1_path() -> Path:
     return THP1_FILE
 
 
+class RemovalDuringRun:
+    """Deletes layers from the viewer while a dock's run is going, and keeps the warnings shown."""
+
+    def __init__(self, monkeypatch):
+        from napari_deeper._widgets import _runner
+
+        self.warnings: list[str] = []
+        self.busy_when_removed: bool | None = None
+        monkeypatch.setattr(_runner, "show_warning", self.warnings.append)
+
+    def arm(self, viewer, runner, *layers) -> None:
+        """Delete ``layers`` (as the layer list's delete button does) at the run's first progress.
+
+        Progress reaches the main thread before the result does, so the layers are gone before
+        the dock adds its results.
+        """
+
+        def delete(value: int) -> None:
+            if value <= 0 or self.busy_when_removed is not None:
+                return
+            self.busy_when_removed = runner.busy
+            viewer.layers.selection.clear()
+            viewer.layers.selection.update(layers)
+            viewer.layers.remove_selected()
+
+        runner.progress.valueChanged.connect(delete)
+
+
+@pytest.fixture
+def removal_during_run(monkeypatch) -> RemovalDuringRun:
+    return RemovalDuringRun(monkeypatch)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

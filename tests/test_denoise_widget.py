@@ -133,3 +133,19 @@ def test_automatic_integers_have_an_auto_switch(dock):
     assert not rank.auto.value and widget.params["pca"].params == {"n_components": 5}
     rank.auto.value = True
     assert widget.params["pca"].params == {"n_components": None}
+
+
+def test_removing_the_input_during_a_run_adds_the_result_and_says_so(qtbot, dock, cell, removal_during_run):
+    """The run finishes on the data it read at the start; a warning says the input is gone."""
+    viewer, widget, layer = dock
+    widget.methods.value = ["savgol"]
+    removal_during_run.arm(viewer, widget.runner, layer)
+    _run(qtbot, widget)
+    assert removal_during_run.busy_when_removed is True
+    assert widget.runner.last_error is None
+    [result] = viewer.layers
+    assert result.name == "cell · savgol" and result.metadata["napari_deeper"]["source"] == "cell"
+    np.testing.assert_allclose(result.data, denoise(cell.noisy, "savgol"), rtol=1e-6)
+    [warning] = removal_during_run.warnings
+    assert "input layer 'cell' was removed during the run" in warning
+    assert "removed during the run" in widget.runner.status.text()

@@ -130,3 +130,24 @@ def test_bad_choice_is_reported_without_layers(qtbot, viewer_and_widget):
     wait(qtbot, widget.runner)
     assert "at least 2 x 2" in str(widget.runner.last_error)
     assert len(viewer.layers) == before
+
+
+def test_removing_the_input_during_a_run_adds_the_result_and_says_so(qtbot, viewer_and_widget, removal_during_run):
+    """The run finishes on the data it read at the start; a warning says the input is gone."""
+    from napari_deeper.superres import upscale
+
+    viewer, widget = viewer_and_widget
+    source = viewer.layers["scan"]
+    data = np.array(source.data)
+    widget.methods.value = ["bicubic"]
+    removal_during_run.arm(viewer, widget.runner, source)
+    widget.runner.run_button.click()
+    wait(qtbot, widget.runner)
+    assert removal_during_run.busy_when_removed is True
+    assert widget.runner.last_error is None
+    assert "scan" not in viewer.layers
+    result = viewer.layers["scan · bicubic ×2"]
+    np.testing.assert_allclose(result.data, upscale(data, 2, "bicubic"), rtol=1e-6)
+    assert tuple(result.scale[1:]) == (0.25, 0.25)  # still overlays where the input was
+    [warning] = removal_during_run.warnings
+    assert "input layer 'scan' was removed during the run" in warning

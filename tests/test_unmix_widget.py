@@ -170,3 +170,30 @@ def test_suggested_number_of_endmembers_is_shown(make_napari_viewer, qtbot, cell
     assert widget.suggested == nd.unmix.estimate_n_endmembers(cell.clean)
     assert f"suggest {widget.suggested} " in widget.hint.value
     assert widget.n_endmembers.value == 5  # a hint: the choice stays the user's
+
+
+def test_removing_a_target_during_a_run_still_makes_its_maps_and_says_so(
+    make_napari_viewer, qtbot, cell, removal_during_run
+):
+    """The run finishes on the data it read at the start; a warning names the removed layer."""
+    viewer = make_napari_viewer()
+    clean = add_cube(viewer, cell.clean, "clean", cell.wavenumbers)
+    noisy = add_cube(viewer, cell.noisy, "noisy", cell.wavenumbers)
+    widget = UnmixWidget(viewer)
+    widget.source.value = clean
+    widget.targets.value = [clean, noisy]
+    widget.n_endmembers.value = 5
+    widget.output.value = STACKED
+    removal_during_run.arm(viewer, widget.runner, noisy)
+    run_and_wait(widget, qtbot)
+    assert removal_during_run.busy_when_removed is True
+    assert widget.runner.last_error is None
+    assert "noisy" not in viewer.layers
+    made = {layer.name for layer in viewer.layers} - {"clean"}
+    assert made == {f"{t} · {kind}" for t in ("clean", "noisy") for kind in ("abundance", "labels", "residual")}
+    expected = nd.nnls(cell.noisy, widget.result.endmembers, device="cpu")
+    np.testing.assert_allclose(viewer.layers["noisy · abundance"].data, expected, rtol=1e-5, atol=1e-6)
+    [warning] = removal_during_run.warnings
+    assert "input layer 'noisy' was removed during the run" in warning
+    assert "removed during the run" in widget.runner.status.text()
+

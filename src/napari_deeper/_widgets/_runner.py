@@ -4,14 +4,19 @@ Every dock widget that starts long work owns one :class:`Runner`. The core gener
 :class:`napari_deeper.compute.Progress` between chunks; ``Cancel`` asks the worker to quit at the
 next yield. The result reaches ``on_done`` on the main thread, only when the run finished: a
 cancelled or failed run makes no layers and shows a notification instead.
+
+An input layer removed from the viewer while its run is going does not stop the run: the worker
+already holds the data it read at the start, so the run finishes, its results are added as usual
+(they record the removed layer's name as their source), and a warning names the layers that were
+removed. Docks say which layers a run reads with ``start(..., viewer=, inputs=)``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from napari.qt.threading import GeneratorWorker, thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 
@@ -63,12 +68,21 @@ class Runner(QWidget):
         return self.worker is not None
 
     def start(
-        self, steps_factory: Callable, on_done: Callable, *args, on_progress: Callable | None = None, **kwargs
+        self,
+        steps_factory: Callable,
+        on_done: Callable,
+        *args,
+        on_progress: Callable | None = None,
+        viewer=None,
+        inputs: Sequence = (),
+        **kwargs,
     ) -> GeneratorWorker | None:
         """Run ``steps_factory(*args, **kwargs)`` in a worker thread; pass its result to ``on_done``.
 
         ``on_progress``, when given, also receives every yielded ``Progress`` on the main thread
-        (connected before the worker starts, so no early report is missed).
+        (connected before the worker starts, so no early report is missed). ``inputs`` are the
+        layers of ``viewer`` the run reads: those no longer in the viewer when the result
+        arrives are named in a warning after ``on_done`` has added the results.
         """
         if self.busy:
             show_info("A run is already in progress; cancel it or wait for it to finish.")
@@ -78,7 +92,8 @@ class Runner(QWidget):
         worker.yielded.connect(self._on_progress)
         if on_progress is not None:
             worker.yielded.connect(on_progress)
-        worker.returned.connect(lambda result: self._on_returned(result, on_done))
+        watched = (viewer, [layer for layer in inputs if layer is not None])
+        worker.returned.connect(lambda result: self._on_returned(result, on_done, *watched))
         worker.errored.connect(self._on_error)
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
@@ -109,14 +124,25 @@ class Runner(QWidget):
             if message:
                 self.status.setText(message)
 
-    def _on_returned(self, result, on_done: Callable) -> None:
+    def _on_returned(self, result, on_done: Callable, viewer, inputs: list) -> None:
         try:
             on_done(result)
         except Exception as error:  # noqa: BLE001 - shown to the user, never crashes the viewer
             self._on_error(error)
             return
         self.progress.setValue(1000)
-        self.status.setText("Done.")
+        gone = [layer.name for layer in inputs if viewer is not None and layer not in viewer.layers]
+        if not gone:
+            self.status.setText("Done.")
+            return
+        names = ", ".join(repr(name) for name in gone)
+        message = (
+            f"Done, but input layer{'s' if len(gone) > 1 else ''} {names} "
+            f"{'were' if len(gone) > 1 else 'was'} removed during the run; the results were "
+            "computed from the data as it was at the start and added all the same."
+        )
+        self.status.setText(message)
+        show_warning(f"napari-deeper: {message}")
 
     def _on_error(self, error: BaseException) -> None:
         self.last_error = error

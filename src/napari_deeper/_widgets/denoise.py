@@ -5,7 +5,8 @@ schema in :data:`napari_deeper.denoise.METHODS`; fine-tuned models appear too) a
 *Run* computes every ticked method in a worker; each result becomes a layer
 ``"<input> · <method>"`` with its provenance (method, parameters, device, model name and version)
 in ``metadata["napari_deeper"]``. *Side by side* shows the input and the results in napari's grid
-with the same contrast limits. A cancelled or failed run makes no layers.
+with the same contrast limits. A cancelled or failed run makes no layers; removing the input layer
+during a run does not stop it: the results are added and a warning says the input is gone.
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ class DenoiseWidget(QWidget):
             denoise_many_steps,
             lambda results: self._add_results(source, device, jobs, results),
             np.asarray(source.data), jobs, wavenumbers_of(source), device,
+            viewer=self.viewer, inputs=[source],
         )
 
     def _record(self, source, method_name: str, params: dict, device) -> dict:

@@ -6,7 +6,8 @@ networks and any fine-tuned model), and a device. *Run* computes every ticked me
 ``"<input> · <method> ×f"`` with pixels ``f`` times smaller and the matching translate, so it
 overlays the input in world coordinates (output pixel ``f*i + f//2`` on input pixel ``i``), and
 with its provenance in ``metadata["napari_deeper"]``. *Side by side* shows the input and the
-results in napari's grid.
+results in napari's grid. Removing the input layer during a run does not stop it: the results
+are added and a warning says the input is gone.
 
 *Fast scan restore* is the DeepeR pipeline for a fast, noisy, coarse scan: denoise (default
 method) then super-resolve (default method). Both the denoised and the final layer are kept so
@@ -144,6 +145,7 @@ class SuperResWidget(QWidget):
             upscale_many_steps,
             lambda results: self._add_results(source, scale, device, results),
             np.asarray(source.data), scale, methods, wavenumbers_of(source), device,
+            viewer=self.viewer, inputs=[source],
         )
 
     def _record(self, source, operation: str, params: dict, method: str | None = None) -> dict:
@@ -182,6 +184,7 @@ class SuperResWidget(QWidget):
             restore_steps,
             lambda result: self._add_restored(source, device, result),
             np.asarray(source.data), scale, None, None, wavenumbers_of(source), device, ratio,
+            viewer=self.viewer, inputs=[source],
         )
 
     def _add_restored(self, source, device, result) -> None:

@@ -8,7 +8,9 @@ coloured layer per component), a labels layer of the dominant component (colours
 endmember plot) and the residual map. Components can be renamed in the table (names carry to
 layer names and exports); endmembers load from and save to CSV; with a reference labels layer the
 pixel classification accuracy of each target is shown. *Export unmixing...* writes one run's maps,
-labels, endmember CSV and a JSON record into a new folder.
+labels, endmember CSV and a JSON record into a new folder. Removing a layer the run reads during
+the run does not stop it: the maps are made for every target and a warning names the removed
+layers.
 """
 
 from __future__ import annotations
@@ -260,6 +262,8 @@ class UnmixWidget(QWidget):
             device=self.device.value,
             seed=self.seed.value,
             mask=mask,
+            viewer=self.viewer,
+            inputs=[record["source_layer"], self.mask.value if mask is not None else None, *targets],
         )
 
     def _on_done(self, result, record: dict) -> None:
@@ -272,9 +276,9 @@ class UnmixWidget(QWidget):
             self.names = default_names(k)
         self.result = result
         self.made = {}
+        # a target removed during the run still gets its maps (the runner says it was removed)
         for name, layer in zip(record["targets"], record["target_layers"]):
-            if layer in self.viewer.layers:
-                self.made[name] = self._add_layers(layer, result.targets[name])
+            self.made[name] = self._add_layers(layer, result.targets[name])
         self._fill_names_table()
         self._plot()
         self.save_button.setEnabled(True)
