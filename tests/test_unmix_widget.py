@@ -197,3 +197,24 @@ def test_removing_a_target_during_a_run_still_makes_its_maps_and_says_so(
     assert "input layer 'noisy' was removed during the run" in warning
     assert "removed during the run" in widget.runner.status.text()
 
+
+def test_nan_errors_name_the_layer_that_holds_them(make_napari_viewer, qtbot, cell):
+    viewer = make_napari_viewer()
+    holes = cell.noisy.copy()
+    holes[3, 4, 5] = np.nan
+    clean = add_cube(viewer, cell.clean, "clean", cell.wavenumbers)
+    add_cube(viewer, cell.noisy, "noisy", cell.wavenumbers)
+    broken = add_cube(viewer, holes, "with holes", cell.wavenumbers)
+    widget = UnmixWidget(viewer)
+    widget.source.value = clean
+    widget.targets.value = list(viewer.layers)
+    widget.n_endmembers.value = 3
+    run_and_wait(widget, qtbot)
+    assert isinstance(widget.runner.last_error, ValueError)
+    assert "target 'with holes': data contains 1 NaN" in widget.runner.status.text()
+    assert [layer.name for layer in viewer.layers] == ["clean", "noisy", "with holes"]
+
+    widget.source.value = broken
+    run_and_wait(widget, qtbot)
+    assert "source 'with holes': data contains 1 NaN" in widget.runner.status.text()
+    assert [layer.name for layer in viewer.layers] == ["clean", "noisy", "with holes"]

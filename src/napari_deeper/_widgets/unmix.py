@@ -262,6 +262,7 @@ class UnmixWidget(QWidget):
             device=self.device.value,
             seed=self.seed.value,
             mask=mask,
+            source_name=record["source"],
             viewer=self.viewer,
             inputs=[record["source_layer"], self.mask.value if mask is not None else None, *targets],
         )

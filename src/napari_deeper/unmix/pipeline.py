@@ -46,12 +46,14 @@ def unmix_steps(
     seed=0,
     mask=None,
     min_abundance: float | None = None,
+    source_name: str | None = None,
 ) -> compute.Steps[UnmixResult]:
     """VCA on ``source`` (skipped when ``endmembers`` are given), then NNLS/FCLS on each target.
 
     ``targets`` maps names to ``(B, Y, X)`` cubes; their spatial sizes may differ from the
     source's, their band count may not. Every input is checked before any work starts, so a bad
-    one fails at once with a ``ValueError``.
+    one fails at once with a ``ValueError``. NaN / Inf values are found during the work; the
+    ``ValueError`` then names the image that holds them (``source_name`` names the source).
     """
     if not targets:
         raise ValueError("no target images given: choose at least one layer to unmix")
@@ -80,8 +82,9 @@ def unmix_steps(
     total = int(sum(weights))
     done = 0
     if reference is not None:
-        found, pixel_indices = yield from _scaled(
-            vca_steps(reference, n_endmembers, seed=seed, mask=mask), done, weights[0], total
+        found, pixel_indices = yield from _named(
+            "source" if source_name is None else f"source {source_name!r}",
+            _scaled(vca_steps(reference, n_endmembers, seed=seed, mask=mask), done, weights[0], total),
         )
         done += weights[0]
         endmembers = found
@@ -102,12 +105,11 @@ def unmix_steps(
     )
     for name, cube in cubes.items():
         pixels = cube.shape[1] * cube.shape[2]
-        abundances, residual = yield from _scaled(
-            nnls_steps(cube, em, sum_to_one, device, return_residual=True),
-            done,
-            pixels,
-            total,
-            f"{name}: ",
+        abundances, residual = yield from _named(
+            f"target {name!r}",
+            _scaled(
+                nnls_steps(cube, em, sum_to_one, device, return_residual=True), done, pixels, total, f"{name}: "
+            ),
         )
         done += pixels
         result.targets[name] = TargetResult(abundances, residual, classify(abundances, min_abundance))
@@ -117,6 +119,14 @@ def unmix_steps(
 def unmix(source, targets: dict, n_endmembers=None, endmembers=None, **options) -> UnmixResult:
     """Run :func:`unmix_steps` to the end and return its :class:`UnmixResult`."""
     return compute.run(unmix_steps(source, targets, n_endmembers, endmembers, **options))
+
+
+def _named(label: str, steps):
+    """Run ``steps``; a ``ValueError`` from it is raised again with ``label`` (the image) in front."""
+    try:
+        return (yield from steps)
+    except ValueError as error:
+        raise ValueError(f"{label}: {error}") from error
 
 
 def _scaled(steps, offset: int, weight: int, total: int, prefix: str = ""):
