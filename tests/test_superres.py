@@ -305,6 +305,39 @@ def test_constant_cube_passes_through(user_models):
     np.testing.assert_allclose(out, 7.0, atol=1e-5)
 
 
+def test_command_line_super_resolves_a_file(tmp_path, user_models, rng, capsys):
+    from napari_deeper.superres.__main__ import main
+
+    _tiny_model("tiny", user_models)
+    lr = (rng.random((12, 6, 7)) + 1.0).astype(np.float32)
+    axis = np.linspace(500.0, 600.0, 12)
+    source, target = tmp_path / "in.npz", tmp_path / "out.npz"
+    nd.save_cube(lr, source, wavenumbers=axis, metadata={"spectral_unit": "nm"})
+    assert main([str(source), str(target), "--scale", "3", "--method", "tiny", "--set", "tile=8"]) == 0
+    written = nd.load_cube(target)
+    np.testing.assert_array_equal(written.data, upscale(lr, 3, "tiny", tile=8))
+    np.testing.assert_array_equal(written.wavenumbers, axis)
+    assert written.spectral_unit == "nm"
+    assert "wrote" in capsys.readouterr().out
+    assert main([str(source), str(target), "--method", "bicubic", "--set", "tile=8"]) == 2
+    assert "has no parameter 'tile'; it accepts: scale" in capsys.readouterr().err
+    assert main([str(source), str(target), "--scale", "5"]) == 2
+    assert "scale must be 2, 3 or 4" in capsys.readouterr().err
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "scale (int, default 2, one of 2, 3, 4)" in listed and "tile (int, default 96, in [8, 1024])" in listed
+    assert "tiny:" in listed  # saved models are methods of the command line too
+
+
+def test_command_line_runs_as_a_module():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "napari_deeper.superres", "--list"],
+                          capture_output=True, text=True, check=True)
+    assert "hyrisr (default)" in done.stdout and "overlap" in done.stdout
+
+
 def test_training_command_line_tiny_run_and_resume(tmp_path):
     import json
 

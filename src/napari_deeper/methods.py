@@ -45,9 +45,10 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 class Param:
     """One parameter of a method: enough to build a widget control or a CLI option.
 
-    ``parse`` (optional) converts a value that is not a plain ``int``/``float``/``str``/``bool``
-    (a band range, an endmember array) and raises a ``ValueError`` saying what it accepts; it
-    also receives the text a command line gives.
+    ``optional`` parameters accept None, which ``none_means`` names ("auto": the method chooses;
+    "off": the step is skipped). ``parse`` (optional) converts a value that is not a plain
+    ``int``/``float``/``str``/``bool`` (a band range, an endmember array) and raises a
+    ``ValueError`` saying what it accepts; it also receives the text a command line gives.
     """
 
     name: str
@@ -56,8 +57,9 @@ class Param:
     range: tuple | None = None
     choices: tuple | None = None
     help: str = ""
-    optional: bool = False  # None is accepted and means "choose automatically" or "skip"
+    optional: bool = False
     parse: Callable | None = field(default=None, compare=False)
+    none_means: str = "auto"
 
     def check(self, value):
         """``value`` converted to this parameter's type, or a ``ValueError`` saying why not."""
@@ -105,7 +107,7 @@ class Param:
         if self.default is not None:
             default = f"default {self.default}"
         else:
-            default = "default none" if self.optional else "required"
+            default = f"default {self.none_means}" if self.optional else "required"
         if self.choices:
             allowed = f", one of {', '.join(map(str, self.choices))}"
         elif self.range:

@@ -70,13 +70,14 @@ def band_range(value) -> tuple[float | None, float | None]:
 
 _STEPS = (
     Param("crop", tuple, None, help="(start, stop) of the bands to keep, in the axis' units", optional=True,
-          parse=band_range),
-    Param("fill", float, None, help="value that replaces NaN and Inf", optional=True),
-    Param("despike", float, None, help="cosmic-ray spike threshold, in noise levels", optional=True),
+          parse=band_range, none_means="off"),
+    Param("fill", float, None, help="value that replaces NaN and Inf", optional=True, none_means="off"),
+    Param("despike", float, None, help="cosmic-ray spike threshold, in noise levels", optional=True,
+          none_means="off"),
     Param("baseline", int, None, help="polynomial order of the baseline removed (modified polyfit)",
-          optional=True),
+          optional=True, none_means="off"),
     Param("normalise", str, None, choices=NORMALISATIONS, help="normalisation of each spectrum or the cube",
-          optional=True),
+          optional=True, none_means="off"),
 )
 #: Preprocessing: the family behind the Preprocess spectra dock.
 PREPROCESS = Family(

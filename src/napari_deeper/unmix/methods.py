@@ -63,9 +63,9 @@ _ABUNDANCE_PARAMS = (
     Param("endmembers", np.ndarray, None, help="(components, bands) spectra on the data's axis", parse=endmember_array),
     Param("map", str, "abundance", choices=MAPS, help="which map the step returns"),
     Param("component", int, None, (0, MAX_ENDMEMBERS - 1), help="one component's abundance map (0-based)",
-          optional=True),
+          optional=True, none_means="all"),
     Param("min_abundance", float, None, help="labels: a pixel whose largest abundance is below this is unassigned",
-          optional=True),
+          optional=True, none_means="off"),
 )
 #: Abundances of given endmembers: the family behind the Unmix dock's maps.
 FAMILY = Family(
