@@ -1,11 +1,14 @@
-"""npe2 reader: open ``.mat`` / ``.npy`` / ``.npz`` hyperspectral cubes as napari image layers.
+"""npe2 reader: open hyperspectral cubes (``.mat``, ``.npy``, ``.npz``, Renishaw ``.wdf``, Horiba ``.xml``,
+Trivista ``.tvf``, text tables) as napari image layers.
 
 Each file becomes one ``(B, Y, X)`` layer named after the file, with its spectral axis in
 ``metadata["wavenumbers"]`` and how it was read in ``metadata["napari_deeper"]``; paired arrays
 in the same file (e.g. the Outputs of a DeepeR Inputs/Outputs set) become extra layers named
 "<file> <array>". Guesses are shown as a notification. A file that cannot be read shows an
 error notification and opens nothing; NaN / Inf values are kept, with a warning pointing to the
-Cube layout widget, which replaces them.
+Cube layout widget, which replaces them. Instrument files open at their size and position in µm
+(``scale``, ``translate``, units), with the sample's white-light image, when the file has one, as
+an RGB layer beneath, and a short "About" notification of how the cube was acquired.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .io import load_cube
+from .io import _text, _vendor, load_cube
 from .io._read import EXTENSIONS
 from ._widgets._layers import provenance
 
@@ -28,6 +31,8 @@ def get_reader(path):
     """Return :func:`read_cubes` when every path is a ``.mat``, ``.npy`` or ``.npz`` file."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if not paths or any(Path(p).suffix.lower() not in EXTENSIONS for p in paths):
+        return None
+    if not all(_ours(Path(p)) for p in paths):  # .xml, .txt and .csv are shared with other formats
         return None
     return read_cubes
 
@@ -61,23 +66,63 @@ def read_cube_layers(path: Path) -> list:
         pixel_order=metadata.get("pixel_order"),
         nonfinite=metadata.get("nonfinite"),
     )
-    layers = [(cube.data, _layer_kwargs(path.stem, cube.wavenumbers, unit, record), "image")]
+    layers = [(cube.data, _layer_kwargs(path.stem, cube.wavenumbers, unit, record, metadata), "image")]
     for name, data in metadata.get("companions", {}).items():
         companion = {**record, "companion": name}
-        layers.append((data, _layer_kwargs(f"{path.stem} {name}", cube.wavenumbers, unit, companion), "image"))
+        layers.append((data, _layer_kwargs(f"{path.stem} {name}", cube.wavenumbers, unit, companion, metadata), "image"))
+    white = metadata.get("white_light")
+    if white is not None:  # first, so that it lies beneath the map
+        layers.insert(0, (white["data"], _white_light_kwargs(path.stem, white, record), "image"))
     _tell(path, metadata)
     return layers
 
 
-def _layer_kwargs(name: str, wavenumbers, unit: str, record: dict) -> dict:
+def _ours(path: Path) -> bool:
+    """Whether a file with a generic suffix is one napari-deeper reads, judged from its first bytes."""
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        return _vendor.claims(path)
+    if suffix in _text.TEXT_EXTENSIONS:
+        return _text.claims(path)
+    return True
+
+
+def _layer_kwargs(name: str, wavenumbers, unit: str, record: dict, cube_metadata: dict) -> dict:
     metadata = {"napari_deeper": record}
     if wavenumbers is not None:
         metadata["wavenumbers"] = np.asarray(wavenumbers, dtype=np.float64)
-    return {
+    for key in ("acquisition", "original_axis"):
+        if key in cube_metadata:
+            metadata[key] = cube_metadata[key]
+    kwargs = {
         "name": name,
         "metadata": metadata,
         "axis_labels": ("wavelength" if unit == "nm" else "wavenumber", "y", "x"),
         "units": (unit, "pixel", "pixel"),
+    }
+    size = cube_metadata.get("pixel_size")
+    if size is not None:  # the pixel size and position the file states (µm, or s for a time series)
+        kwargs["scale"] = (1.0, *size)
+        kwargs["translate"] = (0.0, *cube_metadata["origin"])
+        kwargs["axis_labels"] = (kwargs["axis_labels"][0], *cube_metadata["space_axes"])
+        kwargs["units"] = (unit, *cube_metadata["space_units"])
+    rotation = cube_metadata.get("rotation")
+    if rotation is not None:  # a line scan at an angle: its row lies along the line
+        (a, b), (c, d) = rotation
+        kwargs["rotate"] = [[1.0, 0.0, 0.0], [0.0, a, b], [0.0, c, d]]
+    return kwargs
+
+
+def _white_light_kwargs(stem: str, white: dict, record: dict) -> dict:
+    unit = white["units"]
+    return {
+        "name": f"{stem} white light",
+        "rgb": True,
+        "scale": tuple(white["pixel_size"]),
+        "translate": tuple(white["origin"]),
+        "axis_labels": ("y", "x"),
+        "units": (unit, unit),
+        "metadata": {"napari_deeper": {**record, "companion": "white light"}},
     }
 
 
@@ -85,6 +130,8 @@ def _tell(path: Path, metadata: dict) -> None:
     """Notifications: the guesses made, other notes, and NaN / Inf values kept."""
     said = [metadata.get("choices", "")] + list(metadata.get("notes", []))
     said = [text for text in said if text and "values kept" not in text]
+    if metadata.get("about"):
+        show_info(f"About {path.name}: {metadata['about']}")
     if said:
         show_info(f"{path.name} read as {metadata.get('format')}: " + "; ".join(said))
     counts = metadata.get("nonfinite") or {}

@@ -45,8 +45,10 @@ from ._variables import (
     npz_variables,
     read_npy_header,
 )
+from ._text import TEXT_EXTENSIONS, read_text
+from ._vendor import VENDOR_EXTENSIONS, read_vendor
 
-EXTENSIONS = (".mat", ".npy", ".npz")
+EXTENSIONS = (".mat", ".npy", ".npz", *VENDOR_EXTENSIONS, *TEXT_EXTENSIONS)
 
 #: Names under which files store the spectral axis, with the unit each name implies.
 WAVENUMBER_KEYS = ("wavenumbers", "wavenumber", "raman_shift", "ramanshift", "shift", "wn", "axis", "x")
@@ -61,8 +63,10 @@ COMPANION_PREFIX = "companion_"
 DEFAULT_UNIT_NOTE = "the file does not state the spectral unit: assumed 1/cm"
 
 
-def load_cube(path, shape=None, layout=None, nonfinite: str = "raise") -> Cube:
-    """Read a hyperspectral cube from a ``.mat`` (v4-v7.3), ``.npy`` or ``.npz`` file.
+def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shift: bool | None = None) -> Cube:
+    """Read a hyperspectral cube from a ``.mat`` (v4-v7.3), ``.npy`` or ``.npz`` file, an instrument
+    file (Renishaw ``.wdf``, Horiba LabSpec 6 ``.xml``, Trivista ``.tvf``; needs the ``formats``
+    extra) or a text table (``.txt``, ``.csv``, ``.tsv``).
 
     Parameters
     ----------
@@ -77,6 +81,10 @@ def load_cube(path, shape=None, layout=None, nonfinite: str = "raise") -> Cube:
     nonfinite : "raise" | "zero" | "keep"
         NaN / Inf values: raise a ValueError that counts them (default), replace them with 0
         (noted in the metadata), or keep them as they are.
+    raman_shift : bool, optional
+        Instrument files with a wavelength axis: None converts it to Raman shift (1/cm) when the
+        file states the laser line and the data look like Raman data; True always converts,
+        False keeps the wavelengths (see docs/formats.md).
 
     Returns a :class:`Cube` (``data`` float32 ``(B, Y, X)``; a float32 ``(B, Y, X)`` ``.npy``
     stays a read-only memory map). Anything that is not a readable cube raises a ValueError
@@ -94,8 +102,13 @@ def load_cube(path, shape=None, layout=None, nonfinite: str = "raise") -> Cube:
         raise ValueError(f"{path.name} is an empty file")
     if shape is not None:
         shape = parse_shape(shape)
-    reader = {".npy": _read_npy, ".npz": _read_npz, ".mat": _read_mat}[ext]
-    cube = reader(path, shape, layout)
+    if ext in VENDOR_EXTENSIONS:
+        cube = read_vendor(path, shape, layout, raman_shift)
+    elif ext in TEXT_EXTENSIONS:
+        cube = read_text(path, shape, layout)
+    else:
+        reader = {".npy": _read_npy, ".npz": _read_npz, ".mat": _read_mat}[ext]
+        cube = reader(path, shape, layout)
     return _finish(cube, path, nonfinite)
 
 
