@@ -7,8 +7,9 @@ Layouts recognised, from the first lines of the file (a header row is optional w
   depth series (header needed: ``#Z  #Wave  #Intensity``); ``wavenumber intensity`` for a single
   spectrum. The lines may come in any order; a missing (position, wavenumber) pair is NaN.
 - **wide**: a header row whose cells are the wavenumbers, led by up to two position columns
-  (``x``, ``y``), then one spectrum per row: ``x, y, I(w1), I(w2), ...``. Without position
-  columns the spectra are folded like a pixel list (square, else a strip; ``shape=`` decides).
+  (``x``, ``y``), then one spectrum per row: ``x, y, I(w1), I(w2), ...``. A header row of five or
+  more wavenumbers alone (increasing or decreasing) means spectra without positions: they are
+  folded like a pixel list, row by row (square, else a strip; ``shape=`` decides).
 
 Separators: tabs, commas, semicolons or runs of spaces; lines starting with ``#`` before the data
 are comments (the last one before the data, or a plain text line there, is the header). The
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cube import Cube, check_array_header, describe, image_shape, parse_unit
+from ._cube import MAX_ELEMENTS, Cube, check_array_header, describe, image_shape, parse_unit
 
 TEXT_EXTENSIONS = (".txt", ".csv", ".tsv")
 
@@ -34,6 +35,7 @@ _MAX_PEEK = 8 << 20  # a wide table's header row of many wavenumbers may be long
 _SPECTRAL_NAME = re.compile(r"wave|shift|raman|cm|nm|lambda|energy|freq", re.IGNORECASE)
 _NAME_UNIT = re.compile(r"(µm|μm|um\b|micron|mm\b|nm\b|\bs\b|sec)", re.IGNORECASE)
 UNIT_NOTE = "the file does not state the spectral unit: assumed 1/cm"
+_BYTES_PER_VALUE = 8  # the fewest a number and its separator take in an export ("12.5678\t")
 
 
 @dataclass
@@ -72,6 +74,9 @@ def sniff(path) -> TextLayout | None:
             following = [ln.strip() for ln in lines[index + 1:] if ln.strip()]
             if following and len(_cells(following[0], delimiter)) != len(cells):
                 return None
+            if header is None and following and len(cells) >= 5 and _monotonic(cells):
+                # a header row of wavenumbers alone: spectra without positions
+                return TextLayout("wide", delimiter, index + 1, cells, len(cells), 0)
             return _classify(cells, header, delimiter, index)
         header = (text, index)
     return None
@@ -184,6 +189,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _monotonic(cells) -> bool:
+    steps = np.diff([float(c) for c in cells])
+    return bool(np.all(steps > 0) or np.all(steps < 0))
+
+
 def _classify(cells, header, delimiter, data_row) -> TextLayout | None:
     n = len(cells)
     names = _cells(header[0], delimiter) if header is not None else []
@@ -217,7 +227,12 @@ def _classify(cells, header, delimiter, data_row) -> TextLayout | None:
 def _load(path: Path, found: TextLayout) -> np.ndarray:
     """All numbers of the table as float64 ``(rows, columns)``, in one ``np.loadtxt`` pass."""
     size = path.stat().st_size
-    check_array_header((max(1, size // 4), 1), np.float32, f"{path.name} ({size:,} bytes of text)")
+    if size // _BYTES_PER_VALUE > MAX_ELEMENTS:
+        raise ValueError(
+            f"{path.name} is {size / 2**30:.1f} GiB of text, about {size // _BYTES_PER_VALUE:,} numbers; "
+            "napari-deeper reads text tables of at most 2**31 numbers: export the map in the "
+            "instrument's own format, or save it as .npy"
+        )
     try:
         table = np.loadtxt(
             path,
