@@ -283,3 +283,66 @@ def test_rosettasciio_is_imported_only_to_read_an_instrument_file():
     code = "import sys, napari_deeper as nd, napari_deeper.io, napari_deeper._reader; print('rsciio' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.fixture
+def notifications(monkeypatch):
+    """What the reader told the user, by kind."""
+    from napari_deeper import _reader
+
+    said = {"info": [], "warning": [], "error": []}
+    for kind in said:
+        monkeypatch.setattr(_reader, f"show_{kind}", said[kind].append)
+    return said
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("name", list(FILES))
+def test_open_in_napari(vendor, name, notifications, make_napari_viewer):
+    """Each file opens by napari's own open path: its axis, its size and place in µm, its white light."""
+    path = vendor / name
+    shape, unit, _, pixel_size, origin, white = FILES[name]
+    cube = nd.load_cube(path, nonfinite="keep")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-deeper")
+    assert notifications["error"] == []
+    assert [layer.name for layer in layers] == ([f"{path.stem} white light"] if white else []) + [path.stem]
+    layer = layers[-1]
+    np.testing.assert_array_equal(layer.data, cube.data)
+    np.testing.assert_array_equal(layer.metadata["wavenumbers"], cube.wavenumbers)
+    assert layer.axis_labels[0] == ("wavelength" if unit == "nm" else "wavenumber")
+    assert str(layer.units[0]) == ("nanometer" if unit == "nm" else "1 / centimeter")
+    assert tuple(layer.scale[1:]) == pytest.approx(pixel_size)
+    assert tuple(layer.translate[1:]) == pytest.approx(origin)
+    spatial = cube.metadata["space_units"][0]
+    assert str(layer.units[1]) == {"µm": "micrometer", "s": "second", "pixel": "pixel"}[spatial]
+    assert layer.metadata["acquisition"] == cube.metadata["acquisition"]
+    assert f"About {path.name}: {cube.metadata['about']}" in notifications["info"]
+    if white:
+        image = layers[0]
+        assert image.rgb and viewer.layers.index(image) < viewer.layers.index(layer)  # beneath the map
+        # Every pixel of the map lies on the white-light image, in world coordinates (µm).
+        corners = [layer.data_to_world((0, r, c)) for r in (0, layer.data.shape[1] - 1) for c in (0, layer.data.shape[2] - 1)]
+        for corner in corners:
+            row, col = image.world_to_data(corner[1:])
+            assert 0 <= row <= image.data.shape[0] and 0 <= col <= image.data.shape[1]
+
+
+@pytest.mark.gui
+def test_slanted_line_scan_in_napari(vendor, make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, line = viewer.open(str(vendor / "renishaw_test_linescan.wdf"), plugin="napari-deeper")
+    stage = -50 + 21.213203 * np.arange(5)
+    world = np.array([line.data_to_world((0, 0, j))[1:] for j in range(5)])
+    np.testing.assert_allclose(world, np.stack([stage, stage], axis=1), atol=1e-4)
+
+
+@pytest.mark.gui
+def test_truncated_file_in_napari_opens_nothing(vendor, tmp_path, notifications, make_napari_viewer):
+    raw = (vendor / "renishaw_test_map2.wdf").read_bytes()
+    cut = tmp_path / "cut.wdf"
+    cut.write_bytes(raw[: len(raw) // 2])
+    viewer = make_napari_viewer()
+    viewer.open(str(cut), plugin="napari-deeper")
+    assert len(viewer.layers) == 0
+    assert len(notifications["error"]) == 1 and "cut.wdf is truncated" in notifications["error"][0]
