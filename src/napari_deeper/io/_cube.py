@@ -57,13 +57,9 @@ def describe(shape, dtype=None) -> str:
 
 
 def is_numeric(dtype) -> bool:
-    """Real numbers only: no booleans, complex numbers, strings or Python objects."""
-    dtype = np.dtype(dtype)
-    return (
-        np.issubdtype(dtype, np.number)
-        and not np.issubdtype(dtype, np.complexfloating)
-        and dtype.kind != "b"
-    )
+    """Real numbers only: integers and floats; no booleans, complex numbers, timedelta64,
+    strings or Python objects."""
+    return np.dtype(dtype).kind in "iuf"
 
 
 def check_array_header(shape, dtype, what: str) -> tuple[int, ...]:

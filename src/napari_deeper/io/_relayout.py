@@ -30,7 +30,7 @@ def relayout(data, order: str | None = None, shape=None, pixel_order: str = "C")
 
 def relayout_steps(data, order: str | None = None, shape=None, pixel_order: str = "C"):
     """:func:`relayout` as a steps generator (yields progress per band chunk)."""
-    array = as_cube(data, "data", allow_nonfinite=True)
+    array = as_cube(data, "data", allow_nonfinite=True, check_range=False)
     axes = parse_axes(order or "byx", 3)
     if pixel_order not in PIXEL_ORDERS:
         raise ValueError(f"pixel_order must be 'C' (row-major) or 'F' (column-major), got {pixel_order!r}")
@@ -58,7 +58,7 @@ def replace_nonfinite(data, value: float = 0.0) -> np.ndarray:
 
 def replace_nonfinite_steps(data, value: float = 0.0):
     """Steps generator of :func:`replace_nonfinite`; returns ``(cube, n_nan, n_inf)``."""
-    array = as_cube(data, "data", allow_nonfinite=True)
+    array = as_cube(data, "data", allow_nonfinite=True, check_range=False)
     out = np.empty(array.shape, dtype=np.float32)
     n_bands = array.shape[0]
     step = _band_step(array.shape[1] * array.shape[2])

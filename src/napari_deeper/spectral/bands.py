@@ -10,10 +10,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .._validation import as_cube, as_wavenumbers, check_method
+from .._validation import as_cube, as_real, as_wavenumbers, check_method, check_real_dtype
 from ..compute import Progress, Steps, chunk_size, chunks, run, stage
 
 BAND_MAP_MODES = ("area", "height")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def lazy_cube(data, name: str = "data"):
@@ -31,9 +32,7 @@ def lazy_cube(data, name: str = "data"):
         raise ValueError(f"{name} must be a 3-D (bands, y, x) cube, got an array of shape {shape}")
     if 0 in shape:
         raise ValueError(f"{name} is empty (shape {shape})")
-    dtype = np.dtype(data.dtype)
-    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
-        raise ValueError(f"{name} must hold real numbers, got dtype {dtype}")
+    check_real_dtype(data.dtype, name)
     return data
 
 
@@ -61,8 +60,9 @@ def band_window(axis: np.ndarray, center: float, width: float) -> tuple[float, f
     """
     axis = np.asarray(axis, dtype=np.float64)
     _check_monotonic(axis)
-    if not np.isfinite(center) or not np.isfinite(width) or width <= 0:
-        raise ValueError(f"band width must be a positive number, got center={center}, width={width}")
+    center, width = as_real(center, "band center"), as_real(width, "band width")
+    if width <= 0:
+        raise ValueError(f"band width must be a positive number, got {width:g}")
     low, high = center - width / 2, center + width / 2
     first, last = float(axis.min()), float(axis.max())
     if high < first or low > last:
@@ -141,7 +141,14 @@ def band_map_steps(
         block = as_cube(cube[first : last + 1, rows], name="data")
         if descending:
             block = block[::-1]
-        out[rows] = _band_values(block, x, low, high, mode, baseline)
+        values = _band_values(block, x, low, high, mode, baseline)
+        largest = float(np.abs(values).max())
+        if largest > FLOAT32_MAX:
+            raise ValueError(
+                f"the band {mode} reaches {largest:.3g}, beyond float32's range ({FLOAT32_MAX:.3g}): "
+                "rescale the data or the spectral axis"
+            )
+        out[rows] = values
         yield Progress(rows.stop, n_rows, message)
     return out
 
@@ -196,5 +203,5 @@ def crop(data, wavenumbers, start: float | None = None, stop: float | None = Non
             f"{axis.min():g} to {axis.max():g}"
         )
     bands = slice(int(kept[0]), int(kept[-1]) + 1)
-    cropped = np.array(as_cube(cube[bands], allow_nonfinite=True), dtype=np.float32, copy=True)
+    cropped = np.array(as_cube(cube[bands], allow_nonfinite=True, check_range=False), dtype=np.float32, copy=True)
     return cropped, (None if wavenumbers is None else axis[bands].copy())

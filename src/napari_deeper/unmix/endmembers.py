@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import compute
-from .._validation import as_cube, check_method
+from .._validation import as_cube, as_seed, check_method
 from .abundances import require_finite
 
 #: Extra sketch directions beyond ``k`` (randomized subspace): more is more accurate and slower.
@@ -42,6 +42,7 @@ def vca_steps(data, n_endmembers: int, seed=0, mask=None, snr: float | None = No
     """Steps generator of :func:`vca`; yields progress per pass over the data."""
     # NaN/Inf are caught in the data pass (they reach the mean), not by a separate pass
     cube = as_cube(data, "data", allow_nonfinite=True)
+    seed = as_seed(seed)
     n_bands, ny, nx = cube.shape
     k = _check_count(n_endmembers, n_bands)
     flat = cube.reshape(n_bands, ny * nx)
