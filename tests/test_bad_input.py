@@ -6,13 +6,233 @@ Inf, a silently lost value) before the fix it guards.
 
 from __future__ import annotations
 
+import io
+import json
+import struct
+import time
+import zipfile
+
 import numpy as np
 import pytest
+import scipy.io as sio
 
 import napari_deeper as nd
 from napari_deeper._validation import SAFE_MAGNITUDE
-from napari_deeper.io import load_cube, save_cube
-from test_io import B, NX, NY, smooth_cube
+from napari_deeper.io import Cube, load_cube, save_cube
+from test_io import AXIS, B, NX, NY, smooth_cube, write_mat73
+
+
+def _npy_with_header(path, header: bytes, payload: bytes = b"") -> None:
+    """A version 1.0 ``.npy`` with a raw (possibly broken) header text."""
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + payload)
+
+
+# --- readers: clear errors, no unbounded reads -------------------------------------------
+
+
+def test_npy_header_that_does_not_tokenize(tmp_path):
+    path = tmp_path / "tok.npy"
+    _npy_with_header(path, b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4, ''')}")
+    with pytest.raises(ValueError, match="tok.npy is not a readable .npy array"):
+        load_cube(path)
+
+
+def test_npy_negative_dimension(tmp_path):
+    path = tmp_path / "neg.npy"
+    _npy_with_header(path, b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, -4, 5), }", b"\0" * 64)
+    with pytest.raises(ValueError, match=r"neg.npy .*negative shape \(3, -4, 5\)"):
+        load_cube(path)
+
+
+def test_mat73_dangling_soft_link_is_skipped_with_a_note(tmp_path):
+    import h5py
+
+    path = tmp_path / "dangling.mat"
+    write_mat73(path, {"img": smooth_cube().transpose(1, 2, 0)})
+    with h5py.File(path, "a") as h5:
+        h5["lost"] = h5py.SoftLink("/nowhere")
+    cube = load_cube(path)
+    np.testing.assert_array_equal(cube.data, smooth_cube())
+    assert any("'/lost' skipped" in note and "/nowhere" in note for note in cube.metadata["notes"])
+
+
+def test_mat73_external_link_is_never_followed(tmp_path):
+    import h5py
+
+    write_mat73(tmp_path / "elsewhere.mat", {"img": np.ones((40, 40, 50))})
+    path = tmp_path / "linked.mat"
+    write_mat73(path, {"small": smooth_cube().transpose(1, 2, 0)})
+    with h5py.File(path, "a") as h5:
+        h5["img"] = h5py.ExternalLink(str(tmp_path / "elsewhere.mat"), "/img")
+    cube = load_cube(path)
+    assert cube.metadata["variable"] == "small"  # the larger, linked array was not read
+    assert any("external link" in note and "never followed" in note for note in cube.metadata["notes"])
+
+
+def test_mat73_soft_link_to_an_external_link_is_not_followed(tmp_path):
+    import h5py
+
+    write_mat73(tmp_path / "elsewhere.mat", {"img": np.ones((40, 40, 50))})
+    path = tmp_path / "linked.mat"
+    write_mat73(path, {"small": smooth_cube().transpose(1, 2, 0)})
+    with h5py.File(path, "a") as h5:
+        h5["hidden"] = h5py.ExternalLink(str(tmp_path / "elsewhere.mat"), "/img")
+        h5["img"] = h5py.SoftLink("/hidden")
+    cube = load_cube(path)
+    assert cube.metadata["variable"] == "small"
+
+
+def test_mat73_committed_datatype_is_skipped(tmp_path):
+    import h5py
+
+    path = tmp_path / "typed.mat"
+    write_mat73(path, {"img": smooth_cube().transpose(1, 2, 0)})
+    with h5py.File(path, "a") as h5:
+        h5["kind"] = np.dtype("<f4")
+    cube = load_cube(path)
+    np.testing.assert_array_equal(cube.data, smooth_cube())
+    assert any("committed datatype" in note for note in cube.metadata["notes"])
+
+
+def _npz_member(path, method, *, encrypted=False, corrupt=False, compress_type=None):
+    """An .npz with one ``data.npy`` member, optionally marked encrypted, damaged or renumbered."""
+    buffer = io.BytesIO()
+    np.save(buffer, smooth_cube())
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
+        archive.writestr("data.npy", buffer.getvalue())
+    raw = bytearray(path.read_bytes())
+    local, central = raw.index(b"PK\x03\x04"), raw.index(b"PK\x01\x02")
+    if encrypted:
+        raw[local + 6] |= 1
+        raw[central + 8] |= 1
+    if compress_type is not None:
+        raw[local + 8 : local + 10] = struct.pack("<H", compress_type)
+        raw[central + 10 : central + 12] = struct.pack("<H", compress_type)
+    if corrupt:
+        name_length, extra_length = struct.unpack("<HH", raw[local + 26 : local + 30])
+        start = local + 30 + name_length + extra_length + 20
+        raw[start : start + 40] = bytes(b ^ 0x5A for b in raw[start : start + 40])
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_npz_unsupported_compression(tmp_path):
+    path = _npz_member(tmp_path / "c.npz", zipfile.ZIP_STORED, compress_type=99)
+    with pytest.raises(ValueError, match="c.npz:data.npy uses zip compression method 99"):
+        load_cube(path)
+    for method in (zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):  # other methods zipfile reads still work
+        np.testing.assert_array_equal(load_cube(_npz_member(tmp_path / "ok.npz", method)).data, smooth_cube())
+
+
+def test_npz_encrypted_member(tmp_path):
+    path = _npz_member(tmp_path / "e.npz", zipfile.ZIP_DEFLATED, encrypted=True)
+    with pytest.raises(ValueError, match="e.npz:data.npy is encrypted"):
+        load_cube(path)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA, zipfile.ZIP_BZIP2, zipfile.ZIP_STORED])
+def test_npz_corrupt_stream(tmp_path, method):
+    path = _npz_member(tmp_path / "d.npz", method, corrupt=True)
+    with pytest.raises(ValueError, match="d.npz:data.npy is (damaged|not a readable .npy array)"):
+        load_cube(path)
+
+
+def test_npz_member_header_larger_than_the_member(tmp_path):
+    path = tmp_path / "big.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (40000, 50000)})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data.npy", header.getvalue() + b"\0" * 64)
+    with pytest.raises(ValueError, match="big.npz:data.npy is truncated or damaged"):
+        load_cube(path)
+
+
+def test_sidecar_declaring_a_huge_axis_is_not_read(tmp_path):
+    np.save(tmp_path / "c.npy", smooth_cube())
+    _npy_with_header(tmp_path / "c_wavenumbers.npy", b"{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }")
+    cube = load_cube(tmp_path / "c.npy", layout="byx")
+    assert cube.wavenumbers is None
+    assert any("1000000000000 values" in note and "not read" in note for note in cube.metadata["notes"])
+
+
+def test_sidecar_shorter_than_its_header_is_refused(tmp_path):
+    np.save(tmp_path / "c.npy", smooth_cube())
+    _npy_with_header(tmp_path / "c_wavenumbers.npy", f"{{'descr': '<f8', 'fortran_order': False, 'shape': ({B},), }}".encode())
+    cube = load_cube(tmp_path / "c.npy", layout="byx")
+    assert cube.wavenumbers is None
+    assert any("truncated" in note for note in cube.metadata["notes"])
+
+
+def test_text_sidecar_larger_than_an_axis_needs_is_not_read(tmp_path):
+    np.save(tmp_path / "c.npy", smooth_cube())
+    (tmp_path / "c_wavenumbers.txt").write_text("1.0\n" * 200_000)
+    cube = load_cube(tmp_path / "c.npy", layout="byx")
+    assert cube.wavenumbers is None
+    assert any("c_wavenumbers.txt is 800,000 bytes" in note for note in cube.metadata["notes"])
+
+
+def test_mat73_huge_declared_wavenumbers_are_not_read(tmp_path):
+    import h5py
+
+    path = tmp_path / "big_axis.mat"
+    write_mat73(path, {"img": smooth_cube().transpose(1, 2, 0)})
+    with h5py.File(path, "a") as h5:  # 3.2 GB declared, nothing written: a few KB on disk
+        ds = h5.create_dataset("wavenumbers", shape=(400_000_000, 1), dtype="f8", chunks=(1 << 20, 1), compression="gzip")
+        ds.attrs["MATLAB_class"] = np.bytes_("double")
+    start = time.perf_counter()
+    cube = load_cube(path)
+    assert time.perf_counter() - start < 2
+    assert cube.wavenumbers is None and cube.data.shape == (B, NY, NX)
+    assert any("400000000 values" in note and "not read" in note for note in cube.metadata["notes"])
+
+
+def test_mat73_array_larger_than_the_file_can_hold_is_refused(tmp_path):
+    import h5py
+
+    path = tmp_path / "hollow.mat"
+    with h5py.File(path, "w") as h5:  # 400 MB declared, never written
+        ds = h5.create_dataset("img", shape=(100, 1000, 1000), dtype="f4", chunks=(10, 100, 100), compression="gzip")
+        ds.attrs["MATLAB_class"] = np.bytes_("single")
+    with pytest.raises(ValueError, match="hollow.mat:img declares 400,000,000 bytes"):
+        load_cube(path)
+
+
+def test_saved_unit_napari_cannot_parse_is_dropped_with_a_note(tmp_path):
+    save_cube(Cube(smooth_cube(), AXIS, {"spectral_unit": "1/cm"}), tmp_path / "u.npz")
+    with np.load(tmp_path / "u.npz") as archive:
+        arrays = dict(archive)
+    for unit, expected in [("zorkmids", "1/cm"), ("cm^-1", "1/cm"), ("nm", "nm")]:
+        record = json.loads(str(arrays["napari_deeper"]))
+        record["spectral_unit"] = unit
+        np.savez(tmp_path / "edited.npz", **{**arrays, "napari_deeper": np.array(json.dumps(record))})
+        cube = load_cube(tmp_path / "edited.npz")
+        assert cube.metadata["spectral_unit"] == expected
+        dropped = [note for note in cube.metadata["notes"] if "'zorkmids'" in note]
+        assert len(dropped) == (unit == "zorkmids")
+    pint = pytest.importorskip("pint", reason="pint (napari's unit parser) is not installed")
+    for unit in ("1/cm", "nm"):  # what napari is then given as the layer's unit parses
+        pint.UnitRegistry()(unit)
+
+
+def test_unusable_companion_in_own_mat_is_skipped_with_a_note(tmp_path):
+    save_cube(Cube(smooth_cube(), AXIS, {"companions": {"good": smooth_cube(seed=3)}}), tmp_path / "c.mat")
+    variables = {k: v for k, v in sio.loadmat(tmp_path / "c.mat").items() if not k.startswith("__")}
+    variables["companion_flat"] = np.ones((3, 4))
+    sio.savemat(tmp_path / "edited.mat", variables)
+    cube = load_cube(tmp_path / "edited.mat")
+    np.testing.assert_array_equal(cube.data, smooth_cube())
+    assert list(cube.metadata["companions"]) == ["good"]
+    [note] = [n for n in cube.metadata["notes"] if "companion 'flat' skipped" in n]
+    assert "(3, 4)" in note and "layout" not in note
+
+
+def test_load_cube_path_must_be_a_file_name(tmp_path):
+    for bad in (None, 5, 2.5, ["a.npy"]):
+        with pytest.raises(ValueError, match="path must be a file name"):
+            load_cube(bad)
+    np.save(tmp_path / "c.npy", smooth_cube())
+    np.testing.assert_array_equal(load_cube(str(tmp_path / "c.npy").encode()).data, smooth_cube())
 
 
 # --- arguments and input arrays ------------------------------------------------------------

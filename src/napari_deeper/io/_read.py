@@ -15,6 +15,7 @@ image, which unit) is written to ``metadata["choices"]`` so that the user can se
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from ._cube import (
     to_byx,
 )
 from ._variables import (
+    STREAM_ERRORS,
     Variable,
     as_text,
     matlab_hdf5_variables,
@@ -61,6 +63,8 @@ NOISE_LEARNING = ("cube", "lcube", "noise")
 OWN_RECORD = "napari_deeper"
 COMPANION_PREFIX = "companion_"
 DEFAULT_UNIT_NOTE = "the file does not state the spectral unit: assumed 1/cm"
+#: Bytes a text sidecar may hold per spectral value (a number, a separator, some padding).
+TEXT_BYTES_PER_VALUE = 100
 
 
 def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shift: bool | None = None) -> Cube:
@@ -92,7 +96,7 @@ def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shi
     """
     if nonfinite not in NONFINITE_MODES:
         raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE_MODES)}; got {nonfinite!r}")
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist or is not a file")
     ext = path.suffix.lower()
@@ -112,28 +116,51 @@ def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shi
     return _finish(cube, path, nonfinite)
 
 
+def as_path(path) -> Path:
+    """A file name (str, bytes or os.PathLike) as a Path, or a ValueError saying what was given."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise ValueError(
+            f"path must be a file name (str or pathlib.Path), got {path!r} ({type(path).__name__})"
+        )
+    try:
+        return Path(os.fsdecode(path))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"path {path!r} is not a usable file name: {error}") from None
+
+
 # --- per container -------------------------------------------------------------------------
 
 
-def _read_npy(path: Path, shape, layout) -> Cube:
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, bytes the header promises) of a ``.npy`` file, reading only its header."""
     with open(path, "rb") as handle:
         stored_shape, _fortran_order, dtype = read_npy_header(handle, path.name)
         offset = handle.tell()
-    check_array_header(stored_shape, dtype, f"{path.name} {describe(stored_shape, dtype)}")
-    needed = offset + int(np.prod(stored_shape)) * dtype.itemsize
+    stored_shape = tuple(int(n) for n in stored_shape)
+    return stored_shape, dtype, offset + int(np.prod(stored_shape)) * dtype.itemsize
+
+
+def check_npy_size(path: Path, shape, dtype, needed: int) -> None:
+    """Refuse a ``.npy`` file smaller than its header promises."""
     size = path.stat().st_size
     if size < needed:
         raise ValueError(
-            f"{path.name} is truncated: its header promises a {describe(stored_shape, dtype)} array "
+            f"{path.name} is truncated: its header promises a {describe(shape, dtype)} array "
             f"({needed:,} bytes) but the file has {size:,} bytes"
         )
+
+
+def _read_npy(path: Path, shape, layout) -> Cube:
+    stored_shape, dtype, needed = npy_header(path)
+    check_array_header(stored_shape, dtype, f"{path.name} {describe(stored_shape, dtype)}")
+    check_npy_size(path, stored_shape, dtype, needed)
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, OverflowError) as error:
         raise ValueError(f"{path.name} could not be memory-mapped: {error}") from None
     variable = Variable(path.stem, "numeric", tuple(stored_shape), dtype, lambda: array)
     context = _Context(path, "npy", shape, layout)
-    wavenumbers = context.sidecar()
+    wavenumbers = context.sidecar(stored_shape)
     data, axes, choices = context.arrange(variable, _length(wavenumbers))
     return context.cube(data, wavenumbers, f"npy:{axes_label(axes)}", axes, choices)
 
@@ -141,8 +168,10 @@ def _read_npy(path: Path, shape, layout) -> Cube:
 def _read_npz(path: Path, shape, layout) -> Cube:
     try:
         variables = npz_variables(path)
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise ValueError(f"{path.name} is not a readable .npz archive: {error}") from None
+    except STREAM_ERRORS as error:
+        raise ValueError(f"{path.name} is a damaged .npz archive: {type(error).__name__}: {error}") from None
     return _guarded(path, lambda: _interpret(variables, _Context(path, "npz", shape, layout)))
 
 
@@ -170,8 +199,8 @@ def _read_mat(path: Path, shape, layout) -> Cube:
     except OSError as error:
         raise ValueError(f"{path.name} is not a readable MATLAB v7.3 (HDF5) file: {error}") from None
     with h5file:
-        variables = matlab_hdf5_variables(h5file)
-        return _guarded(path, lambda: _interpret(variables, _Context(path, "mat-v7.3", shape, layout)))
+        context = _Context(path, "mat-v7.3", shape, layout)
+        return _guarded(path, lambda: _interpret(matlab_hdf5_variables(h5file, context.notes), context))
 
 
 def _guarded(path: Path, read):
@@ -210,28 +239,64 @@ def _interpret(variables: dict[str, Variable], context: "_Context") -> Cube:
 
 
 def _own_format(variables, context: "_Context") -> Cube:
-    record_text = as_text(variables[OWN_RECORD].load()) or "{}"
-    try:
-        record = json.loads(record_text)
-    except json.JSONDecodeError:
-        record = {}
+    """A file :func:`save_cube` wrote: no guesses; an unusable companion is skipped with a note."""
+    record = _own_record(variables[OWN_RECORD], context)
     axes = "byx" if context.container == "npz" else "yxb"
+    stored = axes_label(axes)
+    main = variables["data"]
+    what = f"{context.path.name}:data {describe(main.shape, main.dtype)}"
+    if len(check_array_header(main.shape, main.dtype, what)) != 3:
+        raise ValueError(f"{what} is not the {stored} cube napari-deeper writes")
+    n_bands = int(main.shape[axes.index("b")])
+    saved_unit = record.get("spectral_unit") or _text_of(context, UNIT_KEYS)
+    unit = parse_unit(saved_unit) if saved_unit else None
+    if saved_unit and unit is None:
+        context.notes.append(
+            f"the saved spectral unit {saved_unit!r} names neither a Raman shift (1/cm) nor a "
+            "wavelength (nm): dropped, the axis is taken as 1/cm"
+        )
     wavenumbers = None
-    if "wavenumbers" in variables:
-        unit = record.get("spectral_unit") or _text_of(variables, UNIT_KEYS) or "1/cm"
-        wavenumbers = (np.asarray(variables["wavenumbers"].load(), dtype=np.float64).ravel(), unit, "")
-    data, _, _ = context.arrange(variables["data"], _length(wavenumbers), layout=axes)
+    axis = variables.get("wavenumbers")
+    if axis is not None and axis.kind == "numeric":
+        values = _axis_values(context, axis, {n_bands})
+        if values is not None:
+            wavenumbers = (values, unit or "1/cm", "")
+    data, _, _ = context.arrange(main, n_bands, layout=axes)
+    stored_names = record.get("companion_names")
+    stored_names = stored_names if isinstance(stored_names, dict) else {}
     companions = {}
     for name, variable in variables.items():
-        if name.startswith(COMPANION_PREFIX) and variable.kind == "numeric":
-            companions[name[len(COMPANION_PREFIX):]], _, _ = context.arrange(variable, _length(wavenumbers), layout=axes)
+        if not name.startswith(COMPANION_PREFIX):
+            continue
+        label = str(stored_names.get(name[len(COMPANION_PREFIX):], name[len(COMPANION_PREFIX):]))
+        try:
+            if variable.kind != "numeric" or len(variable.shape) != 3:
+                raise ValueError(
+                    f"a {variable.kind} array of shape {describe(variable.shape)}, not a {stored} cube"
+                )
+            companions[label], _, _ = context.arrange(variable, n_bands, layout=axes)
+        except ValueError as error:
+            context.notes.append(f"companion {label!r} skipped: {error}")
     cube = context.cube(data, wavenumbers, f"napari-deeper:{context.container}", axes, [])
-    saved = {k: v for k, v in record.items() if k not in cube.metadata}
+    saved = {k: v for k, v in record.items() if k not in cube.metadata and k != "companion_names"}
     cube.metadata.update(saved)
     if "format" in record:
         cube.metadata["saved_from_format"] = record["format"]
     cube.metadata["companions"] = companions
     return cube
+
+
+def _own_record(variable: Variable, context: "_Context") -> dict:
+    """The JSON metadata record of an own-format file ({} with a note when it is unusable)."""
+    text = variable.text() if variable.kind == "char" else None
+    try:
+        record = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict):
+        context.notes.append(f"the {OWN_RECORD!r} record is not a JSON object: its metadata is ignored")
+        record = {}
+    return record
 
 
 def _witec_struct(name: str, fields: dict[str, Variable], context: "_Context") -> Cube:
@@ -266,7 +331,7 @@ def _noise_learning(matrices, numeric, context: "_Context") -> Cube:
     """Noise-learning sets: ``cube`` / ``lcube`` / ``noise`` are bands x pixels, ``x`` the axis."""
     present = [k for k in NOISE_LEARNING if k in matrices]
     main = present[0]
-    wavenumbers = _vector(context, ("x",))
+    wavenumbers = _vector(context, ("x",), matrices[main].shape)
     file_shape = None
     if "size" in numeric:
         size = np.asarray(numeric["size"].load()).ravel()
@@ -285,7 +350,8 @@ def _deeper_pairs(matrices, numeric, context: "_Context") -> Cube:
     """DeepeR denoising sets: N x bands matrices; the axis comes from a sidecar ``axis.txt``."""
     names = [k for k in DEEPER_MAIN + DEEPER_PAIRED if k in matrices]
     main = names[0]
-    wavenumbers = _vector(context, WAVENUMBER_KEYS + WAVELENGTH_KEYS) or context.sidecar()
+    lengths = matrices[main].shape
+    wavenumbers = _vector(context, WAVENUMBER_KEYS + WAVELENGTH_KEYS, lengths) or context.sidecar(lengths)
     data, axes, choices = context.arrange(matrices[main], _length(wavenumbers), bands_first=False)
     cube = context.cube(data, wavenumbers, f"deeper-pairs:{main}", axes, choices)
     cube.metadata["companions"] = context.companions(
@@ -304,7 +370,8 @@ def _largest_array(variables, numeric, context: "_Context") -> Cube:
             f"{context.path.name} holds no numeric 2-D or 3-D array to read as a cube; found: {found}"
         )
     name = max(candidates, key=lambda n: int(np.prod(candidates[n].shape)))
-    wavenumbers = _vector(context, WAVENUMBER_KEYS + WAVELENGTH_KEYS, exclude=name) or context.sidecar()
+    lengths = candidates[name].shape
+    wavenumbers = _vector(context, WAVENUMBER_KEYS + WAVELENGTH_KEYS, lengths, exclude=name) or context.sidecar(lengths)
     data, axes, choices = context.arrange(candidates[name], _length(wavenumbers))
     if len(candidates) > 1:
         others = ", ".join(n for n in candidates if n != name)
@@ -315,11 +382,12 @@ def _largest_array(variables, numeric, context: "_Context") -> Cube:
     return cube
 
 
-def _vector(context: "_Context", keys, exclude=None):
+def _vector(context: "_Context", keys, lengths, exclude=None):
     """(values, unit, where) of the first spectral vector stored under one of ``keys``.
 
     The unit is the one a ``spectral_unit`` text states, else the one the name implies
-    ("wavelengths" -> nm, "wavenumbers" -> 1/cm; "x" and "axis" say nothing).
+    ("wavelengths" -> nm, "wavenumbers" -> 1/cm; "x" and "axis" say nothing). A vector whose
+    declared length is none of ``lengths`` (the data's axis lengths) is skipped unread.
     """
     for key in keys:
         variable = context.variables.get(key)
@@ -330,23 +398,76 @@ def _vector(context: "_Context", keys, exclude=None):
             or sum(n > 1 for n in variable.shape) != 1
         ):
             continue
-        stated = parse_unit(_text_of(context.variables, UNIT_KEYS) or "")
+        values = _axis_values(context, variable, lengths)
+        if values is None:
+            continue
+        stated_text = _text_of(context, UNIT_KEYS)
+        stated = parse_unit(stated_text or "")
+        if stated_text and stated is None:
+            context.notes.append(f"spectral unit {stated_text!r} not understood (1/cm or nm expected): ignored")
         implied = "nm" if key in WAVELENGTH_KEYS else None if key in ("x", "axis") else "1/cm"
-        values = np.asarray(variable.load(), dtype=np.float64).ravel()
         return values, stated or implied, f"variable {key!r}"
     return None
+
+
+def _axis_values(context: "_Context", variable: Variable, lengths) -> np.ndarray | None:
+    """A spectral vector's values, or None (noted, nothing read) when its length fits no axis."""
+    count = int(np.prod(variable.shape))
+    if count not in {int(n) for n in lengths}:
+        context.notes.append(
+            f"spectral axis from variable {variable.name!r} has {count} values but no axis of the "
+            f"data {describe(lengths)} has that length: ignored, not read"
+        )
+        return None
+    return np.asarray(variable.load(), dtype=np.float64).ravel()
 
 
 def _length(wavenumbers) -> int | None:
     return None if wavenumbers is None else int(wavenumbers[0].size)
 
 
-def _text_of(variables, keys) -> str | None:
+#: Longest text read as a unit (a longer char array is not a unit).
+_MAX_UNIT_CHARS = 64
+
+
+def _text_of(context: "_Context", keys) -> str | None:
     for key in keys:
-        variable = variables.get(key)
-        if variable is not None and variable.kind == "char":
+        variable = context.variables.get(key)
+        if variable is not None and variable.kind == "char" and int(np.prod(variable.shape)) <= _MAX_UNIT_CHARS:
             return variable.text()
     return None
+
+
+def sidecar_names(stem: str) -> list[tuple[str, str | None]]:
+    """(file name, unit it implies) of the spectral-axis files looked for beside ``<stem>.*``."""
+    return [
+        (f"{stem}_wavenumbers.npy", "1/cm"),
+        (f"{stem}_wavelengths.npy", "nm"),
+        (f"{stem}_wavenumbers.txt", "1/cm"),
+        (f"{stem}_wavelengths.txt", "nm"),
+        (f"{stem}_axis.txt", None),
+        ("axis.txt", None),
+    ]
+
+
+def is_plain_image(path) -> bool:
+    """True for a ``.npy`` that holds an image, not a cube: a 2-D array (a map) or an RGB(A)
+    ``(Y, X, 3 or 4)`` one, with no spectral-axis file beside it.
+
+    The napari reader leaves these to napari's own reader, so a map saved as ``.npy`` opens
+    again as that map (``load_cube`` still reads a 2-D array as pixels x bands when asked).
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        return False
+    try:
+        shape, _dtype, _needed = npy_header(path)
+    except ValueError:
+        return False
+    rgb = len(shape) == 3 and shape[2] in (3, 4) and min(shape[:2]) > 4
+    if len(shape) != 2 and not rgb:
+        return False
+    return not any(path.with_name(name).is_file() for name, _unit in sidecar_names(path.stem))
 
 
 # --- shared machinery ----------------------------------------------------------------------
@@ -403,32 +524,51 @@ class _Context:
             choices.append(f"image refolded to {self.shape[0]} x {self.shape[1]} as asked (row-major)")
         return data, axes, [c for c in choices if c]
 
-    def sidecar(self):
-        """(values, unit, where) from a file next to this one, or None."""
-        stem = self.path.stem
-        candidates = [
-            (f"{stem}_wavenumbers.npy", "1/cm"),
-            (f"{stem}_wavelengths.npy", "nm"),
-            (f"{stem}_wavenumbers.txt", "1/cm"),
-            (f"{stem}_wavelengths.txt", "nm"),
-            (f"{stem}_axis.txt", None),
-            ("axis.txt", None),
-        ]
-        for filename, unit in candidates:
+    def sidecar(self, lengths):
+        """(values, unit, where) from a file next to this one, or None.
+
+        ``lengths`` are the data's axis lengths: a sidecar declaring another length, or a text
+        file larger than such an axis needs, is noted and not read.
+        """
+        lengths = {int(n) for n in lengths}
+        for filename, unit in sidecar_names(self.path.stem):
             sidecar = self.path.with_name(filename)
             if not sidecar.is_file():
                 continue
             try:
-                if sidecar.suffix == ".npy":
-                    values = np.load(sidecar, allow_pickle=False)
-                else:
-                    values = np.loadtxt(sidecar, dtype=np.float64, ndmin=1)
-                values = np.asarray(values, dtype=np.float64).ravel()
+                values = self._sidecar_values(sidecar, lengths)
             except (ValueError, OSError, TypeError) as error:
                 self.notes.append(f"could not read the spectral axis in {filename}: {error}")
                 continue
-            return values, unit, filename
+            if values is not None:
+                return values, unit, filename
         return None
+
+    def _sidecar_values(self, sidecar: Path, lengths: set[int]) -> np.ndarray | None:
+        """A sidecar's values as float64, checked from its header / size before reading."""
+        if sidecar.suffix == ".npy":
+            shape, dtype, needed = npy_header(sidecar)
+            if not is_numeric(dtype) or sum(n > 1 for n in shape) > 1:
+                raise ValueError(f"a {describe(shape, dtype)} array is not a spectral axis")
+            count = int(np.prod(shape))
+            if count not in lengths:
+                self.notes.append(
+                    f"spectral axis from {sidecar.name} has {count} values but no axis of the data "
+                    f"{describe(sorted(lengths))} has that length: ignored, not read"
+                )
+                return None
+            check_npy_size(sidecar, shape, dtype, needed)
+            values = np.load(sidecar, allow_pickle=False)
+        else:
+            size, most = sidecar.stat().st_size, max(lengths)
+            if size > TEXT_BYTES_PER_VALUE * most + 4096:
+                self.notes.append(
+                    f"{sidecar.name} is {size:,} bytes, more than a spectral axis of at most {most} "
+                    "values needs: ignored, not read"
+                )
+                return None
+            values = np.loadtxt(sidecar, dtype=np.float64, ndmin=1)
+        return np.asarray(values, dtype=np.float64).ravel()
 
     def companions(self, variables: dict[str, Variable], cube: Cube, *, file_shape=None, bands_first=None) -> dict:
         """The other cubes of a paired set, arranged like the main one; unreadable ones noted."""
