@@ -320,3 +320,65 @@ def test_band_area_beyond_float32_is_refused():
     axis = np.linspace(0.0, 1e30, B)
     with pytest.raises(ValueError, match="beyond float32's range"):
         nd.band_map(smooth_cube() * 1e10, axis, center=5e29, width=4e29)
+
+
+# --- writers: nothing lost silently --------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".npz", ".mat"])
+def test_companion_names_colliding_after_sanitising_are_all_kept(tmp_path, ext):
+    companions = {"a b": smooth_cube(seed=1), "a_b": smooth_cube(seed=2), "a-b": smooth_cube(seed=3), "é": smooth_cube(seed=4)}
+    save_cube(Cube(smooth_cube(), AXIS, {"companions": companions}), tmp_path / f"c{ext}")
+    back = load_cube(tmp_path / f"c{ext}").metadata["companions"]
+    assert sorted(back) == sorted(companions)
+    for name, array in companions.items():
+        np.testing.assert_array_equal(back[name], array)
+
+
+def test_mat_companion_names_cut_at_63_characters_are_all_kept(tmp_path):
+    long = "reference measurement of the same cell with a longer exposure"
+    companions = {f"{long} {i}": smooth_cube(seed=i) for i in range(3)}
+    save_cube(Cube(smooth_cube(), AXIS, {"companions": companions}), tmp_path / "c.mat")
+    stored = [name for name in sio.whosmat(tmp_path / "c.mat") if name[0].startswith("companion_")]
+    assert len(stored) == 3 and all(len(name) <= 63 for name, *_ in stored)
+    back = load_cube(tmp_path / "c.mat").metadata["companions"]
+    for name, array in companions.items():
+        np.testing.assert_array_equal(back[name], array)
+
+
+def test_labels_tiff_keeps_labels_beyond_32_bits(tmp_path):
+    import tifffile
+
+    from napari_deeper._writer import write_labels_tiff
+
+    labels = np.array([[0, 7], [2**32, 8589934599]], dtype=np.int64)
+    [path] = write_labels_tiff(str(tmp_path / "labels.tif"), labels, {"name": "classes"})
+    back = tifffile.imread(path)
+    assert back.dtype == np.uint64 and np.array_equal(back, labels)
+
+
+@pytest.mark.parametrize("shape", [(NY, NX), (NY, NX, 3)], ids=["map", "rgb"])
+def test_maps_saved_as_npy_reopen_as_maps(tmp_path, shape):
+    from napari_builtins.io import napari_get_reader
+
+    from napari_deeper._reader import get_reader
+    from napari_deeper._writer import write_npy
+
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    [path] = write_npy(str(tmp_path / "map.npy"), image, {"name": "map", "metadata": {}})
+    assert get_reader(path) is None  # left to napari's own reader...
+    [(data, *_rest)] = napari_get_reader(path)(path)  # ...which gives the map back as it was
+    np.testing.assert_array_equal(data, image)
+    np.save(tmp_path / "pixels.npy", np.ones((30, B), np.float32))  # a spectra matrix with its axis
+    np.save(tmp_path / "pixels_wavenumbers.npy", AXIS)
+    assert get_reader(str(tmp_path / "pixels.npy")) is not None
+
+
+def test_endmembers_with_nan_are_refused_on_write(tmp_path):
+    from napari_deeper.io.endmembers import save_endmembers_csv
+
+    endmembers = np.ones((2, B))
+    endmembers[1, 3] = np.nan
+    with pytest.raises(ValueError, match="1 NaN / Inf values"):
+        save_endmembers_csv(tmp_path / "em.csv", endmembers, AXIS)
+    assert not (tmp_path / "em.csv").exists()

@@ -19,7 +19,7 @@ import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from .io import _text, _vendor, load_cube
-from .io._read import EXTENSIONS
+from .io._read import EXTENSIONS, is_plain_image
 from ._widgets._layers import provenance
 
 # napari's "this reader handled the file but made no layers" answer (see napari.plugins.io):
@@ -33,6 +33,8 @@ def get_reader(path):
     if not paths or any(Path(p).suffix.lower() not in EXTENSIONS for p in paths):
         return None
     if not all(_ours(Path(p)) for p in paths):  # .xml, .txt and .csv are shared with other formats
+        return None
+    if any(is_plain_image(p) for p in paths):  # a 2-D map or an RGB image: napari's own reader
         return None
     return read_cubes
 

@@ -10,8 +10,8 @@ save dialog asks before it replaces a file; the writers themselves write exactly
   ``tifffile.TiffFile(path).shaped_metadata[0]``).
 - :func:`write_npy`: the array as ``.npy``; a spectral cube is written by
   :func:`napari_deeper.io.save_cube` (wavenumbers in a ``<name>_wavenumbers.npy`` sidecar).
-- :func:`write_labels_tiff`: a labels layer as an unsigned-integer TIFF, with the component
-  names of its classes.
+- :func:`write_labels_tiff`: a labels layer as an unsigned-integer TIFF (8 to 64 bits, the
+  smallest that holds every label), with the component names of its classes.
 - :func:`write_endmembers_csv`: the endmember spectra of an unmixing result (kept in the layer's
   ``metadata["napari_deeper"]``) as a CSV table.
 """
@@ -49,7 +49,7 @@ def write_labels_tiff(path: str, data, attributes: dict) -> list[str]:
     if labels.size and labels.min() < 0:
         raise ValueError("labels must not be negative")
     top = int(labels.max()) if labels.size else 0
-    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
+    dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if top <= np.iinfo(t).max)
     tifffile.imwrite(
         path, labels.astype(dtype), metadata=tiff_metadata(labels, attributes), photometric="minisblack"
     )

@@ -9,6 +9,10 @@ Layouts written (documented in docs/formats.md):
 - ``.mat`` (MATLAB v5): ``data`` ``(Y, X, B)`` single (MATLAB's rows x columns x bands),
   ``wavenumbers`` 1 x B double, ``spectral_unit`` and ``napari_deeper`` (JSON) as text, and
   ``companion_<name>`` cubes as ``(Y, X, B)`` too.
+
+Companion names are made into identifiers (ASCII letters, digits, ``_``; at most 63 characters
+with the prefix, MATLAB's limit); names that would then collide get ``_2``, ``_3``... and the
+record keeps every original name, so no companion is lost or renamed on reading back.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import as_cube, as_wavenumbers
-from ._cube import Cube
+from ._cube import Cube, parse_unit
 from ._read import COMPANION_PREFIX, OWN_RECORD
 
 SPECTRAL_UNITS = ("1/cm", "nm")
 FORMAT_VERSION = 1
 # MATLAB v5 files store each variable's size in 32 bits.
 _MAT_V5_MAX_BYTES = 2**31 - 1
+# MATLAB's longest variable name.
+_MAT_NAME_CHARS = 63
 
 
 def save_cube(cube, path, wavenumbers=None, metadata: dict | None = None) -> list[str]:
@@ -43,13 +49,14 @@ def save_cube(cube, path, wavenumbers=None, metadata: dict | None = None) -> lis
     else:
         data = cube
         metadata = dict(metadata or {})
-    data = as_cube(data, "cube data", allow_nonfinite=True)
+    data = as_cube(data, "cube data", allow_nonfinite=True, check_range=False)
     wavenumbers = as_wavenumbers(wavenumbers, data.shape[0])
-    unit = metadata.get("spectral_unit") or "1/cm"
+    given_unit = metadata.get("spectral_unit") or "1/cm"
+    unit = parse_unit(given_unit)
     if unit not in SPECTRAL_UNITS:
-        raise ValueError(f"spectral_unit must be one of {SPECTRAL_UNITS}, got {unit!r}")
+        raise ValueError(f"spectral_unit must be one of {SPECTRAL_UNITS}, got {given_unit!r}")
     companions = {
-        name: as_cube(array, f"companion {name!r}", allow_nonfinite=True)
+        str(name): as_cube(array, f"companion {name!r}", allow_nonfinite=True, check_range=False)
         for name, array in (metadata.get("companions") or {}).items()
     }
     ext = path.suffix.lower()
@@ -58,18 +65,42 @@ def save_cube(cube, path, wavenumbers=None, metadata: dict | None = None) -> lis
     if not path.parent.is_dir():
         raise ValueError(f"cannot save to {path}: the folder {path.parent} does not exist")
     data = _detach_from(data, path)
-    record = json.dumps(_record(metadata, unit))
+    stored = companion_names(companions, _MAT_NAME_CHARS if ext == ".mat" else None)
+    record = _record(metadata, unit)
+    record["companion_names"] = {key[len(COMPANION_PREFIX):]: name for name, key in stored.items()}
+    record = json.dumps(record)
+    companions = {stored[name]: array for name, array in companions.items()}
     if ext == ".npy":
         return _save_npy(data, wavenumbers, unit, path)
     if ext == ".npz":
         arrays = {"data": data, OWN_RECORD: np.array(record)}
         if wavenumbers is not None:
             arrays["wavenumbers"] = wavenumbers
-        arrays.update({COMPANION_PREFIX + _identifier(n): a for n, a in companions.items()})
+        arrays.update(companions)
         with open(path, "wb") as handle:
             np.savez(handle, **arrays)
         return [str(path)]
     return _save_mat(data, wavenumbers, unit, record, companions, path)
+
+
+def companion_names(companions: dict, max_chars: int | None = None) -> dict[str, str]:
+    """Original companion name -> the variable name it is stored under (distinct, prefixed).
+
+    Each name becomes an ASCII identifier after ``companion_``, cut to ``max_chars`` in all;
+    a name that would then collide with an earlier one gets ``_2``, ``_3``... (inside the cut).
+    """
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in companions:
+        base = COMPANION_PREFIX + _identifier(name)
+        candidate, number = base[:max_chars], 1
+        while candidate in taken:
+            number += 1
+            suffix = f"_{number}"
+            candidate = (base[: max_chars - len(suffix)] if max_chars else base) + suffix
+        taken.add(candidate)
+        out[name] = candidate
+    return out
 
 
 def _save_npy(data, wavenumbers, unit, path: Path) -> list[str]:
@@ -99,7 +130,7 @@ def _save_mat(data, wavenumbers, unit, record, companions, path: Path) -> list[s
     if wavenumbers is not None:
         variables["wavenumbers"] = wavenumbers.reshape(1, -1)
     for name, array in companions.items():
-        variables[(COMPANION_PREFIX + _identifier(name))[:63]] = np.transpose(array, (1, 2, 0))
+        variables[name] = np.transpose(array, (1, 2, 0))
     sio.savemat(str(path), variables, do_compression=False)
     return [str(path)]
 
@@ -121,7 +152,7 @@ def _record(metadata: dict, unit: str) -> dict:
 
 
 def _identifier(name: str) -> str:
-    return re.sub(r"\W", "_", str(name)) or "unnamed"
+    return re.sub(r"[^A-Za-z0-9_]", "_", str(name)) or "unnamed"
 
 
 def _detach_from(data: np.ndarray, path: Path) -> np.ndarray:

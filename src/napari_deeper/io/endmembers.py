@@ -33,13 +33,20 @@ def save_endmembers_csv(path, endmembers, wavenumbers=None, names=None) -> Path:
 
     ``names`` (k strings) head the component columns (default ``component 1`` ...). Values are
     written as the shortest text that reads back as the same float64, so float32 endmembers
-    come back from :func:`load_endmembers_csv` bit for bit. Returns the path written.
+    come back from :func:`load_endmembers_csv` bit for bit. NaN / Inf values are refused (the
+    reader refuses them too, so such a file could not be read back). Returns the path written.
     """
     em = np.asarray(endmembers, dtype=np.float64)
     if em.ndim == 1:
         em = em[None, :]
     if em.ndim != 2 or em.size == 0:
         raise ValueError(f"endmembers must be a non-empty (components, bands) array, got shape {em.shape}")
+    bad = int(np.count_nonzero(~np.isfinite(em)))
+    if bad:
+        raise ValueError(
+            f"endmembers hold {bad} NaN / Inf values out of {em.size}; a CSV of spectra must hold "
+            "finite numbers: replace them before saving"
+        )
     k, n_bands = em.shape
     names = default_names(k) if names is None else [str(name) for name in names]
     if len(names) != k:
@@ -52,6 +59,8 @@ def save_endmembers_csv(path, endmembers, wavenumbers=None, names=None) -> Path:
         axis = np.asarray(wavenumbers, dtype=np.float64).ravel()
         if axis.size != n_bands:
             raise ValueError(f"wavenumbers has {axis.size} values but the endmembers have {n_bands} bands")
+        if not np.isfinite(axis).all():
+            raise ValueError("wavenumbers contains NaN or Inf; a CSV of spectra must hold finite numbers")
         header = AXIS_HEADER
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as handle:
