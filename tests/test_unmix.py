@@ -167,6 +167,117 @@ def test_gpu_matches_cpu(rng):
         assert np.abs(cpu - gpu).max() <= 1e-6
 
 
+def blas_threads() -> int:
+    """The most threads any loaded BLAS library is set to use (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+
+    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+
+def test_chunk_threads_run_with_one_blas_thread_and_restore_the_limit(rng, monkeypatch):
+    """Our chunk threads are the parallelism: BLAS threads on top made NNLS up to 12x slower."""
+    from threadpoolctl import threadpool_limits
+
+    seen = []
+    project = abundances_module._NumpyOps.project
+    monkeypatch.setattr(
+        abundances_module._NumpyOps, "project",
+        staticmethod(lambda *args: seen.append(blas_threads()) or project(*args)),
+    )  # fmt: skip
+    cube = rng.normal(0.2, 1.0, (40, 20, 30)).astype(np.float32)
+    endmembers = rng.random((5, 40))
+    with threadpool_limits(2, user_api="blas"):
+        if blas_threads() < 2:
+            pytest.skip("this BLAS cannot be set to 2 threads here, so a limit to 1 is not visible")
+        ours = nd.nnls(cube, endmembers, chunk_size=50)  # device=None: the CPU here
+        assert set(seen) == {1} and len(seen) == 12
+        assert blas_threads() == 2, "the limits in force before the call were not restored"
+    assert relative_difference(ours, scipy_reference(cube, endmembers)) <= 1e-6
+
+
+def test_concurrent_and_cancelled_solves_share_one_blas_limit(rng):
+    """The limit is process-wide: it is lifted when the last solve ends, also when cancelled."""
+    from threadpoolctl import threadpool_limits
+
+    cube = rng.normal(0.2, 1.0, (30, 10, 10)).astype(np.float32)
+    endmembers = rng.random((4, 30))
+    with threadpool_limits(2, user_api="blas"):
+        if blas_threads() < 2:
+            pytest.skip("this BLAS cannot be set to 2 threads here, so a limit to 1 is not visible")
+        first = nnls_steps(cube, endmembers, device="cpu", chunk_size=10)
+        second = nnls_steps(cube, endmembers, sum_to_one=True, device="cpu", chunk_size=10)
+        next(first), next(first)  # the first solve is under way
+        next(second), next(second)
+        assert blas_threads() == 1
+        first.close()  # cancelled while the second one still runs
+        assert blas_threads() == 1
+        fcls = compute.run(second)
+        assert blas_threads() == 2
+    assert np.abs(fcls.sum(axis=0) - 1).max() <= 1e-6
+
+
+def test_nnls_with_device_none_on_a_cpu_machine_does_not_import_torch():
+    """device=None looks for a GPU driver's files first: a 1-5 s torch import only where one is."""
+    import subprocess
+    import sys
+
+    if compute.gpu_visible():
+        pytest.skip("this machine shows a GPU driver, so device=None rightly imports torch to ask it")
+    script = """
+import json, sys, time
+import numpy as np
+import napari_deeper as nd
+cube = np.random.default_rng(0).random((50, 20, 20), dtype=np.float32)
+start = time.perf_counter()
+nd.nnls(cube, np.random.default_rng(1).random((3, 50)))
+print(json.dumps({"seconds": time.perf_counter() - start, "torch": "torch" in sys.modules}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["torch"] is False, "nd.nnls(device=None) imported torch on a machine without a GPU"
+    assert result["seconds"] < 1.0  # importing torch alone takes 1.5-4.5 s
+
+
+@pytest.mark.parametrize("sum_to_one, scale_endmembers", [(False, False), (False, True), (True, True)])
+def test_data_near_the_float32_maximum_give_finite_exact_results(rng, sum_to_one, scale_endmembers):
+    """float64 arithmetic holds any float32 data. Scaling data and endmembers by c leaves the
+    abundances as they are; scaling the data alone multiplies NNLS abundances by c."""
+    cube, endmembers, _ = mixture(rng, k=3, n_bands=30, shape=(5, 6), snr_db=20)
+    cube = np.abs(cube)
+    factor = np.float32(0.9 * np.finfo(np.float32).max / cube.max())
+    big = cube * factor
+    assert np.all(np.isfinite(big)) and big.max() > 3e38
+    big_endmembers = endmembers * np.float64(factor) if scale_endmembers else endmembers
+    maps, residual = nd.nnls(big, big_endmembers, sum_to_one=sum_to_one, device="cpu", return_residual=True)
+    small, small_residual = nd.nnls(cube, endmembers, sum_to_one=sum_to_one, device="cpu", return_residual=True)
+    expected = small if scale_endmembers else small * np.float64(factor)
+    assert np.all(np.isfinite(maps)) and np.all(np.isfinite(residual))
+    assert np.abs(maps - expected).max() <= 1e-6 * np.abs(expected).max()
+    assert residual.max() > 1e37  # the residuals' squares pass float32's range: no Inf
+    assert np.allclose(residual, small_residual * np.float64(factor), rtol=1e-4)
+
+
+def test_fcls_of_data_far_above_the_endmembers_is_the_best_vertex(rng):
+    """FCLS is not scale-equivariant in the data alone: data 1e38 times the endmembers make the
+    quadratic term negligible, so the answer is the vertex with the largest ``b_i - G_ii / 2``."""
+    cube, endmembers, _ = mixture(rng, k=3, n_bands=30, shape=(5, 6), snr_db=20)
+    big = np.abs(cube) * np.float32(0.9 * np.finfo(np.float32).max / np.abs(cube).max())
+    maps = nd.nnls(big, endmembers, sum_to_one=True, device="cpu").reshape(3, -1)
+    b = endmembers @ big.reshape(30, -1).astype(np.float64)
+    best = (b - 0.5 * np.einsum("ij,ij->i", endmembers, endmembers)[:, None]).argmax(axis=0)
+    assert np.array_equal(maps, np.eye(3, dtype=np.float32)[:, best])
+
+
+def test_results_beyond_float32_are_refused_with_a_message(rng):
+    cube, endmembers, _ = mixture(rng, k=3, n_bands=30, shape=(4, 5))
+    big = np.abs(cube) * np.float32(0.9 * np.finfo(np.float32).max / np.abs(cube).max())
+    with pytest.raises(ValueError, match="NNLS abundances of .* pixels reach .* beyond float32's range"):
+        nd.nnls(big, endmembers / 100, device="cpu")  # abundances of about 1e40
+    with pytest.raises(ValueError, match="endmembers hold values up to 1e\\+40, beyond float32's range"):
+        nd.nnls(cube, endmembers * 1e40 / endmembers.max(), device="cpu")
+
+
 # ---------------------------------------------------------------------------------- FCLS
 
 

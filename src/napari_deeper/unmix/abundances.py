@@ -19,15 +19,24 @@ answer is not the NNLS solution whenever a constraint is active.
   every subproblem through the bordered KKT system), grouped the same way.
 
 Both run with numpy on the CPU or with torch on a GPU (the same code through a small backend
-shim); pixels are processed in chunks so that memory stays bounded.
+shim); pixels are processed in chunks so that memory stays bounded. On the CPU the chunks are
+solved in parallel by our own threads, one per core, with BLAS held to one thread meanwhile
+(threadpoolctl): BLAS's own threads on top of ours made the many thin products here 1.8 times
+slower on an idle 2-core machine and up to 12 times on a busy one.
+
+All arithmetic is float64. Data are float32 and endmembers are refused beyond float32's range, so
+no product overflows (``B (3.4e38)^2`` is far inside float64); abundances or residuals that do
+not fit the float32 output are refused with a ``ValueError``, never returned as Inf.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -42,6 +51,8 @@ MAX_ENDMEMBERS = 63
 CPU_CHUNK = 16384
 #: Multiply-adds per BLAS call when computing ``E y`` on the CPU (see ``_NumpyOps.project``).
 BLAS_WORK = 6e5
+#: The largest value the float32 output can hold.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_endmembers(endmembers, n_bands: int) -> np.ndarray:
@@ -81,6 +92,12 @@ def check_endmembers(endmembers, n_bands: int) -> np.ndarray:
             f"endmembers contain {int(bad.sum())} NaN/Inf values (components {rows}); "
             "every endmember must be a finite spectrum"
         )
+    largest = float(np.abs(em).max())
+    if largest > FLOAT32_MAX:
+        raise ValueError(
+            f"endmembers hold values up to {largest:.3g}, beyond float32's range ({FLOAT32_MAX:.3g}); "
+            "divide them by a constant (the abundances are then multiplied by it)"
+        )
     norms = np.linalg.norm(em, axis=1)
     if np.any(norms == 0):
         zero = np.flatnonzero(norms == 0).tolist()
@@ -100,6 +117,35 @@ def require_finite(cube: np.ndarray, name: str) -> None:
     raise ValueError(f"{name} holds values too large for float32 arithmetic (overflow)")
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextmanager
+def one_blas_thread():
+    """Hold BLAS to one thread while our own chunk threads run (they are the parallelism).
+
+    threadpoolctl's limit is process-wide, so solves running at once share it: the first one in
+    sets it, the last one out restores the limits that were there before.
+    """
+    global _blas_users, _blas_limiter
+    from threadpoolctl import ThreadpoolController
+
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = ThreadpoolController().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
 def nnls_steps(
     data,
     endmembers,
@@ -115,10 +161,21 @@ def nnls_steps(
     ``residual`` ``(Y, X)`` is the root-mean-square over bands of ``y - E.T @ x``.
 
     Pixels whose spectrum is all zero (e.g. masked background) get zero abundances, also with
-    ``sum_to_one``. Negative data values are allowed (e.g. after baseline removal).
+    ``sum_to_one``. Negative data values are allowed (e.g. after baseline removal). Abundances
+    (or residuals) beyond float32's range raise a ``ValueError`` saying how to rescale.
+
+    ``device`` None/"auto" looks for a GPU only where one may be (see
+    :func:`napari_deeper.compute.resolves_to_cpu`: without a sign of a GPU driver, and with torch
+    not imported yet, it stays in numpy and does not import torch); "cpu" is numpy, "cuda"/"gpu"
+    is torch on that device.
+
+    On the CPU, chunks are solved in parallel, one thread per core, with BLAS held to one thread
+    (process-wide, :func:`one_blas_thread`) until the last chunk is done or the generator is
+    closed (cancelled); closing it waits for the chunks already running, at most one per core.
     """
-    # NaN/Inf are caught chunk by chunk (they reach b = E y), not by a separate pass over the data
-    cube = as_cube(data, "data", allow_nonfinite=True)
+    # NaN/Inf are caught chunk by chunk (they reach b = E y), and results too large for float32
+    # after solving (the float64 arithmetic holds any float32 data), not by a pass over the data
+    cube = as_cube(data, "data", allow_nonfinite=True, check_range=False)
     n_bands, ny, nx = cube.shape
     em = check_endmembers(endmembers, n_bands)
     k = em.shape[0]
@@ -143,30 +200,37 @@ def nnls_steps(
             x[:, ops.mask(~np.any(flat[:, piece], axis=0))] = 0
         else:
             x = _nnls(ops, gram, b, inverses)  # an all-zero spectrum has b = 0 and so x = 0
+        _check_fits(ops.col_max(x), message)
         abundances[:, piece] = ops.to_numpy(x)
         if residual is not None:
             # ||y - E.T x||^2 = y.y - 2 b.x + x.G x: only k-sized work on top of y.y
             squared = power - 2 * (b * x).sum(0) + (x * (gram @ x)).sum(0)
-            residual[piece] = ops.to_numpy(ops.clip_min(squared, 0) / n_bands) ** 0.5
+            rms = (ops.clip_min(squared, 0) / n_bands) ** 0.5  # in float64: y.y may pass 3.4e38
+            _check_fits(rms, "residuals")
+            residual[piece] = ops.to_numpy(rms)
 
     yield compute.Progress(0, n_pixels, message)
-    # chunks are independent: on the CPU, a few run at once in threads (numpy and BLAS release
-    # the GIL); results land in their own slices, progress is reported in order
-    pool = ThreadPoolExecutor(max_workers=ops.workers)
-    pending: deque = deque()
-    try:
-        for piece in compute.chunks(n_pixels, size):
-            pending.append((piece, pool.submit(solve_chunk, piece)))
-            while len(pending) > ops.workers or (pending and pending[0][1].done()):
+    # chunks are independent: on the CPU, one per core runs at once in threads (numpy and BLAS
+    # release the GIL), with BLAS held to one thread from the first chunk to the last; results
+    # land in their own slices, progress is reported in order
+    with ops.threads():
+        pool = ThreadPoolExecutor(max_workers=ops.workers)
+        pending: deque = deque()
+        try:
+            for piece in compute.chunks(n_pixels, size):
+                pending.append((piece, pool.submit(solve_chunk, piece)))
+                while len(pending) > ops.workers or (pending and pending[0][1].done()):
+                    finished, future = pending.popleft()
+                    future.result()
+                    yield compute.Progress(finished.stop, n_pixels, message)
+            while pending:
                 finished, future = pending.popleft()
                 future.result()
                 yield compute.Progress(finished.stop, n_pixels, message)
-        while pending:
-            finished, future = pending.popleft()
-            future.result()
-            yield compute.Progress(finished.stop, n_pixels, message)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            # on an error or a close at a yield (cancel): drop the queued chunks and let the
+            # running ones end (at most one per worker) before the BLAS limit is lifted
+            pool.shutdown(wait=True, cancel_futures=True)
     abundances = abundances.reshape(k, ny, nx)
     if residual is None:
         return abundances
@@ -184,7 +248,8 @@ def nnls(
     """Exact per-pixel NNLS abundances ``(k, Y, X)`` (FCLS with ``sum_to_one``); see :func:`nnls_steps`.
 
     ``data`` is a ``(B, Y, X)`` cube, ``endmembers`` ``(k, B)``. ``device`` None/"auto" uses a
-    GPU when there is one, "cpu" stays in numpy. The result equals
+    GPU when there is one (without importing torch on a machine that shows no sign of one),
+    "cpu" stays in numpy. The result equals
     ``scipy.optimize.nnls(endmembers.T, data[:, i, j])`` for every pixel, to rounding.
     """
     return compute.run(
@@ -341,6 +406,18 @@ def _fcls(ops, gram, b, inverses: _PassiveSetInverses):
     return ops.clip_min(x, 0)
 
 
+def _check_fits(per_pixel, what: str) -> None:
+    """Raise a ``ValueError`` when per-pixel values (float64) do not fit the float32 output."""
+    largest = float(per_pixel.max())
+    if largest > FLOAT32_MAX:
+        raise ValueError(
+            f"{what} of {int((per_pixel > FLOAT32_MAX).sum())} pixels reach {largest:.3g}, beyond "
+            f"float32's range ({FLOAT32_MAX:.3g}): the data are too large for these endmembers; "
+            "divide the data by a constant (NNLS abundances and residuals divide by it too) or "
+            "scale the endmembers up"
+        )
+
+
 def _warn_unconverged(count: int, name: str) -> None:
     warnings.warn(
         f"{name}: {count} pixels did not meet the optimality test within the iteration limit; "
@@ -354,32 +431,41 @@ def _warn_unconverged(count: int, name: str) -> None:
 
 
 def _backend(device):
-    """numpy for the CPU (torch is not even imported for ``device="cpu"``), torch for a GPU."""
-    if device is not None and str(device).lower() == "cpu":
+    """numpy for the CPU (torch is not imported for it, see ``compute.resolves_to_cpu``), torch
+    for a GPU."""
+    if compute.resolves_to_cpu(device):
         return _NumpyOps()
-    target = compute.select_device(device)
-    if target.type == "cpu":
-        return _NumpyOps()
-    return _TorchOps(target)
+    return _TorchOps(compute.select_device(device))
+
+
+def _usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the platform tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on macOS / Windows
+        return max(1, os.cpu_count() or 1)
 
 
 class _NumpyOps:
     """The array operations the solvers need, in numpy float64."""
 
-    #: Chunks solved at once, one per core (at most 4: the work is memory-bound).
-    workers = max(1, min(4, os.cpu_count() or 1))
+    #: Chunks solved at once: one per usable core.
+    workers = _usable_cores()
+    #: While chunks are solved, BLAS runs single-threaded: the chunk threads are the parallelism.
+    threads = staticmethod(one_blas_thread)
 
-    @staticmethod
-    def default_chunk(n_bands: int, k: int) -> int:
-        return compute.chunk_size(8.0 * (n_bands + (k + 1) ** 2 + 12 * k), None, maximum=CPU_CHUNK)
+    @classmethod
+    def default_chunk(cls, n_bands: int, k: int) -> int:
+        per_pixel = 8.0 * (n_bands + (k + 1) ** 2 + 12 * k) * cls.workers  # a chunk per worker
+        return compute.chunk_size(per_pixel, None, maximum=CPU_CHUNK)
 
     @staticmethod
     def project(chunk: np.ndarray, em: np.ndarray, with_power: bool):
         """``b = E y`` in float64 (and every pixel's ``y.y`` when asked) for a float32 chunk.
 
-        Worked through in blocks of about ``BLAS_WORK`` multiply-adds: each block's float64 copy
-        stays in cache, and each BLAS call stays single-threaded (on a busy machine, BLAS
-        threads that wait for a core make a thin product many times slower).
+        Worked through in blocks of about ``BLAS_WORK`` multiply-adds, so that each block's
+        float64 copy stays in cache. A product this size is one that OpenBLAS would split over
+        its threads; ``nnls_steps`` holds BLAS to one thread while its chunk threads run.
         """
         k, n_bands = em.shape
         n = chunk.shape[1]
@@ -450,6 +536,7 @@ class _TorchOps:
     """The same operations with torch on one device, float64 throughout."""
 
     workers = 1  # one stream of work on the GPU
+    threads = staticmethod(nullcontext)  # no BLAS threads to limit on a GPU
 
     def __init__(self, device):
         import torch
