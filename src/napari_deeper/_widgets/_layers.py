@@ -1,13 +1,14 @@
-"""Small helpers every widget shares: find spectral layers, make result layers with provenance."""
+"""Small helpers every widget shares: find spectral layers, make result layers with provenance.
+
+The provenance record itself (key, record, recipe steps) is the core's :mod:`napari_deeper.provenance`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image
 
-from .. import __version__
-
-PROVENANCE_KEY = "napari_deeper"
+from .. import provenance
 
 
 def device_choices() -> list[str]:
@@ -127,18 +128,6 @@ def model_record(model_name: str) -> dict:
     }
 
 
-def provenance(operation: str, source, params: dict | None = None, **extra) -> dict:
-    """The record a made layer keeps of how it was made (``metadata["napari_deeper"]``)."""
-    record = {
-        "operation": operation,
-        "params": dict(params or {}),
-        "source": getattr(source, "name", source),
-        "napari_deeper_version": __version__,
-    }
-    record.update(extra)
-    return record
-
-
 def cube_layer_kwargs(source: Image, name: str, record: dict, scale_factor: float = 1.0) -> dict:
     """Keyword arguments for a new cube layer that inherits the source's spectral axis.
 
@@ -153,8 +142,8 @@ def cube_layer_kwargs(source: Image, name: str, record: dict, scale_factor: floa
         offset = (int(f) // 2) * scale[1:] / f
         scale[1:] = scale[1:] / f
         translate[1:] = translate[1:] - offset
-    metadata = {key: value for key, value in source.metadata.items() if key != PROVENANCE_KEY}
-    metadata[PROVENANCE_KEY] = record
+    metadata = {key: value for key, value in source.metadata.items() if key != provenance.KEY}
+    metadata[provenance.KEY] = record
     return {
         "name": name,
         "scale": scale,

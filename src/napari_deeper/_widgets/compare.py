@@ -33,14 +33,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import metrics
+from .. import metrics, provenance
 from ._layers import (
-    PROVENANCE_KEY,
     cube_layer_kwargs,
     follow_layers,
     is_spectral,
     layer_choices,
-    provenance,
     refresh_choices,
     restore_view,
     result_name,
@@ -49,6 +47,7 @@ from ._layers import (
 from ._runner import Runner
 
 DIFFERENCE_OPERATION = "difference"
+NOT_REPLAYABLE = "a difference map is made from two layers (a candidate and a reference); a recipe replays one chain"
 #: Made layers that are 3-D but not spectral cubes: difference maps, stacked abundance maps.
 NOT_CANDIDATES = {DIFFERENCE_OPERATION, "unmix"}
 DIFFERENCE_CHOICES = {
@@ -73,7 +72,7 @@ CSV_FIELDS = ("name", *metrics.METRIC_NAMES, "accuracy", "shape", "note")
 
 def is_comparable(layer) -> bool:
     """A spectral cube, but not a difference map or stacked abundance maps."""
-    return is_spectral(layer) and layer.metadata.get(PROVENANCE_KEY, {}).get("operation") not in NOT_CANDIDATES
+    return is_spectral(layer) and provenance.of(layer).get("operation") not in NOT_CANDIDATES
 
 
 def _format(value: float, pattern: str) -> str:
@@ -196,7 +195,7 @@ class CompareWidget(QWidget):
     def labels_for(self, name: str):
         """The newest labels layer that the unmix widget made from layer ``name`` (or None)."""
         for layer in reversed(list(self.viewer.layers)):
-            record = layer.metadata.get(PROVENANCE_KEY, {})
+            record = provenance.of(layer)
             if isinstance(layer, Labels) and record.get("source") == name:
                 return layer
         return None
@@ -245,7 +244,8 @@ class CompareWidget(QWidget):
 
     def _add_difference_layer(self, source, name, reference_name, diff, mode, crop) -> None:
         params = {"reference": reference_name, "mode": mode, "crop": crop}
-        record = provenance(DIFFERENCE_OPERATION, source, params)
+        record = provenance.record(DIFFERENCE_OPERATION, source, params,
+                                   replay=provenance.not_replayable(DIFFERENCE_OPERATION, params, NOT_REPLAYABLE))
         limit = float(np.max(np.abs(diff))) or 1.0
         if mode == "cube":
             kwargs = cube_layer_kwargs(
@@ -261,7 +261,7 @@ class CompareWidget(QWidget):
                 translate=tuple(source.translate[-2:]),
                 colormap="magma",
                 contrast_limits=(0.0, limit),
-                metadata={PROVENANCE_KEY: record},
+                metadata={provenance.KEY: record},
             )
 
     # ----------------------------------------------------------------------------- table, CSV

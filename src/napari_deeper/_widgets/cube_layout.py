@@ -4,7 +4,9 @@ Readers guess when a file does not say: which axis holds the bands, how N spectr
 image. This widget shows the layer's shape and the reader's guesses, and makes a corrected copy
 "<name> · relayout" (or "<name> · finite" after replacing NaN / Inf with 0). Like every
 operation of the plugin it makes a new layer with provenance; "Remove the original" (on by
-default) then removes the wrongly shaped one so that it is not used by mistake.
+default) then removes the wrongly shaped one so that it is not used by mistake. Replacing NaN /
+Inf is a recipe step (preprocessing with ``fill=0``); a relayout is not: it corrects how a file
+was read, so a recipe through it refuses to replay and says so.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from .. import provenance
 from ..io import relayout_steps, replace_nonfinite_steps
-from ._layers import PROVENANCE_KEY, cube_layer_kwargs, follow_layers, layer_choices, provenance, result_name
+from ._layers import cube_layer_kwargs, follow_layers, layer_choices, result_name
 from ._runner import Runner
 
 #: (label, axes the layer has now); the result is always (bands, y, x).
@@ -29,6 +32,10 @@ AXIS_ORDERS = [
     ("(x, bands, y): bands in the middle, swapped", "xby"),
 ]
 PIXEL_ORDERS = [("row by row (NumPy)", "C"), ("column by column (MATLAB)", "F")]
+NOT_REPLAYABLE = (
+    "the Cube layout dock's relayout corrects how a file was read, it is not a processing step; "
+    "relayout the cube first (napari_deeper.io.relayout, with this step's parameters), then replay the steps after it"
+)
 
 
 class CubeLayoutWidget(QWidget):
@@ -81,7 +88,7 @@ class CubeLayoutWidget(QWidget):
         if layer is None:
             self.info.setText("Open or choose a 3-D image layer.")
             return
-        record = layer.metadata.get(PROVENANCE_KEY, {})
+        record = provenance.of(layer)
         self.order.value = "byx"
         self.pixel_order.value = record.get("pixel_order") or "C"
         lines = [f"Shape {tuple(layer.data.shape)} (bands, y, x), {layer.data.dtype}"]
@@ -139,7 +146,9 @@ class CubeLayoutWidget(QWidget):
         self.nonfinite_runner.start(replace_nonfinite_steps, partial(self._add_finite, layer), layer.data)
 
     def _add_relayout(self, source, params: dict, data) -> None:
-        record = provenance("relayout", source, {**params, "shape": params["shape"] and list(params["shape"])})
+        params = {**params, "shape": params["shape"] and list(params["shape"])}
+        replay = provenance.not_replayable("relayout", params, NOT_REPLAYABLE)
+        record = provenance.record("relayout", source, params, replay=replay)
         self._add_result(source, data, result_name(source.name, "relayout"), record)
 
     def _add_finite(self, source, result) -> None:
@@ -147,7 +156,9 @@ class CubeLayoutWidget(QWidget):
         if not (n_nan or n_inf):
             show_info(f"{source.name} has no NaN or Inf values: nothing to replace.")
             return
-        record = provenance("replace_nonfinite", source, {"value": 0.0}, replaced={"nan": n_nan, "inf": n_inf})
+        replay = provenance.step("preprocess", {"method": "standard", "fill": 0.0})
+        record = provenance.record("replace_nonfinite", source, {"value": 0.0}, replay=replay,
+                                   replaced={"nan": n_nan, "inf": n_inf})
         self._add_result(source, data, result_name(source.name, "finite"), record)
 
     def _add_result(self, source, data, name: str, record: dict) -> None:
@@ -155,10 +166,9 @@ class CubeLayoutWidget(QWidget):
         wavenumbers = kwargs["metadata"].get("wavenumbers")
         if wavenumbers is not None and len(wavenumbers) != data.shape[0]:
             del kwargs["metadata"]["wavenumbers"]
-        unit = str(source.units[0]).lower()
-        nm = "nanometer" in unit or unit == "nm"
-        kwargs["axis_labels"] = ("wavelength" if nm else "wavenumber", "y", "x")
-        kwargs["units"] = ("nm" if nm else "1/cm", "pixel", "pixel")
+        label, unit = provenance.axis_names(source)
+        kwargs["axis_labels"] = (label, "y", "x")
+        kwargs["units"] = (unit, "pixel", "pixel")
         kwargs["scale"] = kwargs["scale"] if data.shape[1:] == source.data.shape[1:] else (1, 1, 1)
         kwargs["translate"] = kwargs["translate"] if data.shape[1:] == source.data.shape[1:] else (0, 0, 0)
         layer = self.viewer.add_image(data, **kwargs)

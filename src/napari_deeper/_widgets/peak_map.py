@@ -1,7 +1,8 @@
 """Peak heatmap dock: the area or height of one Raman band, for several cubes at once.
 
 Each selected spectral layer gives a new 2-D image layer (colormap magma) that overlays its
-source in world coordinates. Dragging across the Spectra plot sets the band here.
+source in world coordinates, with the recipe step that remakes it (``band_map``, the measure as
+its method) in its provenance. Dragging across the Spectra plot sets the band here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from functools import partial
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Select
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from .. import provenance
 from ..spectral import BAND_MAP_MODES, band_maps_steps
-from ._layers import PROVENANCE_KEY, follow_layers, layer_choices, provenance, wavenumbers_of
+from ._layers import follow_layers, layer_choices, wavenumbers_of
 from ._runner import Runner
 from .spectra import SpectraWidget
 
@@ -25,8 +27,7 @@ BAND_UNITS_TIP = (
 def _unit_of(layer) -> str:
     if wavenumbers_of(layer) is None:
         return "bands"
-    unit = str(layer.units[0]).lower()
-    return "nm" if "nanometer" in unit or unit == "nm" else "cm⁻¹"
+    return "nm" if provenance.is_wavelength(layer) else "cm⁻¹"
 
 
 def peak_map_name(layer, center: float, width: float, mode: str, baseline: bool) -> str:
@@ -95,6 +96,8 @@ class PeakMapWidget(QWidget):
         self.runner.start(band_maps_steps, partial(self._add_maps, layers, params), cubes, **params)
 
     def _add_maps(self, layers, params: dict, maps) -> None:
+        replay = provenance.step("band_map", {"method": params["mode"], "center": params["center"],
+                                              "width": params["width"], "baseline": params["baseline"]})
         for layer, band_map in zip(layers, maps):
             self.viewer.add_image(
                 band_map,
@@ -104,5 +107,5 @@ class PeakMapWidget(QWidget):
                 axis_labels=layer.axis_labels[1:],
                 units=layer.units[1:],
                 colormap="magma",
-                metadata={PROVENANCE_KEY: provenance("band_map", layer, params)},
+                metadata={provenance.KEY: provenance.record("band_map", layer, params, replay=replay)},
             )

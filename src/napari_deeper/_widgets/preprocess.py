@@ -1,7 +1,8 @@
 """Preprocess dock: crop the spectral range, fill NaN/Inf, remove spikes and baseline, normalise.
 
 The result is a new layer ``"<name> · preprocessed"`` with the cropped wavenumbers in its
-metadata and every step, with its parameters, in its provenance. The input layer is untouched.
+metadata and every step, with its parameters, in its provenance (one recipe step: the
+``standard`` method of the preprocessing family). The input layer is untouched.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from .. import provenance
 from ..spectral import NORMALISATIONS, preprocess_steps
 from ._layers import (
     cube_layer_kwargs,
     follow_layers,
     layer_choices,
-    provenance,
     result_name,
     spectral_axis,
     wavenumbers_of,
@@ -132,7 +133,8 @@ class PreprocessWidget(QWidget):
 
     def _add_result(self, layer, params: dict, result) -> None:
         name = result_name(layer.name, "preprocessed")
-        record = provenance("preprocess", layer, params, steps=result.steps)
+        replay = provenance.step("preprocess", {"method": "standard", **params})
+        record = provenance.record("preprocess", layer, params, replay=replay, steps=result.steps)
         kwargs = cube_layer_kwargs(layer, name, record)
         if result.wavenumbers is not None:
             kwargs["metadata"]["wavenumbers"] = result.wavenumbers

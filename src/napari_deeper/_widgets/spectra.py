@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .. import provenance
 from ..spectral import roi_stats
 from ._layers import spectral_axis, spectral_layers, wavenumbers_of
 
@@ -63,8 +64,7 @@ def _spectral_unit_label(layer) -> tuple[str, str]:
     """(axis label, CSV column name) for the layer's spectral axis."""
     if wavenumbers_of(layer) is None:
         return "Band index", "band"
-    unit = str(layer.units[0]).lower() if getattr(layer, "units", None) else ""
-    if "nanometer" in unit or unit == "nm":
+    if provenance.is_wavelength(layer):
         return "Wavelength (nm)", "wavelength (nm)"
     return "Raman shift (cm⁻¹)", "raman shift (1/cm)"
 

@@ -1,8 +1,10 @@
 """Super-resolve dock widget: upscale a spectral layer 2-4x with one or more methods.
 
 Pick the input layer, the scale and the methods to run (interpolation baselines, the shipped
-networks and any fine-tuned model), and a device. *Run* computes every ticked method in a worker
-(:func:`napari_deeper.superres.upscale_steps`); each result becomes a layer
+networks and any fine-tuned model; each shows its parameters, such as the networks' tile and
+overlap, built from the method schema in :data:`napari_deeper.superres.FAMILY`), and a device.
+*Run* computes every ticked method in a worker (:func:`napari_deeper.superres.upscale_steps`,
+under one progress bar); each result becomes a layer
 ``"<input> · <method> ×f"`` with pixels ``f`` times smaller and the matching translate, so it
 overlays the input in world coordinates (output pixel ``f*i + f//2`` on input pixel ``i``), and
 with its provenance in ``metadata["napari_deeper"]``. *Side by side* shows the input and the
@@ -21,43 +23,24 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from .. import compute
-from ..superres import DEFAULT, SCALES, available_methods, restore_steps, upscale_steps
+from .. import provenance
+from ..superres import DEFAULT, FAMILY, SCALES, restore_steps
 from ._layers import (
     cube_layer_kwargs,
     device_choices,
     follow_layers,
     layer_choices,
     model_record,
-    provenance,
     required_layer,
     result_name,
     show_side_by_side,
     toggle_side_by_side,
     wavenumbers_of,
 )
+from ._params import MethodPanels
 from ._runner import Runner
 
 DEFAULT_SELECTION = ("bicubic", DEFAULT)
-
-
-
-
-def upscale_many_steps(data: np.ndarray, scale: int, methods: list[str], wavenumbers, device):
-    """Run every method in turn; return ``{method: (B, Y*f, X*f) cube}`` (all or nothing)."""
-    results = {}
-    n = len(methods)
-    for index, method in enumerate(methods):
-        inner = upscale_steps(data, scale, method, wavenumbers, device)
-        while True:
-            try:
-                progress = next(inner)
-            except StopIteration as stop:
-                results[method] = stop.value
-                break
-            done = int(round(1000 * (index + progress.fraction)))
-            yield compute.Progress(done, 1000 * n, f"{method} ({index + 1}/{n}): {progress.message}")
-    return results
 
 
 
@@ -82,6 +65,9 @@ class SuperResWidget(QWidget):
         self.controls = Container(
             widgets=[self.input_layer, self.scale, self.methods, self.device, self.side_by_side]
         )
+        self.param_panel = Container(labels=False)
+        self.panels = MethodPanels(FAMILY, self.methods, self.param_panel, DEFAULT_SELECTION)
+        self.params = self.panels.panels  # method name -> its parameter controls
         self.runner = Runner("Run")
 
         self.exposure_ratio = FloatSpinBox(
@@ -97,6 +83,7 @@ class SuperResWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.controls.native)
+        layout.addWidget(self.param_panel.native)
         layout.addWidget(self.runner)
         layout.addWidget(Label(value="<b>Fast scan restore</b> (noisy, coarse scan)").native)
         layout.addWidget(self.restore_controls.native)
@@ -114,11 +101,8 @@ class SuperResWidget(QWidget):
 
     # ------------------------------------------------------------------------------ choices
     def refresh_methods(self) -> None:
-        """Re-read the methods (a newly fine-tuned model shows up here)."""
-        selected = list(self.methods.value) or list(DEFAULT_SELECTION)
-        names = list(available_methods())
-        self.methods.choices = names
-        self.methods.value = [name for name in selected if name in names]
+        """Re-read the methods (a newly fine-tuned model shows up here), keeping the selection."""
+        self.panels.refresh()
 
     def _update_saving(self, value=None) -> None:
         f = int(self.scale.value)
@@ -133,32 +117,30 @@ class SuperResWidget(QWidget):
         """Upscale the input with every ticked method, in a worker."""
         try:
             source = required_layer(self.input_layer)
-            methods = list(self.methods.value)
-            if not methods:
+            scale = int(self.scale.value)
+            jobs = {name: {"scale": scale, **params} for name, params in self.panels.jobs().items()}
+            if not jobs:
                 raise ValueError("tick at least one method")
         except ValueError as error:
             self.runner.refuse(error)
             return
-        scale = int(self.scale.value)
         device = self.device.value
         self.runner.start(
-            upscale_many_steps,
-            lambda results: self._add_results(source, scale, device, results),
-            np.asarray(source.data), scale, methods, wavenumbers_of(source), device,
+            FAMILY.many_steps,
+            lambda results: self._add_results(source, scale, device, jobs, results),
+            np.asarray(source.data), jobs, wavenumbers_of(source), device,
             viewer=self.viewer, inputs=[source],
         )
 
-    def _record(self, source, operation: str, params: dict, method: str | None = None) -> dict:
-        methods = available_methods()
-        network = method in methods and methods[method].kind == "network"
-        extra = model_record(methods[method].model) if network else {}
-        return provenance(operation, source, params, **extra)
+    def _record(self, source, operation: str, params: dict, method: str, replay=None) -> dict:
+        chosen = FAMILY.lookup(method)
+        extra = model_record(chosen.model) if chosen.kind == "network" else {}
+        return provenance.record(operation, source, params, replay=replay, **extra)
 
-    def _add_results(self, source, scale: int, device, results: dict) -> None:
+    def _add_results(self, source, scale: int, device, jobs: dict, results: dict) -> None:
         layers = []
         for method, cube in results.items():
-            record = self._record(source, "superres", {"method": method, "scale": scale,
-                                                        "device": device}, method)
+            record = self._record(source, "superres", {"method": method, **jobs[method], "device": device}, method)
             kwargs = cube_layer_kwargs(source, result_layer_name(source.name, method, scale),
                                        record, scale_factor=scale)
             layers.append(self.viewer.add_image(cube, **kwargs))
@@ -192,13 +174,16 @@ class SuperResWidget(QWidget):
                   "upscale_method": result.upscale_method, "exposure_ratio": result.exposure_ratio,
                   "device": device}
         denoised_name = result_name(source.name, result.denoise_method)
-        denoised_record = provenance("denoise", source, {"method": result.denoise_method,
-                                                         "device": device},
-                                     pipeline="fast_scan_restore")
+        denoise_step = provenance.step("denoise", {"method": result.denoise_method})
+        denoised_record = provenance.record("denoise", source, {"method": result.denoise_method, "device": device},
+                                            replay=denoise_step, pipeline="fast_scan_restore")
         denoised = self.viewer.add_image(
             result.denoised, **cube_layer_kwargs(source, denoised_name, denoised_record)
         )
-        final_record = self._record(source, "fast_scan_restore", params, result.upscale_method)
+        # replayed as the two steps it ran: the denoiser, then the upscaler, each with its defaults
+        upscale_step = provenance.step("superres", {"method": result.upscale_method, "scale": result.scale})
+        final_record = self._record(source, "fast_scan_restore", params, result.upscale_method,
+                                    replay=[denoise_step, upscale_step])
         final_record["time_saving"] = result.time_saving
         final_record["intermediate"] = denoised.name
         final = self.viewer.add_image(

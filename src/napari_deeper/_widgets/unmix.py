@@ -6,8 +6,9 @@ many, and the layers to explain with them (raw, every processed version). *Unmix
 progress and cancel) and makes, per target: the abundance maps (one stacked layer, or one
 coloured layer per component), a labels layer of the dominant component (colours as in the
 endmember plot) and the residual map. Components can be renamed in the table (names carry to
-layer names and exports); endmembers load from and save to CSV; with a reference labels layer the
-pixel classification accuracy of each target is shown. *Export unmixing...* writes one run's maps,
+layer names and exports); every map's provenance holds the recipe step that remakes it from its
+target, with the endmembers inline; endmembers load from and save to CSV; with a reference labels
+layer the pixel classification accuracy of each target is shown. *Export unmixing...* writes one run's maps,
 labels, endmember CSV and a JSON record into a new folder. Removing a layer the run reads during
 the run does not stop it: the maps are made for every target and a warning names the removed
 layers.
@@ -15,9 +16,6 @@ layers.
 
 from __future__ import annotations
 
-import json
-import re
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -38,16 +36,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import __version__, metrics
+from .. import metrics, provenance
 from ..io.endmembers import default_names, load_endmembers_csv, save_endmembers_csv
+from ..io.unmixing import next_free_folder, write_unmixing
 from ..unmix import estimate_n_endmembers, unmix_steps
 from ._layers import (
-    PROVENANCE_KEY,
     device_choices,
     follow_layers,
     is_spectral,
     layer_choices,
-    provenance,
     wavenumbers_of,
 )
 from ._runner import Runner
@@ -60,12 +57,11 @@ PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
-EXPORT_PREFIX = "unmixing-"
 
 
 def is_unmixable(layer) -> bool:
     """A spectral cube, but not the stacked abundance maps this dock makes."""
-    return is_spectral(layer) and layer.metadata.get(PROVENANCE_KEY, {}).get("operation") != OPERATION
+    return is_spectral(layer) and provenance.of(layer).get("operation") != OPERATION
 
 
 def is_labels(layer) -> bool:
@@ -76,28 +72,6 @@ def component_color(index: int) -> np.ndarray:
     """RGBA (0-1) of component ``index`` (0-based), as used everywhere in this dock."""
     value = PALETTE[index % len(PALETTE)].lstrip("#")
     return np.array([int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [1.0])
-
-
-def next_free_folder(directory: Path, prefix: str = EXPORT_PREFIX) -> Path:
-    """Create and return ``directory/<prefix>NNN``, the first such folder that does not exist."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"cannot export into {directory}: it is not an existing folder")
-    taken = [int(m.group(1)) for p in directory.iterdir() if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
-    number = max(taken, default=0) + 1
-    while True:
-        folder = directory / f"{prefix}{number:03d}"
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            number += 1
-            continue
-        return folder
-
-
-def _file_stem(name: str) -> str:
-    """A layer name made safe as a file name."""
-    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "layer"
 
 
 class UnmixWidget(QWidget):
@@ -288,12 +262,21 @@ class UnmixWidget(QWidget):
             self.reference.value = self.made[self.run_record["source"]]["labels"]
         self.update_accuracy()
 
-    def _record(self, target_name: str, **extra) -> dict:
+    def _record(self, target, map: str, component: int | None = None, **extra) -> dict:
+        """Provenance of one map of ``target``: its recipe step replays it with the endmembers inline."""
         params = {**self.result.params, "output": self.run_record["output"], "mask": self.run_record["mask"]}
-        return provenance(
+        if component is not None:
+            extra["component"] = component
+        replay = provenance.step(OPERATION, {
+            "method": "fcls" if params["sum_to_one"] else "nnls", "endmembers": self.result.endmembers,
+            "map": map, "component": component, "min_abundance": params["min_abundance"],
+        })
+        return provenance.record(
             OPERATION,
-            target_name,
+            target,
             params,
+            replay=replay,
+            map=map,
             endmember_source=self.run_record["source"] or self.run_record["endmembers_file"],
             components=list(self.names),
             endmembers=self.result.endmembers,
@@ -318,7 +301,7 @@ class UnmixWidget(QWidget):
                 self.viewer.add_image(
                     maps.abundances,
                     name=f"{target.name} · abundance",
-                    metadata={PROVENANCE_KEY: self._record(target.name, map="abundance")},
+                    metadata={provenance.KEY: self._record(target, map="abundance")},
                     scale=np.r_[1.0, scale],
                     translate=np.r_[0.0, translate],
                     axis_labels=("component", *grid["axis_labels"]),
@@ -332,7 +315,7 @@ class UnmixWidget(QWidget):
                     self.viewer.add_image(
                         maps.abundances[index],
                         name=f"{target.name} · {component}",
-                        metadata={PROVENANCE_KEY: self._record(target.name, map="abundance", component=index)},
+                        metadata={provenance.KEY: self._record(target, map="abundance", component=index)},
                         colormap=colormap,
                         blending="additive",
                         **grid,
@@ -343,14 +326,14 @@ class UnmixWidget(QWidget):
         layers["labels"] = self.viewer.add_labels(
             maps.labels,
             name=f"{target.name} · labels",
-            metadata={PROVENANCE_KEY: self._record(target.name, map="labels")},
+            metadata={provenance.KEY: self._record(target, map="labels")},
             colormap=DirectLabelColormap(color_dict=colors),
             **grid,
         )
         layers["residual"] = self.viewer.add_image(
             maps.residual,
             name=f"{target.name} · residual",
-            metadata={PROVENANCE_KEY: self._record(target.name, map="residual")},
+            metadata={provenance.KEY: self._record(target, map="residual")},
             colormap="magma",
             visible=False,
             **grid,
@@ -399,7 +382,7 @@ class UnmixWidget(QWidget):
             self.loaded["names"] = list(self.names)
         for target, layers in self.made.items():
             for layer in [*layers["abundance"], layers["labels"], layers["residual"]]:
-                record = layer.metadata.get(PROVENANCE_KEY, {})
+                record = provenance.of(layer)
                 record["components"] = list(self.names)
             if self.run_record.get("output") == PER_COMPONENT and layers["abundance"]:
                 layer = layers["abundance"][index]
@@ -503,52 +486,33 @@ class UnmixWidget(QWidget):
         ``<target>_residual.tif``; ``endmembers.csv``; and ``unmixing.json`` with the parameters,
         provenance, files and accuracies. An existing folder is never written into.
         """
-        from .._writer import write_labels_tiff, write_tiff
-
         if self.result is None or not self.made:
             raise ValueError("there is nothing to export: run the unmixing first")
-        folder = next_free_folder(Path(directory))
-        files: dict[str, dict] = {}
-        for target, layers in self.made.items():
-            maps = self.result.targets[target]
-            grid = {"scale": list(layers["labels"].scale), "translate": list(layers["labels"].translate)}
-            stem = _file_stem(target)
-            written = {}
-            for kind, data, axis_labels in (
-                ("abundance", maps.abundances, ["component", "y", "x"]),
-                ("labels", maps.labels, ["y", "x"]),
-                ("residual", maps.residual, ["y", "x"]),
-            ):
-                path = folder / f"{stem}_{kind}.tif"
-                attributes = {
-                    "name": f"{target} · {kind}",
-                    "metadata": {PROVENANCE_KEY: self._record(target, map=kind)},
-                    "axis_labels": axis_labels,
-                    **grid,
-                }
-                writer = write_labels_tiff if kind == "labels" else write_tiff
-                writer(str(path), data, attributes)
-                written[kind] = path.name
-            files[target] = written
+        target_layers = dict(zip(self.run_record["targets"], self.run_record["target_layers"]))
+        grids = {
+            target: {"scale": list(layers["labels"].scale), "translate": list(layers["labels"].translate)}
+            for target, layers in self.made.items()
+        }
         endmembers, wavenumbers = self._current_endmembers()
-        save_endmembers_csv(folder / "endmembers.csv", endmembers, wavenumbers, self.names)
         record = {
-            "operation": OPERATION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "napari_deeper_version": __version__,
             "parameters": {**self.result.params, "output": self.run_record["output"]},
             "endmember_source": self.run_record["source"],
             "endmembers_file": self.run_record["endmembers_file"],
             "vca_mask": self.run_record["mask"],
-            "components": list(self.names),
             "endmember_pixels": self._pixel_positions(),
-            "endmembers_csv": "endmembers.csv",
-            "targets": files,
             "reference_labels": None if self.reference.value is None else self.reference.value.name,
             "accuracy": self.accuracy,
         }
-        (folder / "unmixing.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-        return folder
+        return write_unmixing(
+            next_free_folder(Path(directory)),
+            {target: self.result.targets[target] for target in self.made},
+            endmembers,
+            wavenumbers,
+            self.names,
+            record,
+            provenance=lambda target, kind: self._record(target_layers[target], map=kind),
+            grids=grids,
+        )
 
     def _pixel_positions(self):
         """The VCA pixels as (y, x) on the source layer, when VCA found the endmembers."""

@@ -108,9 +108,8 @@ METHODS["srresnet"] = _network_method(
 
 def _saved_model(info) -> Method:
     """A saved super-resolution model (shipped or the user's) as a method, under its own name."""
-    return _network_method(
-        info.name, info.card.get("description") or f"fine-tuned {info.arch} ({info.card.get('base_model', 'user model')})"
-    )
+    base = info.card.get("base_model", "user model")
+    return _network_method(info.name, info.card.get("description") or f"fine-tuned {info.arch} ({base})")
 
 
 def _check_size(shape, scale: int) -> None:
