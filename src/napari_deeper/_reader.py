@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from . import provenance
 from .io import _text, _vendor, load_cube
 from .io._read import EXTENSIONS, is_plain_image
-from ._widgets._layers import provenance
 
 # napari's "this reader handled the file but made no layers" answer (see napari.plugins.io):
 # returning an empty list instead would make napari raise a second, vaguer error.
@@ -57,9 +57,10 @@ def read_cube_layers(path: Path) -> list:
         return []
     metadata = cube.metadata
     unit = metadata.get("spectral_unit", "1/cm")
-    record = provenance(
+    record = provenance.record(  # a file starts a recipe: the steps that follow replay on it
         "load",
         str(path),
+        replay=False,
         format=metadata.get("format", ""),
         choices=metadata.get("choices", ""),
         notes=list(metadata.get("notes", [])),
@@ -90,7 +91,7 @@ def _ours(path: Path) -> bool:
 
 
 def _layer_kwargs(name: str, wavenumbers, unit: str, record: dict, cube_metadata: dict) -> dict:
-    metadata = {"napari_deeper": record}
+    metadata = {provenance.KEY: record}
     if wavenumbers is not None:
         metadata["wavenumbers"] = np.asarray(wavenumbers, dtype=np.float64)
     for key in ("acquisition", "original_axis"):
@@ -99,7 +100,7 @@ def _layer_kwargs(name: str, wavenumbers, unit: str, record: dict, cube_metadata
     kwargs = {
         "name": name,
         "metadata": metadata,
-        "axis_labels": ("wavelength" if unit == "nm" else "wavenumber", "y", "x"),
+        "axis_labels": (provenance.axis_names(unit)[0], "y", "x"),
         "units": (unit, "pixel", "pixel"),
     }
     size = cube_metadata.get("pixel_size")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-PROVENANCE_KEY = "napari_deeper"
+from . import provenance
 
 
 def write_tiff(path: str, data, attributes: dict) -> list[str]:
@@ -64,7 +64,8 @@ def write_npy(path: str, data, attributes: dict) -> list[str]:
     if array.ndim == 3 and wavenumbers is not None and len(wavenumbers) == array.shape[0]:
         from napari_deeper.io import save_cube
 
-        unit = "nm" if _unit_names(attributes)[:1] == ["nanometer"] else "1/cm"
+        units = _unit_names(attributes)
+        unit = provenance.WAVELENGTH if units and provenance.is_wavelength(units[0]) else provenance.RAMAN_SHIFT
         return save_cube(array, path, wavenumbers=wavenumbers, metadata={"spectral_unit": unit})
     np.save(path, np.ascontiguousarray(array))
     return [str(path)]
@@ -74,7 +75,7 @@ def write_endmembers_csv(path: str, data, attributes: dict) -> list[str]:
     """Write the endmember spectra stored with an unmixing layer as a CSV table."""
     from napari_deeper.io.endmembers import save_endmembers_csv
 
-    record = (attributes.get("metadata") or {}).get(PROVENANCE_KEY) or {}
+    record = provenance.of(attributes.get("metadata") or {})
     endmembers = record.get("endmembers")
     if endmembers is None:
         raise ValueError(
@@ -88,7 +89,7 @@ def write_endmembers_csv(path: str, data, attributes: dict) -> list[str]:
 def tiff_metadata(array: np.ndarray, attributes: dict) -> dict:
     """JSON-ready description of a layer: name, axes, spectral axis, components, provenance."""
     metadata = attributes.get("metadata") or {}
-    record = metadata.get(PROVENANCE_KEY) or {}
+    record = provenance.of(metadata)
     described = {
         "name": attributes.get("name", ""),
         "axes": "CYX"[-array.ndim :] if array.ndim <= 3 else "Q" * (array.ndim - 2) + "YX",
@@ -102,7 +103,7 @@ def tiff_metadata(array: np.ndarray, attributes: dict) -> dict:
     if record.get("components") is not None:
         described["components"] = record["components"]
     if record:
-        described[PROVENANCE_KEY] = record
+        described[provenance.KEY] = record
     return json.loads(json.dumps(described, default=_jsonable))
 
 

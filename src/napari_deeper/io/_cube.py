@@ -11,6 +11,8 @@ from math import isqrt, prod
 
 import numpy as np
 
+from ..provenance import spectral_unit
+
 #: The largest cube napari-deeper opens: 2**31 values (8 GiB as float32).
 MAX_ELEMENTS = 2**31
 
@@ -267,10 +269,6 @@ def count_nonfinite(data) -> tuple[int, int]:
 
 
 def parse_unit(label) -> str | None:
-    """ "nm" or "1/cm" from an axis label such as 'rel. 1/cm', 'cm-1', 'Wavelength (nm)'."""
-    text = str(label).lower()
-    if "cm" in text:
-        return "1/cm"
-    if "nm" in text or "wavelength" in text:
-        return "nm"
-    return None
+    """ "nm" or "1/cm" from an axis label such as 'rel. 1/cm', 'cm-1', 'Wavelength (nm)' (the rule
+    is :func:`napari_deeper.provenance.spectral_unit`, the one every part of the package uses)."""
+    return spectral_unit(label)
