@@ -19,7 +19,7 @@ import scipy.io as sio
 import napari_deeper as nd
 from napari_deeper._validation import SAFE_MAGNITUDE
 from napari_deeper.io import Cube, load_cube, save_cube
-from test_io import AXIS, B, NX, NY, smooth_cube, write_mat73
+from test_io import AXIS, B, NX, NY, smooth_cube, witec_struct, write_mat73
 
 
 def _npy_with_header(path, header: bytes, payload: bytes = b"") -> None:
@@ -93,6 +93,20 @@ def test_mat73_committed_datatype_is_skipped(tmp_path):
     cube = load_cube(path)
     np.testing.assert_array_equal(cube.data, smooth_cube())
     assert any("committed datatype" in note for note in cube.metadata["notes"])
+
+
+def test_mat73_null_reference_error_names_the_file(tmp_path):
+    import h5py
+
+    path = tmp_path / "nullref.mat"
+    write_mat73(path, {"map": witec_struct(smooth_cube(), AXIS)})
+    with h5py.File(path, "a") as h5:
+        refs = h5["map/axisscale"][()]
+        refs[0, 1] = h5py.Reference()
+        del h5["map/axisscale"]
+        h5["map"].create_dataset("axisscale", data=refs).attrs["MATLAB_class"] = np.bytes_("cell")
+    with pytest.raises(ValueError, match="nullref.mat: Invalid HDF5 object reference"):
+        load_cube(path)
 
 
 def _npz_member(path, method, *, encrypted=False, corrupt=False, compress_type=None):

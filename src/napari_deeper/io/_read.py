@@ -204,11 +204,14 @@ def _read_mat(path: Path, shape, layout) -> Cube:
 
 
 def _guarded(path: Path, read):
-    """Run ``read``; turn low-level read failures (damaged data blocks) into ValueErrors."""
+    """Run ``read``; turn low-level read failures (damaged data blocks) into ValueErrors that
+    name the file."""
     try:
         return read()
-    except ValueError:
-        raise
+    except ValueError as error:
+        if path.name in str(error):
+            raise
+        raise ValueError(f"{path.name}: {error}") from None
     except Exception as error:  # noqa: BLE001 - scipy / h5py raise many types on damaged files
         raise ValueError(
             f"{path.name} is damaged or truncated: {type(error).__name__}: {error}"
