@@ -73,14 +73,20 @@ def test_long_table_with_missing_lines_and_stage_jitter(cell, tmp_path):
     jitter = np.random.default_rng(2).normal(0, 1e-3, ys.shape)  # 1 nm of stage noise on 0.5 µm steps
     path = write_long(tmp_path / "map.txt", cube, axis, ys + jitter, xs - jitter)
     lines = path.read_text().splitlines()
-    del lines[1:41]  # the whole first spectrum (40 bands) of pixel (0, 0)
-    path.write_text("\n".join(lines) + "\n")
-    read = nd.load_cube(path, nonfinite="keep")
+    whole = tmp_path / "without_first_spectrum.txt"
+    whole.write_text("\n".join(lines[:1] + lines[41:]) + "\n")  # pixel (0, 0): all its 40 lines gone
+    read = nd.load_cube(whole, nonfinite="keep")
     assert read.data.shape == cube.shape
     assert np.isnan(read.data[:, 0, 0]).all()
     np.testing.assert_array_equal(read.data[:, 1:], cube[:, 1:])
     assert read.metadata["pixel_size"] == pytest.approx([0.5, 0.5], abs=1e-3)
-    assert any("40 of 1200 values are missing" in note for note in read.metadata["notes"])
+    assert any("1 of 30 grid positions have no spectrum" in note for note in read.metadata["notes"])
+    partial = tmp_path / "one_line_missing.txt"
+    partial.write_text("\n".join(lines[:1] + lines[2:]) + "\n")  # the first line of pixel (0, 0) gone
+    read = nd.load_cube(partial, nonfinite="keep")
+    assert np.isnan(read.data[-1, 0, 0]) and np.isnan(read.data).sum() == 1  # the highest band, listed first
+    assert any("1 of 1200 values are missing" in note for note in read.metadata["notes"])
+    np.testing.assert_array_equal(np.nan_to_num(read.data, nan=cube[-1, 0, 0]), cube)
 
 
 @pytest.mark.parametrize("sep", [",", "\t", " ", ";"])

@@ -98,6 +98,7 @@ def read_text(path, shape=None, layout=None) -> Cube:
     choices: list[str] = []
     notes: list[str] = []
     names = found.names
+    blocks = None
     if found.kind == "wide":
         k = found.n_positions
         axis = np.array([float(c) for c in names[k:]], dtype=np.float64)
@@ -109,11 +110,16 @@ def read_text(path, shape=None, layout=None) -> Cube:
             notes.append("bands reversed so that the spectral axis increases")
     else:
         k = found.n_positions
-        positions, waves, values = table[:, :k], table[:, k], table[:, k + 1]
-        axis, band = np.unique(waves, return_inverse=True)
         unit_name = names[k] if names else ""
-        if waves.size > 1 and waves[0] > waves[1]:
-            notes.append("the file lists each spectrum from high to low; bands sorted so the axis increases")
+        blocks = _spectrum_blocks(table, k) if k else None
+        if blocks is not None:  # spectrum after spectrum, all on one axis: read as rows of spectra
+            positions, axis, spectra = blocks
+            if axis[0] > axis[-1]:
+                axis, spectra = axis[::-1], spectra[:, ::-1]
+                notes.append("the file lists each spectrum from high to low; bands reversed so the axis increases")
+        else:
+            positions, waves, values = table[:, :k], table[:, k], table[:, k + 1]
+            axis, band = np.unique(waves, return_inverse=True)
     unit = parse_unit(unit_name) if unit_name else None
     if unit is None:
         choices.append(UNIT_NOTE)
@@ -123,7 +129,7 @@ def read_text(path, shape=None, layout=None) -> Cube:
             f"{path.name}: shape= folds spectra listed without positions; this table places them by its position columns"
         )
     position_names = [n.lower() for n in names[:k]] if names else []
-    if found.kind == "wide":
+    if found.kind == "wide" or blocks is not None:
         data, space, kind = _place_spectra(spectra, positions, position_names, shape, path, choices, notes)
     else:
         data, space, kind = _place_values(positions, band, values, axis.size, position_names, path, choices, notes)
@@ -255,6 +261,29 @@ def _load(path: Path, found: TextLayout) -> np.ndarray:
     if table.shape[0] == 0:
         raise ValueError(f"{path.name} has a header but no data rows")
     return table
+
+
+def _spectrum_blocks(table, k):
+    """(positions (N, k), axis (B,), spectra (N, B)) of a long table listed spectrum by spectrum.
+
+    That is how WiRE and WITec write them: each spectrum's B lines in a row at one position, every
+    spectrum on the same strictly monotonic axis. None when the lines come in any other order
+    (or some are missing): they are then placed one by one.
+    """
+    positions = table[:, :k]
+    changes = np.flatnonzero(np.any(positions[1:] != positions[:-1], axis=1))
+    bands = int(changes[0]) + 1 if changes.size else table.shape[0]
+    n = table.shape[0] // bands
+    if bands < 2 or n * bands != table.shape[0]:
+        return None
+    blocks = table.reshape(n, bands, k + 2)
+    axis = blocks[0, :, k]
+    steps = np.diff(axis)
+    if not (np.all(steps > 0) or np.all(steps < 0)):
+        return None
+    if not (np.all(blocks[:, :, :k] == blocks[:, :1, :k]) and np.all(blocks[:, :, k] == axis)):
+        return None
+    return blocks[:, 0, :k], axis.copy(), blocks[:, :, k + 1]
 
 
 def _place_values(positions, band, values, n_bands, names, path, choices, notes):
