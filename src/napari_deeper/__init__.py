@@ -24,6 +24,12 @@ _API = {
     "vca": "napari_deeper.unmix",
     "nnls": "napari_deeper.unmix",
     "band_map": "napari_deeper.spectral",
+    "remove_baseline": "napari_deeper.analysis",
+    "fit_peaks": "napari_deeper.analysis",
+    "band_ratio": "napari_deeper.analysis",
+    "cluster": "napari_deeper.analysis",
+    "calibrate_axis": "napari_deeper.analysis",
+    "Recipe": "napari_deeper.recipe",
 }
 _MODULES = {
     "metrics": "napari_deeper.metrics",
@@ -31,6 +37,7 @@ _MODULES = {
     "unmix": "napari_deeper.unmix",
     "spectral": "napari_deeper.spectral",
     "compute": "napari_deeper.compute",
+    "analysis": "napari_deeper.analysis",
 }
 
 __all__ = ["__version__", *_API, *_MODULES]
