@@ -50,7 +50,7 @@ class RecipeResult:
     def final(self):
         """The data of the last step's output (the layer a dock would have made)."""
         last = self.outputs[-1]
-        return getattr(last, "data", last)
+        return last if isinstance(last, np.ndarray) else getattr(last, "data", last)
 
 
 @dataclass
@@ -193,7 +193,7 @@ def _as_output(out, given):
 
     if isinstance(out, Cube):
         return out
-    data = getattr(out, "data", out)
+    data = out if isinstance(out, np.ndarray) else getattr(out, "data", out)  # ndarray.data is a memoryview
     wavenumbers = getattr(out, "wavenumbers", None)
     if wavenumbers is None and given.wavenumbers is not None and data.shape[0] == len(given.wavenumbers):
         wavenumbers = given.wavenumbers
