@@ -150,6 +150,52 @@ def test_unfinished_line_is_kept_too(vendor, tmp_path):
     np.testing.assert_array_equal(cube.data[:, :2].transpose(1, 2, 0), full[:2])
 
 
+def edited_map(original: Path, copy: Path, edit_spectra, edit_x) -> Path:
+    """A copy of a .wdf map whose spectra (9, 47) and x positions (9,) were changed in place."""
+    from napari_deeper.io._vendor import _wdf_structure
+
+    raw = bytearray(original.read_bytes())
+    info = _wdf_structure(original)
+    points, count = info["points"], info["measured"]
+    start = info["blocks"]["DATA_0"][0]
+    spectra = np.frombuffer(bytes(raw[start : start + 4 * points * count]), dtype="<f4").reshape(count, points).copy()
+    raw[start : start + spectra.nbytes] = edit_spectra(spectra).tobytes()
+    orgn = info["blocks"]["ORGN_0"][0]
+    for index in range(struct.unpack_from("<I", raw, orgn)[0]):
+        entry = orgn + 4 + index * (24 + 8 * count)
+        if struct.unpack_from("<I", raw, entry)[0] & 0x7FFFFFFF == 3:  # the x positions
+            x = np.frombuffer(bytes(raw[entry + 24 : entry + 24 + 8 * count]), dtype="<f8").copy()
+            raw[entry + 24 : entry + 24 + 8 * count] = edit_x(x).tobytes()
+    struct.pack_into("<I", raw, info["blocks"]["WMAP_0"][0], 4)  # WiRE's "alternating" map flag
+    copy.write_bytes(bytes(raw))
+    return copy
+
+
+def reversed_middle_row(values):
+    values[3:6] = values[3:6][::-1]
+    return values
+
+
+def test_snake_ordered_map_is_placed_by_stage_positions(vendor, tmp_path):
+    """A map acquired in a snake: the middle row's spectra stored right to left, as their positions say."""
+    original = vendor / "renishaw_test_map.wdf"  # 3 x 3 spectra of 47 points
+    copy = edited_map(original, tmp_path / "snake.wdf", reversed_middle_row, reversed_middle_row)
+    snake = nd.load_cube(copy)
+    np.testing.assert_array_equal(snake.data, nd.load_cube(original).data)
+    assert any("placed by their stage positions" in note for note in snake.metadata["notes"])
+    # RosettaSciIO reshapes in file order: its middle row comes out mirrored.
+    mirrored = np.asarray(rsciio_read(copy)[0]["data"])
+    np.testing.assert_array_equal(mirrored[1, ::-1], snake.data[:, 1].T)
+
+
+def test_positions_off_the_grid_fall_back_to_file_order(vendor, tmp_path):
+    original = vendor / "renishaw_test_map.wdf"
+    copy = edited_map(original, tmp_path / "odd.wdf", lambda spectra: spectra, lambda x: x + 37.0)
+    cube = nd.load_cube(copy)
+    assert any("do not fit the map grid: placed in file order" in note for note in cube.metadata["notes"])
+    np.testing.assert_array_equal(cube.data.transpose(1, 2, 0), np.asarray(rsciio_read(copy)[0]["data"]))
+
+
 def test_white_light_image_and_its_position(vendor):
     path = vendor / "renishaw_test_map2.wdf"
     image = rsciio_read(path)[1]
