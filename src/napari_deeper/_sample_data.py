@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import provenance
 
 SHAPE = (64, 64)
 N_BANDS = 500
@@ -57,12 +57,7 @@ def _layer(data, name: str, cube, params: dict, truth_grid=None, **kwargs) -> tu
             "names": list(cube.names),
             "clean": on_grid(cube.clean),
         },
-        "napari_deeper": {
-            "operation": "simulate",
-            "params": dict(params),
-            "source": "napari_deeper.training.simulate",
-            "napari_deeper_version": __version__,
-        },
+        provenance.KEY: provenance.record("simulate", "napari_deeper.training.simulate", dict(params), replay=False),
     }
     layer_kwargs = {
         "name": name,
@@ -133,15 +128,10 @@ def thp1_cell() -> list[tuple]:
     metadata = {
         "wavenumbers": np.asarray(cube.wavenumbers, dtype=np.float64),
         "sample": dict(THP1_ORIGIN),
-        "napari_deeper": {
-            "operation": "load",
-            "params": {},
-            "source": str(THP1_FILE),
-            "napari_deeper_version": __version__,
-            "format": read["format"],
-            "choices": read.get("choices", ""),
-            "title": read.get("title", ""),
-        },
+        provenance.KEY: provenance.record(
+            "load", str(THP1_FILE), replay=False,
+            format=read["format"], choices=read.get("choices", ""), title=read.get("title", ""),
+        ),
     }
     kwargs = {
         "name": "THP-1 cell (WITec)",
