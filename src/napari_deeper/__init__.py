@@ -20,6 +20,7 @@ _API = {
     "load_cube": "napari_deeper.io",
     "save_cube": "napari_deeper.io",
     "denoise": "napari_deeper.denoise",
+    "estimate_noise": "napari_deeper.denoise.noise",
     "upscale": "napari_deeper.superres",
     "vca": "napari_deeper.unmix",
     "nnls": "napari_deeper.unmix",
