@@ -83,10 +83,11 @@ class RegionTable:
             import pandas as pd
         except ImportError as error:
             raise ImportError("writing .h5ad needs the anndata package: pip install anndata") from error
-        obs = pd.DataFrame(self.rows())
-        obs.index = [str(label) for label in self.labels]
-        obs["area_um2"] = obs["area_um2"].astype(float)
-        var = pd.DataFrame({"wavenumber": self.wavenumbers}, index=[f"{w:.6g}" for w in self.wavenumbers])
+        # plain object strings: pandas 3's string arrays are refused by anndata's writer
+        obs = pd.DataFrame(self.rows()).astype({"name": object, "area_um2": float})
+        obs.index = pd.Index([str(label) for label in self.labels], dtype=object)
+        var = pd.DataFrame({"wavenumber": self.wavenumbers},
+                           index=pd.Index([f"{w:.6g}" for w in self.wavenumbers], dtype=object))
         return anndata.AnnData(
             X=self.mean.astype(np.float32), obs=obs, var=var,
             layers={"std": self.std.astype(np.float32), "ci_low": self.ci_low.astype(np.float32),
