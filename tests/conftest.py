@@ -74,5 +74,13 @@ def removal_during_run(monkeypatch) -> RemovalDuringRun:
 
 
 @pytest.fixture
+def user_models(tmp_path, monkeypatch) -> Path:
+    """An empty user-model folder, so tests never see or touch the real one."""
+    folder = tmp_path / "models"
+    monkeypatch.setenv("NAPARI_DEEPER_MODELS", str(folder))
+    return folder
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -18,14 +18,6 @@ TINY_RESUNET = {"width": 4, "levels": 2, "n_convs": 1}
 TINY_HYRISR = {"n_components": 4, "features": 8, "groups": 1, "blocks": 1, "reduction": 4}
 
 
-@pytest.fixture
-def user_models(tmp_path, monkeypatch):
-    """An empty user-model folder, so tests never see or touch the real one."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv("NAPARI_DEEPER_MODELS", str(folder))
-    return folder
-
-
 def _save_denoiser(folder, name: str, seed: int = 0):
     import torch
 

@@ -15,14 +15,6 @@ SCALES = [2, 3, 4]
 TINY = {"n_components": 4, "features": 8, "groups": 1, "blocks": 1, "reduction": 4}
 
 
-@pytest.fixture
-def user_models(tmp_path, monkeypatch):
-    """An empty user-model folder, so tests never touch the real one."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv("NAPARI_DEEPER_MODELS", str(folder))
-    return folder
-
-
 def _tiny_model(name: str, folder, seed: int = 0, tail_std: float = 0.05):
     """Save a tiny HyRISR whose output layer is random (an untrained one is exactly bicubic)."""
     import torch
