@@ -16,9 +16,6 @@ layers.
 
 from __future__ import annotations
 
-import json
-import re
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +36,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import __version__, metrics, provenance
+from .. import metrics, provenance
 from ..io.endmembers import default_names, load_endmembers_csv, save_endmembers_csv
+from ..io.unmixing import next_free_folder, write_unmixing
 from ..unmix import estimate_n_endmembers, unmix_steps
 from ._layers import (
     device_choices,
@@ -59,7 +57,6 @@ PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
-EXPORT_PREFIX = "unmixing-"
 
 
 def is_unmixable(layer) -> bool:
@@ -75,28 +72,6 @@ def component_color(index: int) -> np.ndarray:
     """RGBA (0-1) of component ``index`` (0-based), as used everywhere in this dock."""
     value = PALETTE[index % len(PALETTE)].lstrip("#")
     return np.array([int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [1.0])
-
-
-def next_free_folder(directory: Path, prefix: str = EXPORT_PREFIX) -> Path:
-    """Create and return ``directory/<prefix>NNN``, the first such folder that does not exist."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"cannot export into {directory}: it is not an existing folder")
-    taken = [int(m.group(1)) for p in directory.iterdir() if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
-    number = max(taken, default=0) + 1
-    while True:
-        folder = directory / f"{prefix}{number:03d}"
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            number += 1
-            continue
-        return folder
-
-
-def _file_stem(name: str) -> str:
-    """A layer name made safe as a file name."""
-    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "layer"
 
 
 class UnmixWidget(QWidget):
@@ -511,53 +486,33 @@ class UnmixWidget(QWidget):
         ``<target>_residual.tif``; ``endmembers.csv``; and ``unmixing.json`` with the parameters,
         provenance, files and accuracies. An existing folder is never written into.
         """
-        from .._writer import write_labels_tiff, write_tiff
-
         if self.result is None or not self.made:
             raise ValueError("there is nothing to export: run the unmixing first")
-        folder = next_free_folder(Path(directory))
         target_layers = dict(zip(self.run_record["targets"], self.run_record["target_layers"]))
-        files: dict[str, dict] = {}
-        for target, layers in self.made.items():
-            maps = self.result.targets[target]
-            grid = {"scale": list(layers["labels"].scale), "translate": list(layers["labels"].translate)}
-            stem = _file_stem(target)
-            written = {}
-            for kind, data, axis_labels in (
-                ("abundance", maps.abundances, ["component", "y", "x"]),
-                ("labels", maps.labels, ["y", "x"]),
-                ("residual", maps.residual, ["y", "x"]),
-            ):
-                path = folder / f"{stem}_{kind}.tif"
-                attributes = {
-                    "name": f"{target} · {kind}",
-                    "metadata": {provenance.KEY: self._record(target_layers[target], map=kind)},
-                    "axis_labels": axis_labels,
-                    **grid,
-                }
-                writer = write_labels_tiff if kind == "labels" else write_tiff
-                writer(str(path), data, attributes)
-                written[kind] = path.name
-            files[target] = written
+        grids = {
+            target: {"scale": list(layers["labels"].scale), "translate": list(layers["labels"].translate)}
+            for target, layers in self.made.items()
+        }
         endmembers, wavenumbers = self._current_endmembers()
-        save_endmembers_csv(folder / "endmembers.csv", endmembers, wavenumbers, self.names)
         record = {
-            "operation": OPERATION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "napari_deeper_version": __version__,
             "parameters": {**self.result.params, "output": self.run_record["output"]},
             "endmember_source": self.run_record["source"],
             "endmembers_file": self.run_record["endmembers_file"],
             "vca_mask": self.run_record["mask"],
-            "components": list(self.names),
             "endmember_pixels": self._pixel_positions(),
-            "endmembers_csv": "endmembers.csv",
-            "targets": files,
             "reference_labels": None if self.reference.value is None else self.reference.value.name,
             "accuracy": self.accuracy,
         }
-        (folder / "unmixing.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-        return folder
+        return write_unmixing(
+            next_free_folder(Path(directory)),
+            {target: self.result.targets[target] for target in self.made},
+            endmembers,
+            wavenumbers,
+            self.names,
+            record,
+            provenance=lambda target, kind: self._record(target_layers[target], map=kind),
+            grids=grids,
+        )
 
     def _pixel_positions(self):
         """The VCA pixels as (y, x) on the source layer, when VCA found the endmembers."""
