@@ -1,0 +1,135 @@
+"""Where a batch runs: a Dask ``LocalCluster`` sized to this machine, or a scheduler given by address.
+
+- **Local** (the default): one worker process per usable CPU core, one thread each, BLAS held to
+  one thread in each (Dask's worker environment sets ``OMP_NUM_THREADS`` and friends to 1, and
+  every task also runs under ``threadpoolctl``), memory split evenly. With ``gpu=True`` (or
+  ``"auto"`` when the recipe has a step that runs on a device and a GPU driver shows),
+  ``dask_cuda.LocalCUDACluster`` gives one worker per GPU instead, when dask-cuda is installed.
+  The workers ignore Ctrl-C: the batch stops them itself, after its cleanup.
+- **An existing scheduler** (``tcp://host:port``: started by hand, by dask-jobqueue on SLURM/PBS,
+  or by dask-cuda): reached within ``timeout`` seconds or a ``ValueError`` says it could not be.
+  Workers must see the input files and the output folder under the same paths.
+
+Cancelling reaches tasks already running through a Dask ``Event`` named after the run, which
+each task looks at (at most twice a second) between progress steps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+#: Seconds to wait for a scheduler given by address.
+CONNECT_TIMEOUT = 10.0
+#: Least seconds between two looks at the cancel event from a task.
+CANCEL_POLL = 0.5
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def cancel_event_name(run_id: str) -> str:
+    return f"napari-deeper-cancel-{run_id}"
+
+
+@contextmanager
+def _workers_ignore_ctrl_c():
+    """Start child processes with SIGINT ignored (inherited through exec), when we can."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def local_cluster(workers: int | None = None, threads: int = 1, gpu=False):
+    """A LocalCluster of ``workers`` processes (default: one per usable core), or a
+    LocalCUDACluster with ``gpu``; raises a ``ValueError`` when dask-cuda is asked for and missing."""
+    from distributed import LocalCluster
+
+    dashboard = ":0"  # any free port: another cluster may hold Dask's usual 8787
+    with _workers_ignore_ctrl_c():
+        if gpu:
+            try:
+                from dask_cuda import LocalCUDACluster
+            except ImportError:
+                raise ValueError("GPU workers need dask-cuda: pip install dask-cuda (see docs/batch.md)") from None
+            return LocalCUDACluster(threads_per_worker=threads, dashboard_address=dashboard)
+        return LocalCluster(
+            n_workers=workers or usable_cores(), threads_per_worker=threads, processes=True,
+            dashboard_address=dashboard, host="127.0.0.1",
+        )
+
+
+def wants_gpu(gpu, recipe) -> bool:
+    """``gpu`` True/False as given; "auto": a step that may use a device, and a GPU driver shows,
+    and dask-cuda is installed."""
+    if gpu != "auto":
+        return bool(gpu)
+    from importlib.util import find_spec
+
+    from ..compute import gpu_visible
+    from ..methods import family
+
+    uses_device = any(
+        family(step["operation"]).lookup(step.get("method")).uses_device for step in recipe.steps
+    )
+    return uses_device and gpu_visible() and find_spec("dask_cuda") is not None
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT):
+    """A Client of the scheduler at ``address``, or a ``ValueError`` saying why there is none."""
+    from distributed import Client
+
+    if "://" not in address:
+        raise ValueError(f"--scheduler must be an address such as tcp://host:8786, got {address!r}")
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as error:
+        raise ValueError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s: {error}") from None
+
+
+def dashboard_link(client, local: bool = False) -> str | None:
+    """The Dask dashboard's address, when the scheduler serves one. Its plots need bokeh where
+    the scheduler runs; for a ``local`` cluster the link says so when bokeh is missing here."""
+    from importlib.util import find_spec
+
+    try:
+        if "dashboard" not in client.scheduler_info().get("services", {}):
+            return None
+        link = client.dashboard_link
+    except (KeyError, OSError):
+        return None
+    if local and find_spec("bokeh") is None:
+        return f"{link} (install bokeh>=3.1 to see its plots)"
+    return link
+
+
+def task(job):
+    """The Dask task of one whole input: :func:`~napari_deeper.batch.job.run_job`, cancellable."""
+    from distributed import Event, get_client
+
+    from .job import run_job
+
+    event = Event(cancel_event_name(job.run_id), client=get_client())
+    last = [time.monotonic()]
+
+    def cancelled() -> bool:
+        now = time.monotonic()
+        if now - last[0] < CANCEL_POLL:
+            return False
+        last[0] = now
+        return event.is_set()
+
+    return run_job(job, cancelled)
