@@ -11,7 +11,7 @@ from napari_deeper.denoise import DEFAULT, METHODS, available_methods, denoise, 
 from napari_deeper.models import registry
 from napari_deeper.training import simulate
 
-ALL = ("savgol", "wavelet", "pca", "hybrid", "resunet", "aunet")
+ALL = ("savgol", "whittaker", "wavelet", "pca", "hybrid", "resunet", "aunet")
 NETWORKS = ("resunet", "aunet")
 
 
@@ -64,7 +64,7 @@ def test_default_beats_pca_auto(cell):
     assert _nmse(denoise(cell.noisy), cell.clean) < _nmse(denoise(cell.noisy, "pca"), cell.clean)
 
 
-@pytest.mark.parametrize("method", ["savgol", "wavelet", "pca", "hybrid"])
+@pytest.mark.parametrize("method", ["savgol", "whittaker", "wavelet", "pca", "hybrid"])
 def test_chunked_equals_unchunked(cell, method, monkeypatch):
     whole = denoise(cell.noisy, method)
     from napari_deeper.denoise import classical
@@ -75,6 +75,52 @@ def test_chunked_equals_unchunked(cell, method, monkeypatch):
     chunked = run(steps, reports.append)
     assert len(reports) > 3
     np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-5 * float(np.abs(whole).max()))
+
+
+def test_whittaker_is_the_penalised_least_squares_solution():
+    cube = simulate.simulate_cell((6, 5), n_bands=60, photons=30, seed=2).noisy
+    lam = 37.0
+    d = np.diff(np.eye(60), 2, axis=0)
+    dense = np.linalg.solve(np.eye(60) + lam * d.T @ d, cube.reshape(60, -1).astype(np.float64))
+    np.testing.assert_allclose(denoise(cube, "whittaker", lam=lam), dense.reshape(cube.shape), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 3 bands"):
+        denoise(cube[:2], "whittaker")
+
+
+@pytest.fixture(scope="module")
+def calibration_cell():
+    return simulate.simulate_cell((40, 40), n_bands=300, photons=40, seed=31)
+
+
+def _oracle(cell, method, grid):
+    """The lowest NMSE over ``grid`` (parameter dicts), tuned with the clean answer."""
+    return min(_nmse(denoise(cell.noisy, method, **params), cell.clean) for params in grid)
+
+
+def test_calibration_picks_near_oracle_parameters(calibration_cell):
+    """``auto`` sees only the noisy cube; the oracle searches the same family with the clean one."""
+    from napari_deeper.denoise import calibrate
+
+    cell = calibration_cell
+    auto = {m: _nmse(denoise(cell.noisy, m, auto=True), cell.clean) for m in ("savgol", "whittaker", "wavelet")}
+    orders_windows = [{"window": w, "order": o} for o in calibrate.SAVGOL_ORDERS for w in calibrate.savgol_windows(300, o)]
+    assert auto["savgol"] <= 1.03 * _oracle(cell, "savgol", orders_windows)
+    assert auto["whittaker"] <= 1.03 * _oracle(cell, "whittaker", [{"lam": lam} for lam in np.geomspace(1e-1, 1e5, 49)])
+    wavelet_grid = [{"level": lv, "threshold_scale": s} for lv in (3, 4, 5) for s in np.geomspace(0.25, 4, 13)]
+    assert auto["wavelet"] <= 1.10 * _oracle(cell, "wavelet", wavelet_grid)
+    # every auto setting beats that method's fixed default on this low-count cube
+    assert auto["savgol"] < _nmse(denoise(cell.noisy, "savgol"), cell.clean)
+    assert auto["wavelet"] < _nmse(denoise(cell.noisy, "wavelet"), cell.clean)
+
+
+def test_bi_cross_validated_rank_is_near_the_best_rank(calibration_cell):
+    from napari_deeper.denoise.calibrate import bcv_rank
+
+    cell = calibration_cell
+    by_rank = [_nmse(denoise(cell.noisy, "pca", n_components=k), cell.clean) for k in range(1, 31)]
+    rank = bcv_rank(cell.noisy)
+    assert by_rank[rank - 1] <= 1.10 * min(by_rank)
+    assert _nmse(denoise(cell.noisy, "pca"), cell.clean) == pytest.approx(by_rank[rank - 1], rel=1e-4)
 
 
 def test_network_batches_equal_one_batch(cell):

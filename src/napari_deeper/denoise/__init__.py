@@ -45,40 +45,65 @@ def _network(model_name: str):
 
 
 def _build_registry() -> dict[str, Method]:
-    from . import classical, hybrid
+    from . import calibrate, classical, hybrid
+    from .vst import STABILISE_CHOICES
 
     batch = Param("batch_size", int, None, (1, 1 << 16), help="spectra per batch (auto: from free memory)",
                   optional=True)
+    stabilise = Param("stabilise", str, "off", choices=STABILISE_CHOICES,
+                      help="generalised Anscombe transform around the method (noise model estimated on the cube); "
+                           "auto: when the noise depends on the intensity")
+
+    def auto(what: str) -> Param:
+        return Param("auto", bool, False, help=f"choose {what} on the cube itself (no clean answer needed)")
+
     registry = {
         "hybrid": Method(
             "hybrid", hybrid.hybrid_steps, hybrid.params(), hybrid.DESCRIPTION, kind="hybrid",
         ),
         "savgol": Method(
-            "savgol", _classical(classical.savgol_steps),
+            "savgol", _classical(calibrate.classical_steps("savgol", classical.savgol_steps)),
             (
                 Param("window", int, 15, (3, 1001), help="window length in bands (odd)"),
                 Param("order", int, 2, (0, 10), help="polynomial order"),
+                auto("window and order (leave-one-out loss)"),
+                stabilise,
             ),
             "Savitzky-Golay smoothing of each spectrum",
         ),
         "wavelet": Method(
-            "wavelet", _classical(classical.wavelet_steps),
+            "wavelet", _classical(calibrate.classical_steps("wavelet", classical.wavelet_steps)),
             (
                 Param("wavelet", str, "sym8", help="PyWavelets discrete wavelet, e.g. sym8, db4, coif3"),
                 Param("level", int, None, (1, 20), help="decomposition levels (auto: maximum - 2)", optional=True),
                 Param("mode", str, "soft", choices=("soft", "hard"), help="thresholding"),
                 Param("threshold", str, "bayesshrink", choices=classical.WAVELET_THRESHOLDS,
                       help="BayesShrink (per level) or VisuShrink (universal)"),
+                Param("threshold_scale", float, 1.0, (0.0, 100.0), help="multiplies the threshold"),
+                auto("level and threshold scale (SURE under the cube's noise model)"),
+                stabilise,
             ),
             "wavelet shrinkage of each spectrum (noise estimated per spectrum)",
         ),
         "pca": Method(
-            "pca", _classical(classical.pca_steps),
+            "pca", _classical(calibrate.classical_steps("pca", classical.pca_steps)),
             (
                 Param("n_components", int, None, (1, 10000),
-                      help="components kept (auto: Gavish-Donoho threshold from the noise level)", optional=True),
+                      help="components kept (auto: chosen by rank_rule)", optional=True),
+                Param("rank_rule", str, "bcv", choices=classical.RANK_RULES,
+                      help="automatic rank: bi-cross-validation over pixels and bands, or Gavish-Donoho"),
+                stabilise,
             ),
             "PCA (low-rank) denoising over all pixels",
+        ),
+        "whittaker": Method(
+            "whittaker", _classical(calibrate.classical_steps("whittaker", classical.whittaker_steps)),
+            (
+                Param("lam", float, 1000.0, (0.0, 1e12), help="smoothness (second-difference penalty, band units)"),
+                auto("lambda (leave-one-out loss)"),
+                stabilise,
+            ),
+            "Whittaker smoothing of each spectrum (penalised least squares, second differences)",
         ),
         "resunet": Method(
             "resunet", _network("resunet"), (batch,),

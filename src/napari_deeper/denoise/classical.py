@@ -1,4 +1,4 @@
-"""Classical spectral denoisers: Savitzky-Golay, wavelet shrinkage and PCA (low-rank) denoising.
+"""Classical spectral denoisers: Savitzky-Golay, Whittaker, wavelet shrinkage and PCA (low-rank).
 
 Each is a ``*_steps`` generator over a ``(B, Y, X)`` float32 cube that processes blocks of
 pixels (memory stays bounded on large cubes), yields progress between blocks and returns the
@@ -68,6 +68,67 @@ def savgol_steps(data: np.ndarray, window: int = 15, order: int = 2):
     )
 
 
+def whittaker_factor(n_bands: int, lam: float) -> np.ndarray:
+    """Banded (upper) Cholesky factor of ``I + lam * D'D``, ``D`` the second-difference matrix.
+
+    The same factor serves every spectrum of a cube (uniform weights), so smoothing ``n``
+    spectra is one factorisation and one banded solve with ``n`` right-hand sides.
+    """
+    from scipy.linalg import cholesky_banded
+
+    if n_bands < 3:
+        raise ValueError(f"the Whittaker smoother needs at least 3 bands, got {n_bands}")
+    lam = float(lam)
+    if not (np.isfinite(lam) and lam >= 0):
+        raise ValueError(f"Whittaker lam must be a finite number >= 0, got {lam!r}")
+    # D'D from the rows (1, -2, 1) of D: its diagonal, first and second off-diagonals.
+    main = np.zeros(n_bands)
+    main[:-2] += 1.0
+    main[1:-1] += 4.0
+    main[2:] += 1.0
+    first = np.zeros(n_bands - 1)
+    first[:-1] -= 2.0
+    first[1:] -= 2.0
+    banded = np.zeros((3, n_bands))
+    banded[2] = 1.0 + lam * main
+    banded[1, 1:] = lam * first
+    banded[0, 2:] = lam
+    return cholesky_banded(banded)
+
+
+def whittaker_hat_diagonal(n_bands: int, lam: float, factor: np.ndarray | None = None) -> np.ndarray:
+    """Diagonal of the smoother matrix ``(I + lam D'D)^-1``: how much each band keeps of itself."""
+    from scipy.linalg import cho_solve_banded
+
+    factor = whittaker_factor(n_bands, lam) if factor is None else factor
+    diagonal = np.empty(n_bands)
+    for sl in chunks(n_bands, 512):
+        unit = np.zeros((n_bands, sl.stop - sl.start))
+        unit[np.arange(sl.start, sl.stop), np.arange(sl.stop - sl.start)] = 1.0
+        diagonal[sl] = cho_solve_banded((factor, False), unit)[np.arange(sl.start, sl.stop),
+                                                                 np.arange(sl.stop - sl.start)]
+    return diagonal
+
+
+def whittaker_steps(data: np.ndarray, lam: float = 1000.0):
+    """Whittaker smoothing of every spectrum: ``argmin_z |y - z|^2 + lam |D z|^2`` (Eilers 2003).
+
+    ``D`` takes second differences along the bands (band index as the axis), so ``lam`` is in
+    band units: larger is smoother. All spectra share one banded Cholesky factorisation.
+    """
+    from scipy.linalg import cho_solve_banded
+
+    factor = whittaker_factor(data.shape[0], lam)
+    return (
+        yield from _blockwise(
+            data,
+            lambda block: cho_solve_banded((factor, False), block.astype(np.float64)).astype(np.float32),
+            f"Whittaker smoothing (lambda {float(lam):.3g})",
+            bytes_per_band=32.0,
+        )
+    )
+
+
 def wavelet_levels(n_bands: int, wavelet: str, level: int | None) -> int:
     """The decomposition depth: ``level`` when given (capped at the maximum), else max - 2."""
     import pywt
@@ -80,7 +141,7 @@ def wavelet_levels(n_bands: int, wavelet: str, level: int | None) -> int:
     return min(int(level), max_level)
 
 
-def _wavelet_block(block, wavelet, level, mode, threshold):
+def _wavelet_block(block, wavelet, level, mode, threshold, scale=1.0):
     import pywt
 
     coeffs = pywt.wavedec(block, wavelet, level=level, axis=0, mode="symmetric")
@@ -95,7 +156,7 @@ def _wavelet_block(block, wavelet, level, mode, threshold):
             signal_var = np.maximum(np.mean(detail**2, axis=0) - sigma**2, 0.0)
             with np.errstate(divide="ignore"):
                 thr = np.where(signal_var > 0, sigma**2 / np.sqrt(signal_var), np.abs(detail).max(axis=0))
-        out.append(_shrink(detail, thr, mode))
+        out.append(_shrink(detail, scale * thr, mode))
     return pywt.waverec(out, wavelet, axis=0, mode="symmetric")[:n].astype(np.float32)
 
 
@@ -111,11 +172,12 @@ WAVELET_THRESHOLDS = ("bayesshrink", "visushrink")
 
 
 def wavelet_steps(data: np.ndarray, wavelet: str = "sym8", level: int | None = None,
-                  mode: str = "soft", threshold: str = "bayesshrink"):
+                  mode: str = "soft", threshold: str = "bayesshrink", threshold_scale: float = 1.0):
     """Wavelet shrinkage of every spectrum (PyWavelets), vectorised over pixels.
 
     Noise is estimated per spectrum from the finest detail coefficients; ``threshold`` is
-    BayesShrink (per level and spectrum) or VisuShrink (the universal threshold).
+    BayesShrink (per level and spectrum) or VisuShrink (the universal threshold), multiplied by
+    ``threshold_scale``.
     """
     import pywt
 
@@ -128,11 +190,14 @@ def wavelet_steps(data: np.ndarray, wavelet: str = "sym8", level: int | None = N
     if threshold not in WAVELET_THRESHOLDS:
         raise ValueError(f"wavelet threshold must be one of {WAVELET_THRESHOLDS}, got {threshold!r}")
     levels = wavelet_levels(data.shape[0], wavelet, level)
+    scale = float(threshold_scale)
+    if not scale >= 0:
+        raise ValueError(f"wavelet threshold_scale must be >= 0, got {threshold_scale!r}")
     return (
         yield from _blockwise(
             data,
-            lambda block: _wavelet_block(block.astype(np.float64), wavelet, levels, mode, threshold),
-            f"wavelet {wavelet} ({levels} levels, {mode} {threshold})",
+            lambda block: _wavelet_block(block.astype(np.float64), wavelet, levels, mode, threshold, scale),
+            f"wavelet {wavelet} ({levels} levels, {mode} {threshold} x {scale:.3g})",
             bytes_per_band=64.0,
         )
     )
@@ -168,13 +233,21 @@ def principal_axes(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.maximum(eigvals[order], 0.0)), eigvecs[:, order]
 
 
-def pca_steps(data: np.ndarray, n_components: int | None = None):
+RANK_RULES = ("bcv", "gavish-donoho")
+
+
+def pca_steps(data: np.ndarray, n_components: int | None = None, rank_rule: str = "bcv"):
     """Low-rank (PCA) denoising: keep the first ``n_components`` principal components.
 
-    With ``n_components`` None (or 0) the rank comes from the data's noise level: the number of
+    With ``n_components`` None (or 0) the rank is chosen on the data by ``rank_rule``:
+    ``"bcv"``, bi-cross-validation over pixels and bands
+    (:func:`~napari_deeper.denoise.calibrate.bcv_rank`), or ``"gavish-donoho"``, the number of
     singular values of the centred ``(pixels, bands)`` matrix above Gavish & Donoho's optimal
-    hard threshold, ``omega(beta) * median(singular values)``.
+    hard threshold for an unknown noise level, ``omega(beta) * median(singular values)``.
     """
+    rule = str(rank_rule).lower()
+    if rule not in RANK_RULES:
+        raise ValueError(f"PCA rank_rule must be one of {', '.join(RANK_RULES)}; got {rank_rule!r}")
     n_bands = data.shape[0]
     flat, slices = pixel_blocks(data)
     n_pixels = flat.shape[1]
@@ -183,7 +256,11 @@ def pca_steps(data: np.ndarray, n_components: int | None = None):
     message = "PCA denoising"
     mean, gram = yield from spectral_gram_steps(flat, slices, message)
     singular, loadings = principal_axes(gram)
-    if n_components is None or int(n_components) <= 0:
+    if (n_components is None or int(n_components) <= 0) and rule == "bcv":
+        from .calibrate import bcv_rank
+
+        rank = min(bcv_rank(data), n_bands, n_pixels)
+    elif n_components is None or int(n_components) <= 0:
         rank = gavish_donoho_rank(singular, (n_pixels, n_bands))
     else:
         rank = min(int(n_components), n_bands, n_pixels)
