@@ -387,6 +387,10 @@ def test_cluster_refuses_bad_counts_and_methods(three_regions):
         analysis.cluster(cube, 3, method="dbscan")
     with pytest.raises(ValueError, match="pca"):
         analysis.cluster(cube, 3, pca=0)
+    with pytest.raises(ValueError, match="sample must be from 2 to 5000"):
+        analysis.suggest_clusters(cube, sample=6000)
+    with pytest.raises(ValueError, match="candidates"):
+        analysis.suggest_clusters(cube, candidates=[1, 2])
 
 
 def test_cluster_on_the_real_cube_separates_cell_from_background(thp1_cube):

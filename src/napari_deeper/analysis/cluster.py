@@ -19,6 +19,7 @@ from ..spectral.preprocess import normalise as normalise_cube
 CLUSTER_METHODS = ("kmeans", "ward")
 _FULL_KMEANS = 200_000  # above this many spectra, mini-batch k-means
 _ASSIGN_CHUNK = 65536
+_SILHOUETTE_SAMPLE = 5000  # the silhouette holds sample^2 distances (200 MB at 5000)
 
 
 def _features(cube: np.ndarray, normalise: str | None, pca: int | None, seed: int, sample: int):
@@ -77,6 +78,8 @@ def _assign(features, n_clusters, method, seed, sample):
     if method == "kmeans":
         from sklearn.cluster import KMeans, MiniBatchKMeans
 
+        # four k-means++ starts, the best kept: one start (scikit-learn's default) ended 41 %
+        # higher in inertia on the THP-1 cube at 3 clusters
         if n > _FULL_KMEANS:
             model = MiniBatchKMeans(n_clusters, random_state=seed, n_init=3, batch_size=4096)
         else:
@@ -125,9 +128,14 @@ def cluster(data, n_clusters: int = 4, method: str = "kmeans", pca: int | None =
 def suggest_clusters_steps(data, candidates=range(2, 9), method: str = "kmeans", pca: int | None = None,
                            normalise: str | None = None, seed: int = 0, sample: int = 2000) -> Steps[dict]:
     """Steps version of :func:`suggest_clusters`."""
-    from sklearn.metrics import silhouette_score
+    from sklearn.metrics import pairwise_distances, silhouette_score
 
     cube = as_cube(data)
+    if not 2 <= int(sample) <= _SILHOUETTE_SAMPLE:
+        raise ValueError(
+            f"sample must be from 2 to {_SILHOUETTE_SAMPLE} spectra (the silhouette keeps all their "
+            f"pairwise distances), got {sample!r}"
+        )
     candidates = sorted({int(k) for k in candidates})
     if not candidates or candidates[0] < 2:
         raise ValueError(f"candidates must be cluster counts of at least 2, got {candidates!r}")
@@ -141,11 +149,13 @@ def suggest_clusters_steps(data, candidates=range(2, 9), method: str = "kmeans",
             f"the sample ({subset.shape[0]} spectra) must hold more spectra than the largest "
             f"candidate ({candidates[-1]}); raise sample or lower the candidates"
         )
+    distances = pairwise_distances(subset)  # once, for every candidate
     scores = {}
     for index, k in enumerate(candidates):
         yield Progress(index, len(candidates), f"silhouette for {k} clusters")
         labels = _assign(subset, k, method, seed, subset.shape[0])
-        scores[k] = float(silhouette_score(subset, labels)) if np.unique(labels).size > 1 else -1.0
+        scores[k] = (float(silhouette_score(distances, labels, metric="precomputed"))
+                     if np.unique(labels).size > 1 else -1.0)
     best = max(scores, key=scores.get)
     yield Progress(len(candidates), len(candidates), "silhouette")
     return {
