@@ -231,6 +231,18 @@ def test_fit_peaks_is_exact_on_noise_free_bands_of_its_shape(shape, rho, shifted
         np.testing.assert_allclose(fit["gaussian_fraction"][0], rho, atol=2e-3)
 
 
+def test_fit_peaks_and_baselines_do_not_depend_on_the_axis_direction(shifted):
+    w, _, _, clean = shifted
+    noisy = S.add_noise(clean[:, :8, :8], 100, np.random.default_rng(6))
+    forward = analysis.fit_peaks(noisy, w, [(1004.0, 15.0)], shape="gaussian")
+    backward = analysis.fit_peaks(noisy[::-1], w[::-1], [(1004.0, 15.0)], shape="gaussian")
+    np.testing.assert_array_equal(forward["failed"], backward["failed"])
+    np.testing.assert_allclose(forward["center"], backward["center"], atol=1e-4)
+    for method in ("arpls", "imodpoly", "snip", "rubberband"):
+        np.testing.assert_allclose(analysis.remove_baseline(noisy[::-1], w[::-1], method)[::-1],
+                                   analysis.remove_baseline(noisy, w, method), atol=1e-4)
+
+
 def test_overlapping_bands_are_fitted_together():
     w = S.wavenumber_axis(500)
     ones = np.ones((3, 3))
