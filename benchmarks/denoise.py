@@ -1,6 +1,6 @@
 """Denoising quality and speed: the networks and the default against tuned classical baselines.
 
-Test cubes (:mod:`napari_deeper.denoise.evaluate`): held-out simulated cells (64 x 64 pixels;
+Test cubes (:mod:`napari_deeper.training.evaluate`): held-out simulated cells (64 x 64 pixels;
 500, 300 and 1000 bands; 10 to 1000 photons at the brightest value; seeds never used in
 training) and the real THP-1 cube (40 x 40 x 500, min-max normalised, treated as clean) with
 simulated Poisson + Gaussian noise at 100, 300 and 1000 photons at its brightest value.
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from _report import machine, write_section
 
+from napari_deeper import simulate
 from napari_deeper.denoise import DEFAULT, denoise
-from napari_deeper.denoise import evaluate as ev
-from napari_deeper.training import simulate
+from napari_deeper.training import evaluate as ev
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "denoise"

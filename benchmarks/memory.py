@@ -49,7 +49,7 @@ CASES = [
 
 def write_cubes(folder: Path) -> dict[tuple[int, int], Path]:
     """One tiled simulated cell per input size of :data:`CASES`, written band block by block."""
-    from napari_deeper.training import simulate
+    from napari_deeper import simulate
 
     cell = simulate.simulate_cell((TILE, TILE), n_bands=BANDS, photons=100.0, seed=7).noisy
     paths = {}

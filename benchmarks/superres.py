@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 from _report import machine, write_section
 
-from napari_deeper import metrics
+from napari_deeper import metrics, simulate
 from napari_deeper.superres import upscale
-from napari_deeper.training import simulate
 from napari_deeper.training.superres import earlier_runs
 
 ROOT = Path(__file__).resolve().parents[1]

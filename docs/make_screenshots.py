@@ -157,7 +157,7 @@ def preprocess_page(viewer):
 def cube_layout_page(viewer):
     import tempfile
 
-    from napari_deeper.training.simulate import simulate_cell
+    from napari_deeper.simulate import simulate_cell
 
     # 30 spectra saved as a (pixels, bands) matrix without the image size: the reader cannot
     # know the 5 x 6 map they came from, reads a 1 x 30 strip and says so

@@ -32,7 +32,7 @@ import numpy as np
 import napari_deeper as nd
 from napari_deeper.compute import run
 from napari_deeper.denoise import DEFAULT as DEFAULT_DENOISER
-from napari_deeper.training.simulate import simulate_cell, skip_sample
+from napari_deeper.simulate import simulate_cell, skip_sample
 
 RAW = "raw"
 DEFAULT = "default"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import napari_deeper as nd
+from napari_deeper import simulate
 from napari_deeper.compute import Progress, run
 from napari_deeper.denoise import DEFAULT, METHODS, available_methods, denoise, denoise_steps
 from napari_deeper.models import registry
-from napari_deeper.training import simulate
 
 ALL = ("savgol", "whittaker", "wavelet", "pca", "hybrid", "resunet", "aunet")
 NETWORKS = ("resunet", "aunet")

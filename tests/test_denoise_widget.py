@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_deeper import simulate
 from napari_deeper.denoise import DEFAULT, denoise
-from napari_deeper.training import simulate
 
 pytestmark = pytest.mark.gui
 

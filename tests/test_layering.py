@@ -12,7 +12,7 @@ CORE = [
     "napari_deeper.unmix",
     "napari_deeper.models",
     "napari_deeper.training",
-    "napari_deeper.training.simulate",
+    "napari_deeper.simulate",
     "napari_deeper.metrics",
     "napari_deeper.compute",
 ]

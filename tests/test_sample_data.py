@@ -12,8 +12,8 @@ import pytest
 from conftest import SHARED_THP1
 
 from napari_deeper import _sample_data, load_cube
+from napari_deeper import simulate as sim
 from napari_deeper._sample_data import THP1_FILE, THP1_ORIGIN
-from napari_deeper.training import simulate as sim
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from napari_deeper.training import simulate as sim
+from napari_deeper import simulate as sim
+from napari_deeper.simulate import spectra
 
 W = sim.wavenumber_axis(300)
 
@@ -306,13 +307,13 @@ def test_bad_arguments_raise_clear_errors(call, message):
 def test_band_variation_matches_exactly_shifted_and_broadened_bands():
     """The per-pixel interpolation on the shift/width grid stays close to exact evaluation."""
     w = sim.wavenumber_axis(1300)
-    names, tables = sim._band_table(None)
+    names, tables = spectra._band_table(None)
     k = len(names)
-    basis = sim._variation_basis(w, tables, 1.0, np.random.default_rng(0))
+    basis = spectra._variation_basis(w, tables, 1.0, np.random.default_rng(0))
     shifts = np.linspace(-4.5, 4.5, 19)
     for width in (-0.15, 0.0, 0.08):
         n = shifts.size
-        mixed = sim._mix(
+        mixed = spectra._mix(
             basis,
             np.repeat(np.eye(k), n, axis=1),
             np.tile(shifts, (k, k)),

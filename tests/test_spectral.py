@@ -307,7 +307,7 @@ def test_preprocess_steps_chain_and_record(rng):
 
 
 def test_remove_spikes_on_the_simulator():
-    simulate = pytest.importorskip("napari_deeper.training.simulate")
+    simulate = pytest.importorskip("napari_deeper.simulate")
     # same seed: identical clean cube and noise, the second one with cosmic rays in 5% of spectra
     kwargs = {"shape": (32, 32), "n_bands": 500, "photons": 200, "seed": 3}
     without = simulate.simulate_cell(spikes=0.0, **kwargs)

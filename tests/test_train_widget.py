@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from napari_deeper.models import registry
-from napari_deeper.training.simulate import simulate_cell
+from napari_deeper.simulate import simulate_cell
 from napari_deeper._widgets.train import TrainWidget, check_model_name, default_model_name
 
 N_BANDS = 48

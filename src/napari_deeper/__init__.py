@@ -34,7 +34,7 @@ _API = {
 }
 _MODULES = {
     "metrics": "napari_deeper.metrics",
-    "simulate": "napari_deeper.training.simulate",
+    "simulate": "napari_deeper.simulate",
     "unmix": "napari_deeper.unmix",
     "spectral": "napari_deeper.spectral",
     "compute": "napari_deeper.compute",

@@ -1,6 +1,6 @@
 """Sample data (File > Open Sample > napari-deeper): simulated cells and one real cell.
 
-The simulated samples come from :mod:`napari_deeper.training.simulate` with a fixed seed, so they
+The simulated samples come from :mod:`napari_deeper.simulate` with a fixed seed, so they
 are the same every time, and carry their ground truth. The real sample is a WITec export of a
 THP-1 cell shipped in ``data/`` (BSD-3-Clause, from RamanSPy; see ``data/README.md``), read with
 :func:`napari_deeper.load_cube`. The functions return plain napari LayerData tuples and import
@@ -39,7 +39,7 @@ THP1_ORIGIN = {
 
 
 def _wavenumbers() -> np.ndarray:
-    from .training.simulate import wavenumber_axis
+    from .simulate import wavenumber_axis
 
     # the fingerprint range as a grating spectrometer with a 532 nm laser samples it: uniform in
     # wavelength, so the steps in cm-1 shrink smoothly from about 2.8 to 2.4
@@ -57,7 +57,7 @@ def _layer(data, name: str, cube, params: dict, truth_grid=None, **kwargs) -> tu
             "names": list(cube.names),
             "clean": on_grid(cube.clean),
         },
-        provenance.KEY: provenance.record("simulate", "napari_deeper.training.simulate", dict(params), replay=False),
+        provenance.KEY: provenance.record("simulate", "napari_deeper.simulate", dict(params), replay=False),
     }
     layer_kwargs = {
         "name": name,
@@ -76,7 +76,7 @@ def denoise_pair() -> list[tuple]:
     Both share the clean cube (same seed); each layer is reproduced exactly by
     ``simulate_cell((64, 64), wavenumbers=w, photons=p, seed=0)`` with ``w`` from its metadata.
     """
-    from .training.simulate import simulate_cell
+    from .simulate import simulate_cell
 
     w = _wavenumbers()
     layers = []
@@ -95,7 +95,7 @@ def superres_pair() -> list[tuple]:
     (HR pixels) along y and x. Each layer's ground truth (abundances, clean cube) is on its own
     pixel grid.
     """
-    from .training.simulate import simulate_superres_pair, skip_sample
+    from .simulate import simulate_superres_pair, skip_sample
 
     hr, lr_noisy, _lr_clean = simulate_superres_pair(
         SHAPE, FACTOR, wavenumbers=_wavenumbers(), photons=SUPERRES_PHOTONS, seed=SEED

@@ -1,7 +1,7 @@
 """Training of the per-spectrum denoising networks, fine-tuning, noise learning and evaluation.
 
 ``python -m napari_deeper.training denoise --arch resunet --name resunet --steps 4000`` trains
-on simulated spectra pairs (:func:`napari_deeper.training.simulate.spectra_batch`) drawn fresh at
+on simulated spectra pairs (:func:`napari_deeper.simulate.spectra_batch`) drawn fresh at
 every step with a random band count, wavenumber range and photon count, so the network sees a
 new batch each time and generalises across instruments. L1 loss on the normalised spectra, Adam,
 a one-cycle learning-rate schedule, seeded (batch ``i`` depends only on ``(seed, i)``), resumable
@@ -51,7 +51,7 @@ PHOTON_RANGE = (5.0, 2000.0)
 
 def random_axis(rng, bands=BAND_RANGE, start=START_RANGE, stop=STOP_RANGE) -> np.ndarray:
     """A random spectral axis: band count and range drawn uniformly (the instrument varies)."""
-    from .simulate import wavenumber_axis
+    from ..simulate import wavenumber_axis
 
     n_bands = int(rng.integers(bands[0], bands[1] + 1))
     return wavenumber_axis(n_bands, float(rng.uniform(*start)), float(rng.uniform(*stop)))
@@ -84,7 +84,7 @@ def augment(noisy: np.ndarray, clean: np.ndarray, rng, mixup: float = 0.5, shift
 def simulated_batch(step: int, seed: int, batch: int, photons=PHOTON_RANGE, bands=BAND_RANGE,
                     spikes: float = 0.01, mixup: float = 0.5, shift: float = 0.0):
     """Training batch number ``step``: fully determined by ``(seed, step)`` (exact resume)."""
-    from .simulate import spectra_batch
+    from ..simulate import spectra_batch
 
     rng = np.random.default_rng([seed, step])
     w = random_axis(rng, bands)
@@ -286,7 +286,7 @@ def learn_noise_steps(base_model: str = "aunet", blank=None, wavenumbers=None,
     from ..models.registry import find_model, load_model
     from ..denoise.deep import MIN_BANDS
     from .._validation import as_wavenumbers
-    from .simulate import spectra_batch, wavenumber_axis
+    from ..simulate import spectra_batch, wavenumber_axis
 
     if blank is None:
         raise ValueError("learn_noise_steps needs a blank (B, Y, X) scan of a featureless sample")
@@ -437,7 +437,7 @@ def main(args) -> None:
             "seed": args.seed, "steps": args.steps, "batch_size": args.batch, "lr": args.lr,
             "optimizer": "Adam, one-cycle schedule", "loss": "L1 on max-normalised spectra",
             "data": {
-                "generator": "napari_deeper.training.simulate.spectra_batch (fresh batch every step)",
+                "generator": "napari_deeper.simulate.spectra_batch (fresh batch every step)",
                 "photons": list(args.photons), "bands": list(args.bands),
                 "wavenumber_start": list(START_RANGE), "wavenumber_stop": list(STOP_RANGE),
                 "spikes": args.spikes, "mixup": args.mixup, "shift": args.shift,
@@ -455,7 +455,7 @@ def main(args) -> None:
             total_wall + _total_wall(earlier.get("training") or {}), 1)
     save_model(model, name, args.arch, config, card, args.out)
     if not args.skip_eval:
-        from ..denoise.evaluate import model_card_metrics
+        from .evaluate import model_card_metrics
 
         metrics, markdown = model_card_metrics(name, args.out)
         card["metrics"] = metrics

@@ -10,7 +10,7 @@ bicubic upscale of that input. The loss (L1) is taken on the centre of each patc
 the zero padding at its border, as inference discards tile borders too.
 
 - ``python -m napari_deeper.training superres --arch hyrisr ...`` trains on simulated cells
-  (:mod:`napari_deeper.training.simulate`), with checkpoints to resume, and saves the weights
+  (:mod:`napari_deeper.simulate`), with checkpoints to resume, and saves the weights
   with JSON and Markdown cards.
 - :func:`finetune_upscaler_steps` fine-tunes a trained model on the user's own HR cubes.
 """
@@ -223,7 +223,7 @@ def simulated_pairs(n_cells: int, n_components: int, seed: int, scales=SCALES,
     brightest value drawn log-uniformly in ``photons`` (default 300-10 000: high SNR, as a scan
     to be super-resolved should be, or a denoised one). The target is always the clean HR cube.
     """
-    from . import simulate
+    from .. import simulate
 
     low, high = photons
     rng = np.random.default_rng(seed)
@@ -271,7 +271,7 @@ def load_pairs(path: Path) -> dict[int, list[ScorePair]]:
 
 def validation_cells(n: int, seed: int, shape=(64, 64), photons: float = 2000.0):
     """Held-out simulated cells (clean HR reference, noisy source) for model selection."""
-    from . import simulate
+    from .. import simulate
 
     return [simulate.simulate_cell(shape, photons=photons, seed=seed + i) for i in range(n)]
 
@@ -525,7 +525,7 @@ def main(args: argparse.Namespace) -> None:
         "parameters": parameter_count(model),
         "size_bytes": 4 * parameter_count(model),
         "training": {
-            "data": f"{args.cells} simulated cells (napari_deeper.training.simulate.simulate_cell, "
+            "data": f"{args.cells} simulated cells (napari_deeper.simulate.simulate_cell, "
                     "64-112 pixels square, 150 or 300 bands, 25 % noise-free and 75 % at "
                     f"{args.photons[0]:g}-{args.photons[1]:g} photons, target the clean cube), seed "
                     f"{data_seed}; each used at every scale",

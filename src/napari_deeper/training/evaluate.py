@@ -7,7 +7,7 @@ user has, so a method that beats them beats any setting of them.
 
 Cases:
 
-* simulated cells (:func:`napari_deeper.training.simulate.simulate_cell`, seeds never used in
+* simulated cells (:func:`napari_deeper.simulate.simulate_cell`, seeds never used in
   training) at several band counts and photon counts (counts at the brightest value);
 * the real THP-1 cube (WITec, 40 x 40 x 500), min-max normalised and treated as clean, with
   simulated Poisson + Gaussian noise (``photons`` counts at the cube's brightest value; the
@@ -56,7 +56,7 @@ THP1_PHOTONS = (100, 300, 1000)
 
 
 def simulated_cases(size: int = 64, specs=SIMULATED) -> list[Case]:
-    from ..training.simulate import simulate_cell
+    from ..simulate import simulate_cell
 
     cases = []
     for bands, photons, seed in specs:
@@ -79,7 +79,7 @@ def thp1_clean(path: Path = THP1_PATH) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def thp1_cases(path: Path = THP1_PATH, photons=THP1_PHOTONS) -> list[Case]:
-    from ..training.simulate import add_noise
+    from ..simulate import add_noise
 
     loaded = thp1_clean(path)
     if loaded is None:
@@ -108,7 +108,7 @@ def _mse(a, b) -> float:
 
 def tune_savgol(case: Case):
     from ..compute import run
-    from .classical import savgol_steps
+    from ..denoise.classical import savgol_steps
 
     best = None
     for order in SAVGOL_ORDERS:
@@ -126,7 +126,7 @@ def tune_wavelet(case: Case):
     import pywt
 
     from ..compute import run
-    from .classical import WAVELET_THRESHOLDS, wavelet_steps
+    from ..denoise.classical import WAVELET_THRESHOLDS, wavelet_steps
 
     best = None
     n_bands = case.noisy.shape[0]
@@ -214,7 +214,7 @@ def evaluate(cases: list[Case], methods: dict[str, dict], tuned=("savgol", "wave
     classical baselines to grid-search on each case against the clean cube (rows reused from the
     JSON file ``cache`` when given).
     """
-    from . import denoise
+    from ..denoise import denoise
 
     rows = []
     for case in cases:
