@@ -322,12 +322,41 @@ def _witec_struct(name: str, fields: dict[str, Variable], context: "_Context") -
     data, axes, choices = context.arrange(
         data_variable, _length(wavenumbers), file_shape=file_shape, bands_first=False
     )
+    space = _witec_image_axes(fields, data.shape[1:])
+    if space is not None:
+        context.notes.append("pixel size from imageaxisscale, in µm (the file does not name the unit; WITec writes µm)")
     cube = context.cube(data, wavenumbers, "witec-struct", axes, choices)
+    if space is not None:
+        cube.metadata.update(space)
     title = as_text(fields["name"].load()) if "name" in fields else None
     cube.metadata["variable"] = name
     if title:
         cube.metadata["title"] = title
     return cube
+
+
+def _witec_image_axes(fields: dict[str, Variable], image_shape) -> dict | None:
+    """Pixel size and origin from a WITec struct's ``imageaxisscale`` {y positions; x positions}.
+
+    Used only when both axes list one evenly spaced position per pixel; the positions' unit is
+    not stored (WITec writes µm).
+    """
+    if "imageaxisscale" not in fields or fields["imageaxisscale"].kind != "cell":
+        return None
+    scale = np.asarray(fields["imageaxisscale"].load(), dtype=object)
+    if scale.ndim != 2 or scale.shape[0] < 2:
+        return None
+    steps, origin = [], []
+    for values, n in zip(scale[:2, 0], image_shape):
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "iuf" or values.size != n or n < 2:
+            return None
+        values = np.asarray(values, dtype=np.float64).ravel()
+        step = np.diff(values)
+        if not np.all(np.isfinite(values)) or not np.allclose(step, step[0], rtol=1e-6) or step[0] == 0:
+            return None
+        steps.append(float(step[0]))
+        origin.append(float(values[0]))
+    return {"pixel_size": steps, "origin": origin, "space_units": ["µm", "µm"], "space_axes": ["y", "x"]}
 
 
 def _noise_learning(matrices, numeric, context: "_Context") -> Cube:
