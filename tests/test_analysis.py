@@ -370,6 +370,11 @@ def three_regions():
     return w, truth, S.add_noise(clean, 200, np.random.default_rng(5))
 
 
+def test_cluster_threads_change_the_speed_not_the_labels(three_regions):
+    _, _, cube = three_regions
+    np.testing.assert_array_equal(analysis.cluster(cube, 3, threads=None), analysis.cluster(cube, 3))
+
+
 @pytest.mark.parametrize("method, pca", [("kmeans", None), ("ward", None), ("kmeans", 5), ("ward", 5)])
 def test_cluster_finds_known_regions(method, pca, three_regions):
     from sklearn.metrics import adjusted_rand_score
@@ -399,6 +404,8 @@ def test_cluster_refuses_bad_counts_and_methods(three_regions):
         analysis.cluster(cube, 3, method="dbscan")
     with pytest.raises(ValueError, match="pca"):
         analysis.cluster(cube, 3, pca=0)
+    with pytest.raises(ValueError, match="threads"):
+        analysis.cluster(cube, 3, threads=0)
     with pytest.raises(ValueError, match="sample must be from 2 to 5000"):
         analysis.suggest_clusters(cube, sample=6000)
     with pytest.raises(ValueError, match="candidates"):

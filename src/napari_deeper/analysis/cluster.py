@@ -5,9 +5,15 @@ expect), ordered by cluster size: label 1 is the largest cluster. Ward's hierarc
 clustering is quadratic in the number of spectra, so it runs on a random subsample and every
 other pixel joins the cluster whose centroid is nearest; k-means runs on all pixels
 (mini-batch k-means beyond ``_FULL_KMEANS`` of them).
+
+scikit-learn runs with ``threads`` threads (OpenMP and BLAS; one by default): on a 4096-pixel
+cube its default two threads spent 5x the CPU time of one on the same k-means (spinning while
+waiting for each other on a loaded two-core machine), so one thread was also faster by the clock.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -72,6 +78,23 @@ def _check(cube, n_clusters, method, normalise):
     return method, int(n_clusters)
 
 
+def _check_threads(threads) -> None:
+    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
+        raise ValueError(f"threads must be a whole number >= 1 or None, got {threads!r}")
+
+
+@contextmanager
+def _threads(threads):
+    """Hold scikit-learn's OpenMP and BLAS threads to ``threads`` inside (None: leave them)."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(threads)):
+        yield
+
+
 def _assign(features, n_clusters, method, seed, sample):
     """Cluster index 0..k-1 of every row of ``features``."""
     n = features.shape[0]
@@ -99,20 +122,25 @@ def _assign(features, n_clusters, method, seed, sample):
 
 
 def cluster_steps(data, n_clusters: int = 4, method: str = "kmeans", pca: int | None = None,
-                  normalise: str | None = None, seed: int = 0, sample: int = 5000) -> Steps[np.ndarray]:
+                  normalise: str | None = None, seed: int = 0, sample: int = 5000,
+                  threads: int | None = 1) -> Steps[np.ndarray]:
     """Steps version of :func:`cluster`."""
     cube = as_cube(data)
     method, n_clusters = _check(cube, n_clusters, method, normalise)
+    _check_threads(threads)
     yield Progress(0, 3, f"{method}: features")
-    features = _features(cube, normalise, pca, seed, max(int(sample), n_clusters))
+    with _threads(threads):
+        features = _features(cube, normalise, pca, seed, max(int(sample), n_clusters))
     yield Progress(1, 3, f"{method}: {n_clusters} clusters")
-    assignment = _assign(features, n_clusters, method, seed, max(int(sample), n_clusters))
+    with _threads(threads):
+        assignment = _assign(features, n_clusters, method, seed, max(int(sample), n_clusters))
     yield Progress(3, 3, f"{method}: done")
     return _by_size(assignment, n_clusters).reshape(cube.shape[1:])
 
 
 def cluster(data, n_clusters: int = 4, method: str = "kmeans", pca: int | None = None,
-            normalise: str | None = None, seed: int = 0, sample: int = 5000) -> np.ndarray:
+            normalise: str | None = None, seed: int = 0, sample: int = 5000,
+            threads: int | None = 1) -> np.ndarray:
     """A ``(Y, X)`` int32 map of cluster labels 1..``n_clusters`` (1 the largest cluster).
 
     ``method``: ``"kmeans"`` (scikit-learn's KMeans, mini-batch beyond 200 000 pixels) or
@@ -120,13 +148,15 @@ def cluster(data, n_clusters: int = 4, method: str = "kmeans", pca: int | None =
     nearest cluster centroid). ``normalise`` (one of
     :data:`napari_deeper.spectral.NORMALISATIONS`, e.g. ``"vector"``) clusters on spectral
     shape rather than intensity; ``pca`` clusters on that many principal-component scores
-    (fitted on ``sample`` spectra). Seeded: the same call gives the same labels.
+    (fitted on ``sample`` spectra). ``threads`` caps scikit-learn's threads (None: its own
+    choice). Seeded: the same call gives the same labels.
     """
-    return run(cluster_steps(data, n_clusters, method, pca, normalise, seed, sample))
+    return run(cluster_steps(data, n_clusters, method, pca, normalise, seed, sample, threads))
 
 
 def suggest_clusters_steps(data, candidates=range(2, 9), method: str = "kmeans", pca: int | None = None,
-                           normalise: str | None = None, seed: int = 0, sample: int = 2000) -> Steps[dict]:
+                           normalise: str | None = None, seed: int = 0, sample: int = 2000,
+                           threads: int | None = 1) -> Steps[dict]:
     """Steps version of :func:`suggest_clusters`."""
     from sklearn.metrics import pairwise_distances, silhouette_score
 
@@ -140,7 +170,9 @@ def suggest_clusters_steps(data, candidates=range(2, 9), method: str = "kmeans",
     if not candidates or candidates[0] < 2:
         raise ValueError(f"candidates must be cluster counts of at least 2, got {candidates!r}")
     method, _ = _check(cube, candidates[-1], method, normalise)
-    features = _features(cube, normalise, pca, seed, sample)
+    _check_threads(threads)
+    with _threads(threads):
+        features = _features(cube, normalise, pca, seed, sample)
     rng = np.random.default_rng(seed)
     rows = rng.choice(features.shape[0], min(int(sample), features.shape[0]), replace=False)
     subset = features[rows]
@@ -149,13 +181,15 @@ def suggest_clusters_steps(data, candidates=range(2, 9), method: str = "kmeans",
             f"the sample ({subset.shape[0]} spectra) must hold more spectra than the largest "
             f"candidate ({candidates[-1]}); raise sample or lower the candidates"
         )
-    distances = pairwise_distances(subset)  # once, for every candidate
+    with _threads(threads):
+        distances = pairwise_distances(subset)  # once, for every candidate
     scores = {}
     for index, k in enumerate(candidates):
         yield Progress(index, len(candidates), f"silhouette for {k} clusters")
-        labels = _assign(subset, k, method, seed, subset.shape[0])
-        scores[k] = (float(silhouette_score(distances, labels, metric="precomputed"))
-                     if np.unique(labels).size > 1 else -1.0)
+        with _threads(threads):
+            labels = _assign(subset, k, method, seed, subset.shape[0])
+            scores[k] = (float(silhouette_score(distances, labels, metric="precomputed"))
+                         if np.unique(labels).size > 1 else -1.0)
     best = max(scores, key=scores.get)
     yield Progress(len(candidates), len(candidates), "silhouette")
     return {
@@ -167,7 +201,8 @@ def suggest_clusters_steps(data, candidates=range(2, 9), method: str = "kmeans",
 
 
 def suggest_clusters(data, candidates=range(2, 9), method: str = "kmeans", pca: int | None = None,
-                     normalise: str | None = None, seed: int = 0, sample: int = 2000) -> dict:
+                     normalise: str | None = None, seed: int = 0, sample: int = 2000,
+                     threads: int | None = 1) -> dict:
     """A hint for the number of clusters: the silhouette score of each candidate count.
 
     Clusters a random ``sample`` of the spectra (as :func:`cluster` would, with the same
@@ -176,4 +211,4 @@ def suggest_clusters(data, candidates=range(2, 9), method: str = "kmeans", pca: 
     one-line ``message`` to show. A hint only: the silhouette favours well-separated clusters,
     and cells are often a continuum.
     """
-    return run(suggest_clusters_steps(data, candidates, method, pca, normalise, seed, sample))
+    return run(suggest_clusters_steps(data, candidates, method, pca, normalise, seed, sample, threads))
