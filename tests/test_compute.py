@@ -18,6 +18,47 @@ def test_run_returns_the_generator_result_and_reports_progress():
     assert [p.fraction for p in seen] == pytest.approx([0, 1 / 3, 2 / 3])
 
 
+def _counting(n, message="part", loss=None, closed=None):
+    """A steps generator of ``n`` reports that returns ``n``; ``closed`` records its clean-up."""
+    try:
+        for i in range(n):
+            yield compute.Progress(i, n, message, loss)
+        return n
+    finally:
+        if closed is not None:
+            closed.append(message)
+
+
+def test_share_maps_progress_onto_its_part_of_the_bar_and_keeps_the_loss():
+    seen = []
+    result = compute.run(compute.share(_counting(4, "fit", loss=0.5), 100, 40, 200, "denoise"), seen.append)
+    assert result == 4
+    # 0/4 .. 3/4 of the 40 units from 100, then the end of the share (the last report fell short)
+    assert [p.done for p in seen] == [100, 110, 120, 130, 140]
+    assert all(p.total == 200 for p in seen)
+    assert [p.message for p in seen[:4]] == ["denoise: fit"] * 4 and seen[-1].message == "denoise"
+    assert [p.loss for p in seen[:4]] == [0.5] * 4
+
+
+def test_closing_a_relay_closes_the_operation_inside_it():
+    """Cancel stops at a yield: the nested operation's clean-up runs then, not at garbage collection."""
+    closed = []
+    outer = compute.stage(_counting(10, "inner", closed=closed), 0, 2, "outer")
+    next(outer), next(outer)
+    outer.close()
+    assert closed == ["inner"]
+
+
+def test_many_runs_jobs_in_order_under_one_bar():
+    seen = []
+    jobs = [("a", _counting(2, "a")), ("b", _counting(3, "b")), ("c", _counting(1, "c"))]
+    assert compute.run(compute.many(jobs), seen.append) == [2, 3, 1]
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert [p.message.split(":")[0] for p in seen] == ["a"] * 3 + ["b"] * 4 + ["c"] * 2
+    assert compute.run(compute.many([])) == []
+
+
 def test_chunks_cover_the_range_exactly():
     pieces = list(compute.chunks(10, 4))
     assert [(s.start, s.stop) for s in pieces] == [(0, 4), (4, 8), (8, 10)]

@@ -4,7 +4,9 @@ Every heavy core operation is written as a generator function (``*_steps``) that
 :class:`Progress` between chunks and *returns* its result. Plain calls drive it with :func:`run`;
 napari widgets wrap the same generator in ``napari.qt.threading.thread_worker``, whose ``quit()``
 stops it at the next ``yield`` (that is the cancellation point), and whose ``returned`` signal
-delivers the result on the main thread.
+delivers the result on the main thread. An operation made of others relays their progress with
+:func:`share` (a weighted part of its bar), :func:`stage` (equal parts) or :func:`many` (a list
+of jobs), never with a loop of its own.
 """
 
 from __future__ import annotations
@@ -54,21 +56,50 @@ def run(steps: Steps[T], callback: Callable[[Progress], None] | None = None) -> 
             callback(progress)
 
 
+def share(steps: Steps[T], start: int, weight: int, total: int, label: str = "") -> Steps[T]:
+    """Re-yield a sub-operation's progress as units ``start`` to ``start + weight`` of ``total``;
+    return its result.
+
+    The one relay of a nested ``*_steps`` generator: ``label`` goes in front of its messages, a
+    training loop's ``loss`` is passed on, and the end of the share is reported once the
+    sub-operation finished (when its last report fell short of it). Every yield of the
+    sub-operation stays a yield, so cancelling stops it at the same points, and closing this
+    generator closes the sub-operation's (its clean-up runs at once).
+    """
+    end = start + weight
+    done, message = start, label
+    try:
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as stop:
+                if done < end:
+                    yield Progress(end, total, label or message)
+                return stop.value
+            done = start + int(round(progress.fraction * weight))
+            message = f"{label}: {progress.message}" if label and progress.message else label or progress.message
+            yield Progress(done, total, message, progress.loss)
+    finally:
+        steps.close()
+
+
 def stage(steps: Steps[T], index: int, n_stages: int, label: str, resolution: int = 1000) -> Steps[T]:
-    """Re-yield a sub-operation's progress as stage ``index`` of ``n_stages``; return its result.
+    """:func:`share` for stage ``index`` of ``n_stages`` equal stages.
 
     Lets one long operation chain several ``*_steps`` generators (one per cube, per candidate,
-    per processing step) under a single progress bar. A training loop's ``loss`` is passed on.
+    per processing step) under a single progress bar.
     """
-    total = n_stages * resolution
-    while True:
-        try:
-            progress = next(steps)
-        except StopIteration as stop:
-            yield Progress((index + 1) * resolution, total, label)
-            return stop.value
-        done = index * resolution + int(round(progress.fraction * resolution))
-        yield Progress(done, total, f"{label}: {progress.message}".rstrip(": "), progress.loss)
+    return share(steps, index * resolution, resolution, n_stages * resolution, label)
+
+
+def many(jobs) -> Steps[list]:
+    """Run ``(label, steps)`` jobs one after the other, each an equal :func:`stage` of one
+    progress bar; return their results in order (a failure or a cancel leaves no partial result)."""
+    jobs = list(jobs)
+    results = []
+    for index, (label, steps) in enumerate(jobs):
+        results.append((yield from stage(steps, index, len(jobs), label)))
+    return results
 
 
 def select_device(device=None):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Callable
 
-from .compute import stage
+from .compute import many
 
 #: family name -> "module:attribute" of its :class:`Family` (imported on first use).
 FAMILIES = {
@@ -232,13 +232,12 @@ class Family:
         """
         for name, params in jobs.items():
             self.check(name, params)
-        results = {}
         n = len(jobs)
-        for index, (name, params) in enumerate(jobs.items()):
-            results[name] = yield from stage(
-                self.steps(data, name, wavenumbers, device, **params), index, n, f"{name} ({index + 1}/{n})"
-            )
-        return results
+        results = yield from many(
+            (f"{name} ({index + 1}/{n})", self.steps(data, name, wavenumbers, device, **params))
+            for index, (name, params) in enumerate(jobs.items())
+        )
+        return dict(zip(jobs, results))
 
     def describe(self) -> str:
         """Every method with its parameters, for a command line's ``--list``."""

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .compute import Progress, Steps, stage
+from .compute import Progress, Steps, run, stage
 
 __all__ = [
     "mse",
@@ -141,15 +141,6 @@ def _snr(est: np.ndarray, ref: np.ndarray) -> float:
     err = float(np.sum((est - ref) ** 2))
     return math.inf if err == 0 else float(10 * np.log10(np.sum(ref**2) / err))
 
-
-def _drive(steps: Steps[float]) -> float:
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
-
-
 def mse(estimate, reference, crop: str | None = None) -> float:
     """Mean squared error."""
     return _mse(*_pair(estimate, reference, crop))
@@ -172,7 +163,7 @@ def ssim(estimate, reference, data_range: float | None = None, crop: str | None 
     ``data_range`` defaults to the whole reference's max - min, the same for every band.
     """
     est, ref = _pair(estimate, reference, crop)
-    return _drive(_ssim_steps(est, ref, _data_range(ref, data_range)))
+    return run(_ssim_steps(est, ref, _data_range(ref, data_range)))
 
 
 def sam(estimate, reference, crop: str | None = None) -> float:
@@ -229,7 +220,7 @@ def all_metrics(estimate, reference, data_range: float | None = None, crop: str 
     SSIM is NaN for images smaller than 7 x 7 pixels (scikit-image's window does not fit).
     """
     est, ref = _pair(estimate, reference, crop)
-    return _drive(_metrics_steps(est, ref, data_range))
+    return run(_metrics_steps(est, ref, data_range))
 
 
 def _shape_note(est_shape, ref_shape, crop) -> str:

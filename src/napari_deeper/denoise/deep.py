@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..compute import Progress, chunk_size, chunks, map_batches, select_device
+from ..compute import Progress, chunk_size, chunks, map_batches, select_device, share
 
 #: Fewest bands a network accepts: below this a spectrum has no shape to learn from.
 MIN_BANDS = 32
@@ -48,16 +48,6 @@ def normalised_apply(model, spectra, device):
         return y.cpu().numpy().astype(np.float32, copy=False)
 
 
-def relay(steps, offset: int, total: int, message: str):
-    """Re-yield a nested ``*_steps`` generator's progress shifted by ``offset`` of ``total``."""
-    while True:
-        try:
-            progress = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(offset + progress.done, total, message, progress.loss)
-
-
 def network_steps(data: np.ndarray, model: str, device=None, batch_size: int | None = None):
     """Denoise every spectrum of a ``(B, Y, X)`` cube with the per-spectrum network ``model``."""
     n_bands = data.shape[0]
@@ -89,7 +79,7 @@ def network_steps(data: np.ndarray, model: str, device=None, batch_size: int | N
     yield Progress(0, n, message)
     for sl in chunks(n, block):
         spectra = np.ascontiguousarray(flat[:, sl].T)
-        result = yield from relay(map_batches(apply, spectra, device, batch_size, message),
-                                  sl.start, n, message)
+        result = yield from share(map_batches(apply, spectra, device, batch_size, message),
+                                  sl.start, sl.stop - sl.start, n)
         out_flat[:, sl] = result.T
     return out

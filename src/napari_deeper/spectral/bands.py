@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from .._validation import as_cube, as_real, as_wavenumbers, check_method, check_real_dtype
-from ..compute import Progress, Steps, chunk_size, chunks, run, stage
+from ..compute import Progress, Steps, chunk_size, chunks, many, run
 
 BAND_MAP_MODES = ("area", "height")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -176,11 +176,10 @@ def band_maps_steps(
 ) -> Steps[list[np.ndarray]]:
     """Band maps of several cubes ``[(data, wavenumbers), ...]``, with one progress scale."""
     cubes = list(cubes)
-    maps = []
-    for index, (data, wavenumbers) in enumerate(cubes):
-        steps = band_map_steps(data, wavenumbers, center, width, mode, baseline)
-        maps.append((yield from stage(steps, index, len(cubes), f"cube {index + 1}/{len(cubes)}")))
-    return maps
+    return (yield from many(
+        (f"cube {index + 1}/{len(cubes)}", band_map_steps(data, wavenumbers, center, width, mode, baseline))
+        for index, (data, wavenumbers) in enumerate(cubes)
+    ))
 
 
 def crop(data, wavenumbers, start: float | None = None, stop: float | None = None):

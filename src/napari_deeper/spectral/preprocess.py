@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import as_cube, check_method
-from ..compute import Progress, Steps, chunks, chunk_size, run
+from ..compute import Progress, Steps, chunk_size, chunks, run, share
 from ..io import replace_nonfinite_steps
 from .bands import crop as crop_bands
 from .bands import spectral_axis
@@ -264,14 +264,9 @@ def preprocess_steps(
         done.append({"step": "despike", "threshold": despike, "replaced": int(mask.sum())})
         yield progress(f"replaced {int(mask.sum())} spike values")
     if baseline is not None:
-        steps = remove_baseline_steps(cube, wavenumbers, order=baseline)
-        while True:
-            try:
-                chunk = next(steps)
-            except StopIteration as stop:
-                cube = stop.value.astype(np.float32, copy=False)
-                break
-            yield Progress(1000 * len(done) + int(1000 * chunk.fraction), 1000 * total, chunk.message)
+        cube = yield from share(remove_baseline_steps(cube, wavenumbers, order=baseline), 1000 * len(done), 1000,
+                                1000 * total)
+        cube = cube.astype(np.float32, copy=False)
         done.append({"step": "baseline", "method": "modpoly", "order": int(baseline)})
         yield progress("baseline removed")
     if normalise is not None:

@@ -122,14 +122,8 @@ def correction_steps(model, scores: np.ndarray, scale: int, device, tile: int = 
     for part in compute.chunks(len(origins), group):
         chosen = origins[part]
         tiles = np.stack([padded[:, y0:y0 + span_y, x0:x0 + span_x] for y0, x0 in chosen])
-        inner = compute.map_batches(run, tiles, device, batch_size, message)
-        while True:
-            try:
-                progress = next(inner)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            yield compute.Progress(done + progress.done, len(origins), message)
+        result = yield from compute.share(compute.map_batches(run, tiles, device, batch_size, message),
+                                          done, len(chosen), len(origins))
         margin = overlap * f
         for (y0, x0), piece in zip(chosen, result):
             out[:, y0 * f:(y0 + core_y) * f, x0 * f:(x0 + core_x) * f] = piece[

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compute import Progress
+from ..compute import Progress, run
 
 log = logging.getLogger(__name__)
 
@@ -407,12 +407,9 @@ def main(args) -> None:
     steps = fit_steps(model, make_batch, args.steps, args.lr, args.device, args.seed,
                       checkpoint=checkpoint, message=f"training {name}")
     window: list[float] = []
-    while True:
-        try:
-            progress = next(steps)
-        except StopIteration as stop:
-            losses = stop.value
-            break
+
+    def report(progress: Progress) -> None:
+        """Log the mean loss of every ``log_every`` steps (to log.csv and the console)."""
         if progress.loss is not None:
             window.append(progress.loss)
         if progress.done and progress.done % args.log_every == 0:
@@ -420,7 +417,9 @@ def main(args) -> None:
             with log_path.open("a") as fh:
                 fh.write(f"{progress.done},{mean:.6f},{time.perf_counter() - started:.1f}\n")
             log.info("step %d/%d  L1 %.5f", progress.done, progress.total, mean)
-            window = []
+            window.clear()
+
+    losses = run(steps, report)
     wall = time.perf_counter() - started
     previous = checkpoint.with_name("wall_time.json")
     total_wall = wall + (json.loads(previous.read_text())["seconds"] if previous.exists() else 0.0)

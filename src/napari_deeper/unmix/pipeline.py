@@ -84,7 +84,7 @@ def unmix_steps(
     if reference is not None:
         found, pixel_indices = yield from _named(
             "source" if source_name is None else f"source {source_name!r}",
-            _scaled(vca_steps(reference, n_endmembers, seed=seed, mask=mask), done, weights[0], total),
+            compute.share(vca_steps(reference, n_endmembers, seed=seed, mask=mask), done, weights[0], total),
         )
         done += weights[0]
         endmembers = found
@@ -107,9 +107,7 @@ def unmix_steps(
         pixels = cube.shape[1] * cube.shape[2]
         abundances, residual = yield from _named(
             f"target {name!r}",
-            _scaled(
-                nnls_steps(cube, em, sum_to_one, device, return_residual=True), done, pixels, total, f"{name}: "
-            ),
+            compute.share(nnls_steps(cube, em, sum_to_one, device, return_residual=True), done, pixels, total, name),
         )
         done += pixels
         result.targets[name] = TargetResult(abundances, residual, classify(abundances, min_abundance))
@@ -127,14 +125,3 @@ def _named(label: str, steps):
         return (yield from steps)
     except ValueError as error:
         raise ValueError(f"{label}: {error}") from error
-
-
-def _scaled(steps, offset: int, weight: int, total: int, prefix: str = ""):
-    """Re-yield a sub-operation's progress as its share ``weight`` of the whole run."""
-    while True:
-        try:
-            progress = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        done = offset + int(round(weight * progress.fraction))
-        yield compute.Progress(done, total, prefix + progress.message)
