@@ -44,8 +44,10 @@ class BatchWidget(QWidget):
         self.report = None  # the BatchReport of the last run
         self.stop = threading.Event()  # set by Cancel: the engine stops, cleans up and reports
         self.recipe_file = FileEdit(label="Recipe", mode="r", filter="*.json")
-        self.from_layer = PushButton(text="Use the recipe of the selected layer")
+        self.from_layer = PushButton(text="Use the selected layer's recipe")
+        self.from_layer.tooltip = "The steps that made the selected layer, as its provenance records them"
         self.recipe_text = Label(value="No recipe yet.")
+        self.recipe_text.native.setWordWrap(True)
         self.inputs = FileEdit(label="Input folder", mode="d")
         self.recursive = CheckBox(text="Include sub-folders", value=False)
         self.out = FileEdit(label="Output folder", mode="d")
@@ -57,10 +59,13 @@ class BatchWidget(QWidget):
         ])
         self.runner = Runner("Run batch")
         self.counts = Label(value="")
+        self.counts.native.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c.capitalize() for c in COLUMNS])
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)  # errors wrap
+        self.table.setWordWrap(True)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.open_button = PushButton(text="Open result")
@@ -160,7 +165,7 @@ class BatchWidget(QWidget):
         self.report = report
         counts = report.counts
         done = (f"{counts['ok']} ok · {counts['failed']} failed · {counts['skipped']} skipped "
-                f"in {report.seconds:.1f} s: {report.summary}")
+                f"in {report.seconds:.1f} s; the table is {report.summary.name} in the output folder.")
         if report.stopped:
             done = f"Cancelled: {counts['cancelled']} inputs not done; nothing half-written was left. {done}"
         self.counts.value = done
@@ -171,6 +176,7 @@ class BatchWidget(QWidget):
                 item = QTableWidgetItem(value)
                 item.setToolTip(row["input"] if column == 0 else value)
                 self.table.setItem(index, column, item)
+        self.table.resizeRowsToContents()
 
     # ------------------------------------------------------------------------------ results
     def _update_open(self) -> None:

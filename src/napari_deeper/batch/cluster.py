@@ -116,6 +116,22 @@ def dashboard_link(client, local: bool = False) -> str | None:
     return link
 
 
+def prepare(client, recipe) -> None:
+    """Import, on every worker, the modules the recipe's steps run (so that a module that is
+    missing there fails now, and the first inputs do not wait for imports)."""
+    from ..methods import FAMILIES
+
+    modules = ["napari_deeper.batch.job", *{FAMILIES[step["operation"]].split(":")[0] for step in recipe.steps}]
+    client.run(_import_all, modules)
+
+
+def _import_all(modules) -> None:
+    from importlib import import_module
+
+    for module in modules:
+        import_module(module)
+
+
 def task(job):
     """The Dask task of one whole input: :func:`~napari_deeper.batch.job.run_job`, cancellable."""
     from distributed import Event, get_client

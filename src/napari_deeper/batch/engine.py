@@ -127,7 +127,7 @@ def batch_steps(recipe, inputs, out, scheduler=LOCAL, workers: int | None = None
     asked at every progress step: when it says True the batch is cancelled as on a close, and
     the report of what was done is returned (``stopped`` set), not an exception.
     """
-    from .cluster import CONNECT_TIMEOUT, connect, dashboard_link, local_cluster, wants_gpu
+    from .cluster import CONNECT_TIMEOUT, connect, dashboard_link, local_cluster, prepare, wants_gpu
 
     started = time.perf_counter()
     recipe, jobs, out = plan(recipe, inputs, out, force, recursive, noise, device, threads)
@@ -160,6 +160,7 @@ def batch_steps(recipe, inputs, out, scheduler=LOCAL, workers: int | None = None
                 client = scheduler
                 where = f"Dask scheduler {client.scheduler.address}"
             dashboard = dashboard_link(client, local=cluster is not None)
+            prepare(client, recipe)
         setup = time.perf_counter() - started
         begun = True
 

@@ -45,7 +45,7 @@ from ..compute import Progress, Steps, stage
 from . import store
 
 #: Pixels of an output sampled to count a subspace denoiser's components (fixed stride, not random).
-RANK_SAMPLE = 400
+RANK_SAMPLE = 256
 #: Methods whose output lies in a subspace whose dimension is worth reporting.
 SUBSPACE_DENOISERS = ("hybrid", "pca")
 
@@ -299,11 +299,17 @@ def cube_figures(operation: str, method: str, before: np.ndarray, after) -> dict
 
 def subspace_rank(data: np.ndarray) -> int:
     """Dimension of the subspace a denoised cube lies in (its mean spectrum removed), from an
-    evenly spaced sample of :data:`RANK_SAMPLE` pixels: the components a subspace denoiser kept."""
+    evenly spaced sample of :data:`RANK_SAMPLE` pixels: the components a subspace denoiser kept.
+
+    The SVD is small: BLAS is held to one thread for it (threads only slow a matrix this size).
+    """
+    from ..unmix.abundances import one_blas_thread
+
     flat = data.reshape(data.shape[0], -1)
     step = max(1, flat.shape[1] // RANK_SAMPLE)
     sample = np.asarray(flat[:, ::step], dtype=np.float32)
-    return int(np.linalg.matrix_rank(sample - sample.mean(axis=1, keepdims=True)))
+    with one_blas_thread():
+        return int(np.linalg.matrix_rank(sample - sample.mean(axis=1, keepdims=True)))
 
 
 def unmix_step(staging, base, entry, method, out, given, provenance, job) -> tuple[list, dict]:
