@@ -84,21 +84,31 @@ class DaskServers:
     def __init__(self, folder: Path, n_workers: int = 2):
         self.file = folder / "scheduler.json"
         self.log = open(folder / "dask.log", "w")  # noqa: SIM115 - closed in close()
-        self.scheduler = self._start("dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard")
+        self.workers: list[subprocess.Popen] = []
+        # both give up on their own if this process dies without stopping them
+        self.scheduler = self._start("dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                     "--idle-timeout", "600")
+        try:
+            self._connect(n_workers)
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, n_workers: int) -> None:
+        from distributed import Client
+
         deadline = time.monotonic() + BOUND
         while not self.file.is_file() or not self.file.read_text().strip():
             if time.monotonic() > deadline or self.scheduler.poll() is not None:
-                self.close()
                 raise RuntimeError("the Dask scheduler did not start")
             time.sleep(0.05)
         self.address = json.loads(self.file.read_text())["address"]
         self.workers = [
             self._start("dask_worker", "--nthreads", "1", "--nworkers", "1", "--no-nanny", "--no-dashboard",
-                        "--host", "127.0.0.1", "--name", f"worker-{i}", "--memory-limit", "2GB")
+                        "--host", "127.0.0.1", "--name", f"worker-{i}", "--memory-limit", "2GB",
+                        "--death-timeout", "60")
             for i in range(n_workers)
         ]
-        from distributed import Client
-
         with Client(self.address, timeout=BOUND, set_as_default=False) as client:
             client.wait_for_workers(n_workers, timeout=BOUND)
             # import the heavy modules once in every worker, so that tests time work, not imports
@@ -112,14 +122,15 @@ class DaskServers:
         )
 
     def close(self) -> None:
-        for process in [*getattr(self, "workers", []), self.scheduler]:
+        for process in [*self.workers, self.scheduler]:
             if process.poll() is None:
                 process.terminate()
-        for process in [*getattr(self, "workers", []), self.scheduler]:
+        for process in [*self.workers, self.scheduler]:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait(timeout=15)
         self.log.close()
 
 
@@ -403,7 +414,7 @@ def test_worker_killed_mid_batch_every_input_ends_once(tmp_path, recipe_file):
     """A scheduler and two workers; one worker's process is killed while it works on an input.
     All 32 inputs end ok, each output is committed once, and the summary is complete."""
     folder = tmp_path / "cells"
-    write_cells(folder, 32, shape=(32, 32))
+    write_cells(folder, 32)
     out = tmp_path / "out"
     cluster = DaskServers(tmp_path)
     victim = cluster.workers[0]
