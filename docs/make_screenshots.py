@@ -271,6 +271,43 @@ def overview_page(viewer):
     spectra.select_band(1435, 1465)
 
 
+def batch_page(viewer):
+    """A folder run from the Batch dock: the recipe of a band map made in the docks, the table of
+    inputs (one damaged file among them), and one input's results opened as layers."""
+    import tempfile
+
+    import napari_deeper as nd
+
+    cells = Path(tempfile.mkdtemp(prefix="napari-deeper-")) / "week-12"
+    cells.mkdir()
+    for i, photons in enumerate((40, 60, 80, 120, 200, 300)):
+        sim = nd.simulate.simulate_cell((64, 64), photons=photons, seed=i)
+        nd.save_cube(nd.Cube(sim.noisy.astype(np.float32), sim.wavenumbers, {}), cells / f"cell-{i + 1:02d}.npz")
+    (cells / "cell-07.npz").write_bytes(b"PK\x03\x04" + bytes(200))  # a transfer that broke off
+    viewer.open(str(cells / "cell-01.npz"), plugin=PLUGIN)
+    denoise = dock(viewer, "Denoise")
+    denoise.input_layer.value = find(viewer, "cell-01")
+    denoise.methods.value = ["hybrid"]
+    run_and_wait(denoise.runner)
+    peaks = dock(viewer, "Peak heatmap")
+    peaks.layers.value = [find(viewer, "hybrid")]
+    run_and_wait(peaks.runner)
+    for name in ("Denoise (napari-deeper)", "Peak heatmap (napari-deeper)"):
+        viewer.window.remove_dock_widget(viewer.window.dock_widgets[name])
+    widget = dock(viewer, "Batch")
+    viewer.layers.selection.active = viewer.layers[-1]
+    widget.from_layer.clicked()
+    widget.inputs.value = cells
+    widget.out.value = cells.parent / "results"
+    run_and_wait(widget.runner)
+    viewer.layers.clear()
+    widget.table.selectRow(3)
+    widget.open_button.clicked()
+    viewer.layers.selection.active = viewer.layers[0]
+    show_band(viewer, viewer.layers[0], 1450)
+    settle(0.5)
+
+
 # (page / image name, module that must exist, function)
 PAGES = (
     ("spectra", "spectra", spectra_page),
@@ -283,6 +320,7 @@ PAGES = (
     ("unmix", "unmix", unmix_page),
     ("compare", "compare", compare_page),
     ("overview", "compare", overview_page),
+    ("batch", "batch", batch_page),
 )
 
 
