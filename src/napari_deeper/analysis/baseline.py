@@ -1,7 +1,7 @@
 """Baseline (fluorescence background) removal on whole cubes, with pybaselines' methods.
 
 pybaselines fits one spectrum per call. Measured on 500-band spectra, its Python overhead per
-call dominates, and a thread pool over pixels gains at most 1.2x on two cores (the GIL is held
+call dominates, and a thread pool over pixels gained 0.85-1.27x on two cores (the GIL is held
 between the small solves), so the methods that cost the most are written here again for many
 spectra at once, with pybaselines' exact rules (weights, stopping tests, padding), and checked
 against it in the tests:
