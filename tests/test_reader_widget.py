@@ -46,7 +46,8 @@ def test_open_real_witec_file(thp1_path, notifications, make_napari_viewer):
     wavenumbers = layer.metadata["wavenumbers"]
     assert wavenumbers[0] == pytest.approx(501.27, abs=0.01) and wavenumbers[-1] == pytest.approx(1802.47, abs=0.01)
     assert tuple(layer.axis_labels) == ("wavenumber", "y", "x")
-    assert [str(u) for u in layer.units] == ["1 / centimeter", "pixel", "pixel"]
+    assert [str(u) for u in layer.units] == ["1 / centimeter", "micrometer", "micrometer"]
+    assert tuple(layer.scale) == (1.0, 0.625, 0.625)  # the file's imageaxisscale step
     record = layer.metadata["napari_deeper"]
     assert record["operation"] == "load" and record["format"] == "witec-struct"
     assert record["source"] == str(thp1_path) and record["choices"] == ""

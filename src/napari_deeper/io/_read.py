@@ -323,8 +323,6 @@ def _witec_struct(name: str, fields: dict[str, Variable], context: "_Context") -
         data_variable, _length(wavenumbers), file_shape=file_shape, bands_first=False
     )
     space = _witec_image_axes(fields, data.shape[1:])
-    if space is not None:
-        context.notes.append("pixel size from imageaxisscale, in µm (the file does not name the unit; WITec writes µm)")
     cube = context.cube(data, wavenumbers, "witec-struct", axes, choices)
     if space is not None:
         cube.metadata.update(space)
@@ -338,8 +336,8 @@ def _witec_struct(name: str, fields: dict[str, Variable], context: "_Context") -
 def _witec_image_axes(fields: dict[str, Variable], image_shape) -> dict | None:
     """Pixel size and origin from a WITec struct's ``imageaxisscale`` {y positions; x positions}.
 
-    Used only when both axes list one evenly spaced position per pixel; the positions' unit is
-    not stored (WITec writes µm).
+    Used only when both axes list one evenly spaced position per pixel. The struct does not name
+    the positions' unit; WITec Project writes them in µm.
     """
     if "imageaxisscale" not in fields or fields["imageaxisscale"].kind != "cell":
         return None
