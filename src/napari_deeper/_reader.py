@@ -19,6 +19,7 @@ import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import provenance
+from ._widgets import _display
 from .io import _text, _vendor, load_cube
 from .io._read import EXTENSIONS, is_plain_image
 
@@ -45,7 +46,8 @@ def read_cubes(path) -> list:
     layers = []
     for one in paths:
         layers.extend(read_cube_layers(Path(one)))
-    return layers or NO_LAYERS
+    _display.install_current()  # the band named in cm⁻¹, per-band contrast, consistent units
+    return [_display.with_cube_defaults(layer) for layer in layers] or NO_LAYERS
 
 
 def read_cube_layers(path: Path) -> list:

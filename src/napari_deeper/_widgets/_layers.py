@@ -9,6 +9,7 @@ import numpy as np
 from napari.layers import Image
 
 from .. import provenance
+from . import _display
 
 
 def device_choices() -> list[str]:
@@ -100,6 +101,7 @@ def follow_layers(viewer, *widgets, then=None) -> None:
         if then is not None:
             then(event)
 
+    _display.install(viewer)  # every dock calls this: the viewer's display rules (see _display)
     events = viewer.layers.events
     for emitter in (events.inserted, events.removed, events.renamed):
         emitter.connect(refresh)

@@ -259,6 +259,7 @@ class CompareWidget(QWidget):
                 name=result_name(name, f"|difference| to {reference_name}"),
                 scale=tuple(source.scale[-2:]),
                 translate=tuple(source.translate[-2:]),
+                units=tuple(source.units[-2:]),
                 colormap="magma",
                 contrast_limits=(0.0, limit),
                 metadata={provenance.KEY: record},

@@ -305,6 +305,7 @@ class UnmixWidget(QWidget):
                     scale=np.r_[1.0, scale],
                     translate=np.r_[0.0, translate],
                     axis_labels=("component", *grid["axis_labels"]),
+                    units=(target.units[0], *grid["units"]),  # napari wants one unit per world axis
                     colormap="viridis",
                 )
             )
