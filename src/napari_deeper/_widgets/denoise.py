@@ -64,6 +64,10 @@ class DenoiseWidget(QWidget):
         self.runner.run_button.clicked.connect(self.run)
         self.side_by_side.changed.connect(self._toggle_side_by_side)
         follow_layers(self.viewer, self.input_layer)
+        active = self.viewer.layers.selection.active  # (napari hands docks proxies: compare with ==)
+        selected = [choice for choice in self.input_layer.choices if active is not None and choice == active]
+        if selected:
+            self.input_layer.value = selected[0]  # the layer the user has selected, not the first one
         self.refresh_methods()
 
     # ------------------------------------------------------------------------------ choices
