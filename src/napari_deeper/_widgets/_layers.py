@@ -9,7 +9,7 @@ import numpy as np
 from napari.layers import Image
 
 from .. import provenance
-from . import _display
+from . import _display, _docks
 
 
 def device_choices() -> list[str]:
@@ -101,7 +101,10 @@ def follow_layers(viewer, *widgets, then=None) -> None:
         if then is not None:
             then(event)
 
-    _display.install(viewer)  # every dock calls this: the viewer's display rules (see _display)
+    # every dock calls this: the viewer's display rules, and the docks tabbed together
+    _display.install(viewer)
+    if widgets:
+        _docks.arrange_soon(widgets[0].native)
     events = viewer.layers.events
     for emitter in (events.inserted, events.removed, events.renamed):
         emitter.connect(refresh)
