@@ -3,13 +3,25 @@
 Pixels are looked up through world coordinates, so a raw cube, its denoised copy and a
 super-resolved version (other scale and translate) show the spectra of the same place in the
 sample, overlaid. The plot is matplotlib in the napari theme's colours.
+
+Fast enough to follow the mouse: the live lines and the marker of the displayed band are
+matplotlib "animated" artists drawn over a saved background (blitting), so a mouse move costs a
+spectrum read and a few line draws, not a full redraw of the figure (which, with its layout,
+costs tens of milliseconds). A full redraw happens only when the picture changes otherwise:
+the limits no longer fit (at most a few times a second while the mouse moves), a pin or ROI
+is added, the dock is resized. The legend is a list under the plot (collapsible, scrolls, ticks
+hide curves), so it never covers the curves however many there are. Layers that were
+normalised (their recipe has a normalisation step) are drawn against a second y axis on the
+right when raw layers are plotted too, instead of lying flat at the bottom of the raw scale.
+The vertical marker follows the band slider; a click on the plot moves the slider to the band
+clicked.
 """
 
 from __future__ import annotations
 
-import csv
+import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -20,35 +32,49 @@ from matplotlib.widgets import SpanSelector
 from napari.layers import Shapes
 from napari.utils.notifications import show_error, show_info
 from napari.utils.theme import get_theme
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import QSize, Qt, QTimer, Signal
+from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
     QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from .. import provenance
-from ..spectral import roi_stats
+from ..spectral import roi_stats, save_spectra_csv
+from . import _display, _docks
 from ._layers import spectral_axis, spectral_layers, wavenumbers_of
 
-LIVE_REFRESH_MS = 33  # at most ~30 redraws a second while the mouse moves
+LIVE_REFRESH_MS = 33  # at most ~30 live updates a second while the mouse moves
 ROI_REFRESH_MS = 150  # shapes emit many events while being drawn; recompute once they settle
+RESCALE_MS = 250  # while the mouse moves, the axes are re-fitted (a full redraw) at most this often
+LEGEND_ROWS = 5  # the legend list shows this many rows, then scrolls
+CLICK_PIXELS = 4  # a press and release closer than this on the plot is a click, not a drag
 LAYER_COLOURS = colormaps["tab10"].colors
 PIN_COLOURS = colormaps["tab10"].colors[2:]  # the first two are the usual live-layer colours
 ROI_COLOURS = colormaps["Set2"].colors
+BAND_INDEX = ("Band index", "band")
 
 
 @dataclass
 class _Series:
-    """One plotted spectrum kept for export: its label, axis, values and matplotlib artists."""
+    """One plotted spectrum: its label, axis, values, how it is drawn, and its artists."""
 
     label: str
     x: np.ndarray
     y: np.ndarray
-    artists: list
+    colour: tuple
+    unit: tuple[str, str]  # (axis label, CSV column name) of x
+    normalised: bool = False
+    kind: str = "live"  # "live", "pin" or "roi"
+    std: np.ndarray | None = None  # ROI spread, drawn as a band around the mean
+    artists: list = field(default_factory=list)
 
 
 def _alive(widget: QWidget) -> bool:
@@ -63,10 +89,19 @@ def _alive(widget: QWidget) -> bool:
 def _spectral_unit_label(layer) -> tuple[str, str]:
     """(axis label, CSV column name) for the layer's spectral axis."""
     if wavenumbers_of(layer) is None:
-        return "Band index", "band"
+        return BAND_INDEX
     if provenance.is_wavelength(layer):
         return "Wavelength (nm)", "wavelength (nm)"
     return "Raman shift (cm⁻¹)", "raman shift (1/cm)"
+
+
+def is_normalised(layer) -> bool:
+    """Whether the layer's recipe normalised its spectra (so its scale is not the raw one)."""
+    record = provenance.of(layer)
+    for step in record.get("recipe", []):
+        if step.get("operation") == "normalise" or (step.get("params") or {}).get("normalise"):
+            return True
+    return any(step.get("step") == "normalise" for step in record.get("steps", []) if isinstance(step, dict))
 
 
 def _pin_on_click(widget: "SpectraWidget") -> Callable:
@@ -92,13 +127,77 @@ def _pin_on_click(widget: "SpectraWidget") -> Callable:
     return pin_on_click
 
 
+class _Legend(QWidget):
+    """The plot's legend as a list under it: a header that folds it, one tickable row per curve."""
+
+    toggled = Signal(str, bool)  # (series label, shown)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.header = QToolButton()
+        self.header.setCheckable(True)
+        self.header.setChecked(True)
+        self.header.setArrowType(Qt.ArrowType.DownArrow)
+        self.header.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.header.setAutoRaise(True)
+        self.header.setToolTip("Show or fold the legend; untick a row to hide its curve")
+        self.list = QListWidget()
+        self.list.setIconSize(QSize(18, 4))
+        self.list.setUniformItemSizes(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.header)
+        layout.addWidget(self.list)
+        self.header.toggled.connect(self._fold)
+        self.list.itemChanged.connect(self._on_item)
+        self.set_entries([])
+
+    def _fold(self, shown: bool) -> None:
+        self.list.setVisible(shown)
+        self.header.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    @property
+    def folded(self) -> bool:
+        return not self.header.isChecked()
+
+    def set_folded(self, folded: bool) -> None:
+        self.header.setChecked(not folded)
+
+    def set_entries(self, entries: list[tuple[str, str, tuple, bool]]) -> None:
+        """``(label, text shown, colour, shown)`` per curve, in plot order."""
+        self.list.blockSignals(True)
+        self.list.clear()
+        for label, text, colour, shown in entries:
+            item = QListWidgetItem(text)
+            swatch = QPixmap(18, 4)
+            swatch.fill(QColor.fromRgbF(*colour[:3]))
+            item.setIcon(QIcon(swatch))
+            item.setData(Qt.ItemDataRole.UserRole, label)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked)
+            item.setToolTip(text)
+            self.list.addItem(item)
+        self.list.blockSignals(False)
+        self.header.setText(f"Legend ({len(entries)})")
+        self.setVisible(bool(entries))
+        row = self.list.sizeHintForRow(0) if entries else 16
+        self.list.setFixedHeight(row * min(max(len(entries), 1), LEGEND_ROWS) + 2 * self.list.frameWidth() + 2)
+
+    def entries(self) -> list[str]:
+        return [self.list.item(i).text() for i in range(self.list.count())]
+
+    def _on_item(self, item) -> None:
+        self.toggled.emit(item.data(Qt.ItemDataRole.UserRole), item.checkState() == Qt.CheckState.Checked)
+
+
 class SpectraWidget(QWidget):
     """Spectra of every spectral layer under the mouse, pinned by a click, and per ROI shape.
 
     Public API used by other widgets and tests: :meth:`spectra_at`, :meth:`pin`,
     :meth:`clear_pins`, :meth:`refresh_rois`, :meth:`export_csv`, :meth:`export_figure`,
-    :meth:`select_band`, the ``span_selected(center, width)`` signal, and the per-viewer
-    registry :meth:`for_viewer` / :meth:`add_span_listener`.
+    :meth:`select_band`, :meth:`go_to_band`, the ``span_selected(center, width)`` signal, and
+    the per-viewer registry :meth:`for_viewer` / :meth:`add_span_listener`.
     """
 
     span_selected = Signal(float, float)
@@ -109,11 +208,16 @@ class SpectraWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
+        self.display = _display.install(napari_viewer)
         self.figure = Figure(figsize=(5, 3.2), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(220)
+        self.canvas.setMinimumHeight(200)
         self.axes = self.figure.add_subplot()
         self.axes.set_ylabel("Intensity")
+        self.axes_norm = self.axes.twinx()
+        self.axes_norm.set_ylabel("Normalised intensity")
+        self.axes_norm.set_visible(False)
+        self.legend = _Legend()
 
         self.visible_only = QCheckBox("Visible layers only")
         self.visible_only.setChecked(True)
@@ -131,16 +235,24 @@ class SpectraWidget(QWidget):
         exports.addWidget(self.save_figure_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.canvas, stretch=1)
+        layout.addWidget(self.legend)
         layout.addLayout(controls)
         layout.addLayout(exports)
 
         self._live: dict[str, _Series] = {}
         self._pins: list[_Series] = []
         self._rois: list[_Series] = []
+        self._hidden: set[str] = set()
         self._colours: dict[str, tuple] = {}
-        self._pending_position: tuple | None = None
+        self._pending_position: tuple | None = None  # the cursor, not yet plotted
+        self._last_position: tuple | None = None  # where the live spectra shown were read
         self._connected_layers: list = []
+        self._background = None
+        self._last_full_draw = 0.0
+        self._split = False  # normalised layers on the right axis
+        self._press: tuple | None = None
         self.last_span: tuple[float, float] | None = None
+        self.draw_times: list[float] = []  # seconds per live update (spectra read + blit), latest last
 
         self._live_timer = QTimer(self)
         self._live_timer.setSingleShot(True)
@@ -150,7 +262,21 @@ class SpectraWidget(QWidget):
         self._roi_timer.setSingleShot(True)
         self._roi_timer.setInterval(ROI_REFRESH_MS)
         self._roi_timer.timeout.connect(self.refresh_rois)
+        self._rescale_timer = QTimer(self)
+        self._rescale_timer.setSingleShot(True)
+        self._rescale_timer.timeout.connect(self._full_draw)
+        self._band_timer = QTimer(self)
+        self._band_timer.setSingleShot(True)
+        self._band_timer.setInterval(0)
+        self._band_timer.timeout.connect(self._update_marker)
 
+        # the background is saved before the span selector's own draw handler runs (order matters)
+        self.canvas.mpl_connect("draw_event", self._on_draw)
+        self.marker = self.axes.axvline(0, linewidth=1.0, linestyle=":", animated=True, visible=False)
+        self.marker_text = self.axes.text(
+            0, 1.0, "", transform=self.axes.get_xaxis_transform(), fontsize="x-small",
+            ha="center", va="bottom", animated=True, visible=False, clip_on=False,
+        )
         self.span = SpanSelector(
             self.axes,
             self._on_span,
@@ -159,14 +285,19 @@ class SpectraWidget(QWidget):
             interactive=True,
             props={"alpha": 0.25},
         )
+        self.canvas.mpl_connect("button_press_event", self._on_press)
+        self.canvas.mpl_connect("button_release_event", self._on_release)
 
         self.visible_only.toggled.connect(self._on_visibility_rule)
         self.clear_pins_button.clicked.connect(self.clear_pins)
         self.save_csv_button.clicked.connect(self._ask_csv)
         self.save_figure_button.clicked.connect(self._ask_figure)
+        self.legend.toggled.connect(self._on_legend_toggle)
         self.viewer.cursor.events.position.connect(self._on_cursor)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.viewer.layers.selection.events.active.connect(self._schedule_marker)
+        self.viewer.dims.events.current_step.connect(self._schedule_marker)
         self.viewer.events.theme.connect(self._apply_theme)
         self._click_callback = _pin_on_click(self)
         self.viewer.mouse_drag_callbacks.append(self._click_callback)
@@ -175,6 +306,7 @@ class SpectraWidget(QWidget):
         self._apply_theme()
         self.refresh_rois()
         SpectraWidget._instances.add(self)
+        _docks.arrange_soon(self)
 
     # ----------------------------------------------------------------- registry and band picking
     @classmethod
@@ -224,6 +356,65 @@ class SpectraWidget(QWidget):
             alive.append(reference)
         listeners[:] = alive
 
+    # ----------------------------------------------------------------- the band slider
+    def _band_layer(self):
+        """The cube whose band the marker shows and a click sets: the viewer's readout layer."""
+        layer = _display.readout_layer(self.viewer)
+        return layer if layer is not None and layer in spectral_layers(self.viewer) else None
+
+    def go_to_band(self, x: float) -> int | None:
+        """Move the band slider to the band nearest ``x`` (in the plot's units); returns the band."""
+        layer = self._band_layer()
+        if layer is None:
+            return None
+        band = int(np.argmin(np.abs(spectral_axis(layer) - float(x))))
+        world = layer.data_to_world((band, 0, 0))[0]
+        self.viewer.dims.set_point(0, float(world))
+        return band
+
+    def _on_press(self, event) -> None:
+        inside = event.inaxes in (self.axes, self.axes_norm) and event.button == 1
+        self._press = (event.x, event.y) if inside else None
+
+    def _on_release(self, event) -> None:
+        press, self._press = self._press, None
+        if press is None or event.xdata is None or event.button != 1:
+            return
+        if abs(event.x - press[0]) > CLICK_PIXELS or abs(event.y - press[1]) > CLICK_PIXELS:
+            return
+        self.go_to_band(event.xdata)  # the two y axes share x
+        if self.last_span is not None:  # a click is not a new band pick: keep the picked one
+            center, width = self.last_span
+            self.span.extents = (center - width / 2, center + width / 2)
+            self.span.set_visible(True)
+            self.canvas.draw_idle()
+
+    def _schedule_marker(self, event=None) -> None:
+        if _alive(self) and not self._band_timer.isActive():
+            self._band_timer.start()
+
+    def _place_marker(self) -> bool:
+        """Put the marker on the displayed band (when the plot's axis is that layer's axis);
+        True when it is shown."""
+        layer = self._band_layer()
+        shown = (layer is not None and bool(self._all_series())
+                 and self._series_units() == [_spectral_unit_label(layer)])
+        if shown:
+            band = _display.displayed_band(self.viewer, layer)
+            x = float(spectral_axis(layer)[band])
+            self.marker.set_xdata([x, x])
+            self.marker_text.set_x(x)
+            readout = _display.band_readout(self.viewer)
+            self.marker_text.set_text(readout["short"] if readout is not None else f"band {band}")
+        self.marker.set_visible(shown)
+        self.marker_text.set_visible(shown)
+        return shown
+
+    def _update_marker(self) -> None:
+        if _alive(self):
+            self._place_marker()
+            self._blit()
+
     # ----------------------------------------------------------------------------- lookups
     def _layers(self):
         layers = spectral_layers(self.viewer)
@@ -266,23 +457,32 @@ class SpectraWidget(QWidget):
         self.update_live(self._pending_position)
 
     def update_live(self, world_position) -> None:
-        """Draw the live spectra at ``world_position`` (reusing the line artists)."""
-        spectra = self.spectra_at(world_position)
-        legend_changed = False
-        for name in [name for name in self._live if name not in spectra]:
-            for artist in self._live.pop(name).artists:
-                artist.remove()
-            legend_changed = True
-        for name, (x, y) in spectra.items():
-            series = self._live.get(name)
-            if series is None:
-                (line,) = self.axes.plot(x, y, color=self._colour(name), linewidth=1.4, label=name)
-                self._live[name] = _Series(name, x, y, [line])
-                legend_changed = True
+        """Show the live spectra at ``world_position`` (the same artists, redrawn over the background)."""
+        start = time.perf_counter()
+        self._last_position = tuple(world_position)
+        found = self._lookup(world_position)
+        names = {layer.name for layer, *_ in found}
+        removed = [self._live.pop(name) for name in [name for name in self._live if name not in names]]
+        structure_changed = bool(removed)
+        for layer, _, _, x, y in found:
+            series = self._live.get(layer.name)
+            if series is None or series.unit != _spectral_unit_label(layer) or len(series.x) != len(x):
+                if series is not None:
+                    removed.append(series)
+                self._live[layer.name] = _Series(layer.name, x, y, self._colour(layer.name),
+                                                 _spectral_unit_label(layer), is_normalised(layer))
+                structure_changed = True
             else:
                 series.x, series.y = x, y
                 series.artists[0].set_data(x, y)
-        self._redraw(legend_changed)
+        if structure_changed:
+            self._update_live_artists(removed)
+        elif self._limits_changed():
+            self._request_rescale()
+        else:
+            self._blit()
+        self.draw_times.append(time.perf_counter() - start)
+        del self.draw_times[:-200]
 
     # ------------------------------------------------------------------------------------ pins
     def pin(self, world_position) -> list[str]:
@@ -297,19 +497,24 @@ class SpectraWidget(QWidget):
             if label in pinned:
                 continue
             colour = PIN_COLOURS[len(self._pins) % len(PIN_COLOURS)]
-            (line,) = self.axes.plot(x, y, color=colour, linewidth=1.0, linestyle="--", label=label)
-            self._pins.append(_Series(label, x, y, [line]))
+            self._pins.append(_Series(label, x, y, colour, _spectral_unit_label(layer), is_normalised(layer), "pin"))
             labels.append(label)
         if labels:
-            self._redraw(legend_changed=True)
+            self._rebuild()
         return labels
 
     def clear_pins(self) -> None:
-        for series in self._pins:
+        self._drop(self._pins)
+        self._pins = []
+        self._rebuild()
+
+    @staticmethod
+    def _drop(series_list: list[_Series]) -> None:
+        """Take the artists of ``series_list`` off the plot."""
+        for series in series_list:
             for artist in series.artists:
                 artist.remove()
-        self._pins.clear()
-        self._redraw(legend_changed=True)
+            series.artists = []
 
     @property
     def pinned(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -328,6 +533,9 @@ class SpectraWidget(QWidget):
 
     def roi_spectra(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
         """``{label: (x, mean, std, n_pixels)}`` for every shape of every Shapes layer."""
+        return {label: (x, mean, std, n) for label, (x, mean, std, n, _) in self._roi_results().items()}
+
+    def _roi_results(self) -> dict:
         results = {}
         shapes_layers = [layer for layer in self.viewer.layers if isinstance(layer, Shapes)]
         for shapes in shapes_layers:
@@ -340,22 +548,18 @@ class SpectraWidget(QWidget):
                         continue
                     mean, std, n_pixels = roi_stats(layer.data, mask)
                     label = f"{layer.name} · {shapes.name} #{index + 1} (n={n_pixels})"
-                    results[label] = (spectral_axis(layer), mean, std, n_pixels)
+                    results[label] = (spectral_axis(layer), mean, std, n_pixels, layer)
         return results
 
     def refresh_rois(self) -> None:
         """Recompute and redraw the ROI mean ± std curves."""
-        for series in self._rois:
-            for artist in series.artists:
-                artist.remove()
-        self._rois.clear()
-        for index, (label, (x, mean, std, _)) in enumerate(self.roi_spectra().items()):
+        self._drop(self._rois)
+        self._rois = []
+        for index, (label, (x, mean, std, _, layer)) in enumerate(self._roi_results().items()):
             colour = ROI_COLOURS[index % len(ROI_COLOURS)]
-            (line,) = self.axes.plot(x, mean, color=colour, linewidth=1.6, label=label)
-            band = self.axes.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
-            self._rois.append(_Series(label, x, mean, [line, band]))
-            self._rois.append(_Series(f"{label} std", x, std, []))
-        self._redraw(legend_changed=True)
+            self._rois.append(_Series(label, x, mean, colour, _spectral_unit_label(layer), is_normalised(layer),
+                                      "roi", std=std))
+        self._rebuild()
 
     def _schedule_rois(self, event=None) -> None:
         if _alive(self):
@@ -376,6 +580,7 @@ class SpectraWidget(QWidget):
         self._connect_layer_events()
         self._schedule_rois()
         self._refresh_live()
+        self._schedule_marker()
 
     def _on_layer_visibility(self, event=None) -> None:
         if self.visible_only.isChecked():
@@ -386,8 +591,9 @@ class SpectraWidget(QWidget):
         self._refresh_live()
 
     def _refresh_live(self) -> None:
-        if self._pending_position is not None and self.isVisible():
-            self.update_live(self._pending_position)
+        """Redraw the live spectra at the last position shown (after layers came, went or hid)."""
+        if self._last_position is not None and self.isVisible():
+            self.update_live(self._last_position)
 
     # ---------------------------------------------------------------------------------- drawing
     def _colour(self, name: str):
@@ -398,76 +604,229 @@ class SpectraWidget(QWidget):
     def _all_series(self) -> list[_Series]:
         return [*self._live.values(), *self._pins, *self._rois]
 
-    def _axis_labels(self) -> tuple[str, str]:
-        for layer in self._layers():
-            if wavenumbers_of(layer) is not None:
-                return _spectral_unit_label(layer)
-        layers = self._layers()
-        return _spectral_unit_label(layers[0]) if layers else ("Band index", "band")
+    def _series_units(self) -> list[tuple[str, str]]:
+        """The x units of the plotted series, each once, in plot order."""
+        units = []
+        for series in self._all_series():
+            if series.unit not in units:
+                units.append(series.unit)
+        return units
 
-    def _redraw(self, legend_changed: bool = False) -> None:
-        if legend_changed:
-            self.axes.set_xlabel(self._axis_labels()[0])
-            legend = self.axes.get_legend()
-            if legend is not None:
-                legend.remove()
-            if any(line.get_label() and not line.get_label().startswith("_") for line in self.axes.get_lines()):
-                self._style_legend(self.axes.legend(fontsize="x-small", loc="upper right"))
-        self.axes.relim(visible_only=True)
-        self.axes.autoscale_view()
+    def _axis_labels(self) -> tuple[str, str]:
+        """(x label, CSV column name): the units of what is plotted, all of them when they differ."""
+        units = self._series_units()
+        if not units:
+            layers = self._layers()
+            units = [_spectral_unit_label(layers[0])] if layers else [BAND_INDEX]
+        return " · ".join(u[0] for u in units), " / ".join(u[1] for u in units)
+
+    def _axes_of(self, series: _Series):
+        return self.axes_norm if self._split and series.normalised else self.axes
+
+    def _make_artists(self, series_list: list[_Series]) -> None:
+        """(Re)make the artists of ``series_list``: animated lines for live spectra, plain for the rest."""
+        for series in series_list:
+            for artist in series.artists:
+                artist.remove()
+            series.artists = []
+            axes = self._axes_of(series)
+            if series.kind == "live":
+                (line,) = axes.plot(series.x, series.y, color=series.colour, linewidth=1.4, animated=True)
+            elif series.kind == "pin":
+                (line,) = axes.plot(series.x, series.y, color=series.colour, linewidth=1.0, linestyle="--")
+            else:
+                (line,) = axes.plot(series.x, series.y, color=series.colour, linewidth=1.6)
+                band = axes.fill_between(series.x, series.y - series.std, series.y + series.std,
+                                         color=series.colour, alpha=0.2, linewidth=0)
+                series.artists.append(band)
+            series.artists.insert(0, line)
+            for artist in series.artists:
+                artist.set_visible(series.label not in self._hidden)
+
+    def _wants_split(self) -> bool:
+        kinds = {s.normalised for s in self._all_series() if s.label not in self._hidden}
+        return kinds == {True, False}
+
+    def _update_live_artists(self, removed: list[_Series]) -> None:
+        """After live layers came or went: redo the live lines only, unless the axes must change."""
+        self._drop(removed)
+        if self._wants_split() != self._split or self.axes.get_xlabel() != self._axis_labels()[0]:
+            self._rebuild()
+            return
+        self._make_artists(list(self._live.values()))
+        self._update_legend()
+        x_changed = self._fit_x()
+        if self._limits_changed() or x_changed:
+            self._request_rescale()
+        else:
+            self._place_marker()
+            self._blit()
+
+    def _rebuild(self) -> None:
+        """Make every curve's artists anew (after a change of what is plotted) and redraw all."""
+        self._split = self._wants_split()
+        self._make_artists(self._all_series())
+        self.axes_norm.set_visible(self._split)
+        shown = {s.normalised for s in self._all_series() if s.label not in self._hidden}
+        self.axes.set_ylabel("Normalised intensity" if shown == {True} else "Intensity")
+        self.axes.set_xlabel(self._axis_labels()[0])
+        self._update_legend()
+        self._fit_x()
+        self._limits_changed(force=True)
+        self._place_marker()
+        self._full_draw()
+
+    def _update_legend(self) -> None:
+        self.legend.set_entries([
+            (s.label, s.label + (" (right axis)" if self._split and s.normalised else ""), s.colour,
+             s.label not in self._hidden)
+            for s in self._all_series()
+        ])
+
+    def _fit_x(self) -> bool:
+        """Fit the x axis to the shown curves; True when it changed."""
+        shown = [s for s in self._all_series() if s.label not in self._hidden and len(s.x)]
+        if not shown:
+            return False
+        low = min(float(np.min(s.x)) for s in shown)
+        high = max(float(np.max(s.x)) for s in shown)
+        if not high > low:
+            return False
+        pad = 0.01 * (high - low)
+        limits = (low - pad, high + pad)
+        if np.allclose(self.axes.get_xlim(), limits):
+            return False
+        self.axes.set_xlim(*limits)
+        return True
+
+    def _limits_changed(self, force: bool = False) -> bool:
+        """Fit each y axis to its curves when they leave it or fill under half of it; True if changed."""
+        changed = False
+        for axes, normalised in ((self.axes, False), (self.axes_norm, True)):
+            shown = [s for s in self._all_series() if s.label not in self._hidden
+                     and (self._split and s.normalised) == normalised and len(s.y)]
+            if not shown:
+                continue
+            with np.errstate(invalid="ignore"):
+                low = min(float(np.nanmin(s.y - (s.std if s.std is not None else 0))) for s in shown)
+                high = max(float(np.nanmax(s.y + (s.std if s.std is not None else 0))) for s in shown)
+            if not (np.isfinite(low) and np.isfinite(high)):
+                continue
+            current = axes.get_ylim()
+            span = max(high - low, 1e-12)
+            outside = low < current[0] or high > current[1]
+            loose = span < 0.5 * (current[1] - current[0])
+            if force or outside or loose:
+                axes.set_ylim(low - 0.05 * span, high + 0.05 * span)
+                changed = True
+        return changed
+
+    def _request_rescale(self) -> None:
+        """Redraw with the new limits now, or soon when the last full redraw was very recent."""
+        waited_ms = (time.perf_counter() - self._last_full_draw) * 1000
+        if waited_ms >= RESCALE_MS:
+            self._full_draw()
+        else:
+            self._blit()
+            if not self._rescale_timer.isActive():
+                self._rescale_timer.start(int(RESCALE_MS - waited_ms))
+
+    def _full_draw(self) -> None:
+        self._last_full_draw = time.perf_counter()
         self.canvas.draw_idle()
+
+    def _on_draw(self, event) -> None:
+        """After every full redraw: keep the background, then draw the animated artists on it."""
+        if self.canvas.is_saving():
+            return
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._draw_animated()
+
+    def _animated(self) -> list:
+        artists = [a for axes in (self.axes, self.axes_norm) if axes.get_visible()
+                   for a in axes.get_children() if a.get_animated() and a.get_visible()]
+        return sorted(artists, key=lambda a: a.get_zorder())
+
+    def _draw_animated(self) -> None:
+        for artist in self._animated():
+            self.figure.draw_artist(artist)
+
+    def _blit(self) -> None:
+        """Redraw only the animated artists over the saved background (a few ms)."""
+        if self._background is None:
+            self.canvas.draw_idle()
+            return
+        self.canvas.restore_region(self._background)
+        self._draw_animated()
+        self.canvas.update()  # painted with the window's next repaint, not at once
+
+    def _on_legend_toggle(self, label: str, shown: bool) -> None:
+        (self._hidden.discard if shown else self._hidden.add)(label)
+        self._rebuild()
 
     def _apply_theme(self, event=None) -> None:
         theme = get_theme(self.viewer.theme)
         background = theme.background.as_hex()
         text = theme.text.as_hex()
         foreground = theme.foreground.as_hex()
+        highlight = theme.highlight.as_hex()
         self.figure.set_facecolor(background)
         self.axes.set_facecolor(background)
-        for spine in self.axes.spines.values():
-            spine.set_color(foreground)
-        self.axes.tick_params(colors=text, which="both")
-        self.axes.xaxis.label.set_color(text)
-        self.axes.yaxis.label.set_color(text)
-        self._theme_colours = (background, foreground, text, theme.highlight.as_hex())
-        self.span.set_props(facecolor=theme.highlight.as_hex(), alpha=0.25)
-        self.span.set_handle_props(color=theme.highlight.as_hex())
-        self._style_legend(self.axes.get_legend())
+        for axes in (self.axes, self.axes_norm):
+            for spine in axes.spines.values():
+                spine.set_color(foreground)
+            axes.tick_params(colors=text, which="both")
+            axes.xaxis.label.set_color(text)
+            axes.yaxis.label.set_color(text)
+        self.marker.set_color(text)
+        self.marker_text.set_color(text)
+        self._theme_colours = (background, foreground, text, highlight)
+        self.span.set_props(facecolor=highlight, alpha=0.25)
+        self.span.set_handle_props(color=highlight)
         self.canvas.draw_idle()
-
-    def _style_legend(self, legend) -> None:
-        if legend is None:
-            return
-        background, foreground, text, _ = self._theme_colours
-        legend.get_frame().set_facecolor(background)
-        legend.get_frame().set_edgecolor(foreground)
-        for label in legend.get_texts():
-            label.set_color(text)
 
     # ----------------------------------------------------------------------------------- export
     def export_csv(self, path) -> None:
         """Write every plotted spectrum to CSV: one axis column, then one column per spectrum.
 
-        Spectra on different axes (a cropped layer beside a full one) share the union of the
-        axis values; a cell is empty where a spectrum has no value.
+        ROIs have a mean and a std column. Spectra on different axes (a cropped layer beside a
+        full one) share the union of the axis values; a cell is empty where a spectrum has no
+        value (:func:`napari_deeper.spectral.save_spectra_csv`).
         """
-        series = self._all_series()
-        if not series:
-            raise ValueError("nothing to export: no spectrum is plotted")
-        x = np.unique(np.concatenate([s.x for s in series]))
-        table = np.full((x.size, len(series)), np.nan)
-        for column, s in enumerate(series):
-            table[np.searchsorted(x, s.x), column] = s.y
-        header = [self._axis_labels()[1], *(s.label for s in series)]
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for value, row in zip(x, table):
-                writer.writerow([repr(float(value)), *("" if np.isnan(v) else repr(float(v)) for v in row)])
+        columns = []
+        for s in self._all_series():
+            columns.append((s.label, s.x, s.y))
+            if s.std is not None:
+                columns.append((f"{s.label} std", s.x, s.std))
+        save_spectra_csv(path, columns, self._axis_labels()[1])
 
     def export_figure(self, path, dpi: int = 200) -> None:
-        """Save the plot as an image (PNG, SVG, PDF: chosen by the file extension)."""
-        self.figure.savefig(path, dpi=dpi, facecolor=self.figure.get_facecolor())
+        """Save the plot as an image (PNG, SVG, PDF: chosen by the file extension), with a legend.
+
+        The live lines are drawn too (matplotlib leaves animated artists out of saved files), and
+        the legend goes beside the axes.
+        """
+        animated = self._animated()
+        for artist in animated:
+            artist.set_animated(False)
+        handles = [s.artists[0] for s in self._all_series() if s.label not in self._hidden and s.artists]
+        labels = [s.label for s in self._all_series() if s.label not in self._hidden and s.artists]
+        legend = None
+        if handles:
+            legend = self.figure.legend(handles, labels, loc="outside right upper", fontsize="x-small")
+            background, foreground, text, _ = self._theme_colours
+            legend.get_frame().set_facecolor(background)
+            legend.get_frame().set_edgecolor(foreground)
+            for label in legend.get_texts():
+                label.set_color(text)
+        try:
+            self.figure.savefig(path, dpi=dpi, facecolor=self.figure.get_facecolor())
+        finally:
+            if legend is not None:
+                legend.remove()
+            for artist in animated:
+                artist.set_animated(True)
+            self.canvas.draw_idle()
 
     def _ask_csv(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save spectra as CSV", "spectra.csv", "CSV (*.csv)")
