@@ -36,6 +36,11 @@ FAMILIES = {
     "endmember_count": "napari_deeper.unmix.methods:ENDMEMBER_COUNT",
     "band_map": "napari_deeper.spectral.methods:BAND_MAP",
     "preprocess": "napari_deeper.spectral.methods:PREPROCESS",
+    "baseline": "napari_deeper.analysis.methods:BASELINE",
+    "peak_fit": "napari_deeper.analysis.methods:PEAK_FIT",
+    "band_ratio": "napari_deeper.analysis.methods:BAND_RATIO",
+    "cluster": "napari_deeper.analysis.methods:CLUSTER",
+    "calibrate": "napari_deeper.analysis.methods:CALIBRATE",
 }
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -21,6 +21,7 @@ from .calibrate import (
     calibrate_axis,
     calibrations_dir,
     find_calibration,
+    find_calibration_steps,
     list_calibrations,
     load_calibration,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "estimate_baseline",
     "estimate_baseline_steps",
     "find_calibration",
+    "find_calibration_steps",
     "fit_peaks",
     "fit_peaks_steps",
     "list_calibrations",

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import as_wavenumbers
+from ..compute import Progress, Steps, run
 from ..spectral.preprocess import _noise_level
 from .peaks import fit_peaks
 
@@ -162,21 +163,15 @@ def _mean_spectrum(data, n_bands: int) -> np.ndarray:
     return array.reshape(n_bands, -1).mean(axis=1)
 
 
-def find_calibration(wavenumbers, data_or_reference, reference="silicon", search: float = 10.0,
-                     half_window: float | None = None, min_snr: float = 5.0) -> Calibration:
-    """Find the reference lines in ``data_or_reference`` and return the axis correction.
-
-    ``reference``: ``"silicon"`` (520.7 cm-1), ``"polystyrene"`` (the ASTM E1840 lines) or a
-    list of line positions. Each line on the axis is searched for within ``search`` of its
-    position; a peak counts when it stands ``min_snr`` noise levels above the straight line
-    between the search window's edges, and its centre is fitted over ``half_window`` around
-    the maximum (default: 8 cm-1 or 4 band spacings, the larger). No line found raises a
-    ``ValueError`` that says where it looked.
-    """
+def find_calibration_steps(wavenumbers, data_or_reference, reference="silicon", search: float = 10.0,
+                           half_window: float | None = None, min_snr: float = 5.0) -> Steps[Calibration]:
+    """Steps version of :func:`find_calibration`: yields progress after the mean spectrum and
+    after each reference line."""
     name, lines = _reference_lines(reference)
     axis = as_wavenumbers(wavenumbers, np.asarray(wavenumbers).size)
     if axis is None or axis.size < 8:
         raise ValueError("calibration needs a spectral axis of at least 8 bands")
+    yield Progress(0, 1, f"{name} lines: mean spectrum")
     spectrum = _mean_spectrum(data_or_reference, axis.size)
     spacing = float(np.median(np.abs(np.diff(axis))))
     half = float(half_window) if half_window is not None else max(8.0, 4.0 * spacing)
@@ -189,7 +184,8 @@ def find_calibration(wavenumbers, data_or_reference, reference="silicon", search
             f"runs from {low:g} to {high:g} (a line needs {half:g} of axis on each side)"
         )
     found, measured, reasons = [], [], []
-    for line in on_axis:
+    for index, line in enumerate(on_axis):
+        yield Progress(index, len(on_axis), f"{name} line {line:g}")
         inside = np.flatnonzero(np.abs(axis - line) <= search)
         if inside.size < 3:
             reasons.append(f"{line:g}: the search window ±{search:g} holds {inside.size} bands")
@@ -208,6 +204,7 @@ def find_calibration(wavenumbers, data_or_reference, reference="silicon", search
             continue
         found.append(line)
         measured.append(float(fit["center"][0, 0, 0]))
+    yield Progress(len(on_axis), len(on_axis), f"{name} lines")
     missing = tuple(line for line in on_axis if line not in found)
     if not found:
         raise ValueError(
@@ -220,6 +217,20 @@ def find_calibration(wavenumbers, data_or_reference, reference="silicon", search
     else:
         slope, offset = (float(v) for v in np.polyfit(seen, true, 1))
     return Calibration(name, tuple(found), tuple(measured), slope, offset, missing)
+
+
+def find_calibration(wavenumbers, data_or_reference, reference="silicon", search: float = 10.0,
+                     half_window: float | None = None, min_snr: float = 5.0) -> Calibration:
+    """Find the reference lines in ``data_or_reference`` and return the axis correction.
+
+    ``reference``: ``"silicon"`` (520.7 cm-1), ``"polystyrene"`` (the ASTM E1840 lines) or a
+    list of line positions. Each line on the axis is searched for within ``search`` of its
+    position; a peak counts when it stands ``min_snr`` noise levels above the straight line
+    between the search window's edges, and its centre is fitted over ``half_window`` around
+    the maximum (default: 8 cm-1 or 4 band spacings, the larger). No line found raises a
+    ``ValueError`` that says where it looked.
+    """
+    return run(find_calibration_steps(wavenumbers, data_or_reference, reference, search, half_window, min_snr))
 
 
 def calibrate_axis(wavenumbers, data_or_reference, reference="silicon", search: float = 10.0,
