@@ -99,6 +99,20 @@ def test_resolves_to_cpu_asks_torch_only_when_it_must(monkeypatch):
     assert compute.resolves_to_cpu("cuda") is False
 
 
+def test_devices_lists_what_select_device_takes_and_imports_torch_only_when_it_must(monkeypatch):
+    """The one device list of the docks: every name on it is one select_device accepts here."""
+    assert compute.devices()[:2] == ["auto", "cpu"]
+    for name in compute.devices():
+        compute.select_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert "cuda" in compute.devices()  # torch is imported: its answer counts
+    with monkeypatch.context() as unimported:  # as if torch were not imported yet, and no GPU sign
+        unimported.delitem(compute.sys.modules, "torch")
+        unimported.setattr(compute, "gpu_visible", lambda: False)
+        assert compute.devices() == ["auto", "cpu"]
+        assert "torch" not in compute.sys.modules
+
+
 def test_out_of_memory_halves_the_batch_then_succeeds():
     sizes = []
 

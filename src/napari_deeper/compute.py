@@ -113,8 +113,7 @@ def select_device(device=None):
     if isinstance(device, torch.device):
         return device
     name = "auto" if device is None else str(device).lower()
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    cuda, mps = torch.cuda.is_available(), _mps_available(torch)
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if name == "gpu":
@@ -130,6 +129,29 @@ def select_device(device=None):
     if name not in {"cpu", "mps"} and not name.startswith("cuda"):
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
     return torch.device(name)
+
+
+def devices() -> list[str]:
+    """The devices a run may be asked to use here: "auto", "cpu", then "cuda" and "mps" when torch
+    can use them. The one list every dock offers; :func:`select_device` takes each name.
+
+    Without a sign of a GPU (:func:`gpu_visible`) and with torch not imported yet, the answer is
+    known without importing torch.
+    """
+    names = ["auto", "cpu"]
+    if "torch" not in sys.modules and not gpu_visible():
+        return names
+    import torch
+
+    if torch.cuda.is_available():
+        names.append("cuda")
+    if _mps_available(torch):
+        names.append("mps")
+    return names
+
+
+def _mps_available(torch) -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 #: Files that a GPU driver creates: NVIDIA (device nodes, /proc entries), AMD ROCm, WSL2's GPU.

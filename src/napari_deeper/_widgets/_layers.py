@@ -12,19 +12,6 @@ from .. import provenance
 from . import _display, _docks
 
 
-def device_choices() -> list[str]:
-    """The compute devices a dock offers: "auto", "cpu" and the GPUs torch can see here."""
-    import torch
-
-    choices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        choices.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        choices.append("mps")
-    return choices
-
-
 def is_spectral(layer) -> bool:
     """A spectral layer is a 3-D, non-RGB image whose first axis is the spectral one."""
     return isinstance(layer, Image) and layer.ndim == 3 and not layer.rgb

@@ -16,10 +16,10 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Select
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from .. import provenance
+from ..compute import devices
 from ..denoise import FAMILY
 from ._layers import (
     cube_layer_kwargs,
-    device_choices,
     follow_layers,
     layer_choices,
     model_record,
@@ -45,7 +45,7 @@ class DenoiseWidget(QWidget):
 
         self.input_layer = ComboBox(label="Input", choices=layer_choices(self.viewer))
         self.methods = Select(label="Methods", choices=[], tooltip="select one or more (Ctrl/Cmd-click)")
-        self.device = ComboBox(label="Device", choices=device_choices(), value=AUTO)
+        self.device = ComboBox(label="Device", choices=devices(), value=AUTO)
         self.side_by_side = CheckBox(text="Side by side (input and results in a grid)")
         self.controls = Container(widgets=[self.input_layer, self.methods, self.device, self.side_by_side])
         self.param_panel = Container(labels=False)

@@ -24,10 +24,10 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import provenance
+from ..compute import devices
 from ..superres import DEFAULT, FAMILY, SCALES, restore_steps
 from ._layers import (
     cube_layer_kwargs,
-    device_choices,
     follow_layers,
     layer_choices,
     model_record,
@@ -60,7 +60,7 @@ class SuperResWidget(QWidget):
         self.input_layer = ComboBox(label="Input", choices=layer_choices(self.viewer))
         self.scale = ComboBox(label="Scale", choices=list(SCALES), value=2)
         self.methods = Select(label="Methods", choices=[])
-        self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
+        self.device = ComboBox(label="Device", choices=devices(), value="auto")
         self.side_by_side = CheckBox(text="Side by side (input and results in a grid)")
         self.controls = Container(
             widgets=[self.input_layer, self.scale, self.methods, self.device, self.side_by_side]

@@ -33,8 +33,9 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QMessageBox, QVBoxLayout, QWidget
 
 from .._validation import as_cube
+from ..compute import devices
 from ..models import registry
-from ._layers import device_choices, follow_layers, layer_choices, wavenumbers_of
+from ._layers import follow_layers, layer_choices, wavenumbers_of
 from ._runner import Runner
 
 DENOISE, NOISE, SUPERRES = "denoise", "noise", "superres"
@@ -207,7 +208,7 @@ class TrainWidget(QWidget):
         self.learning_rate = FloatSpinBox(
             label="Learning rate", min=1e-6, max=0.1, step=1e-6, value=core_default(DENOISE, "lr")
         )
-        self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
+        self.device = ComboBox(label="Device", choices=devices(), value="auto")
         self.model_name = LineEdit(label="Save as")
         self.overwrite = CheckBox(text="Overwrite a model of that name", value=False)
         self.hint = Label(value="")

@@ -37,11 +37,11 @@ from qtpy.QtWidgets import (
 )
 
 from .. import metrics, provenance
+from ..compute import devices
 from ..io.endmembers import default_names, load_endmembers_csv, save_endmembers_csv
 from ..io.unmixing import next_free_folder, write_unmixing
 from ..unmix import estimate_n_endmembers, unmix_steps
 from ._layers import (
-    device_choices,
     follow_layers,
     is_spectral,
     layer_choices,
@@ -99,7 +99,7 @@ class UnmixWidget(QWidget):
         self.targets = Select(label="Apply to", choices=cubes)
         self.output = ComboBox(label="Abundances as", choices=[PER_COMPONENT, STACKED], value=PER_COMPONENT)
         self.sum_to_one = CheckBox(text="Sum to one (FCLS)", value=False)
-        self.device = ComboBox(label="Device", choices=device_choices(), value="auto")
+        self.device = ComboBox(label="Device", choices=devices(), value="auto")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.reference = ComboBox(
             label="Reference labels", choices=labels, nullable=True, value=None
