@@ -286,6 +286,24 @@ def test_pixel_spectra_and_roi_stats(rng):
         spectral.roi_stats(cube, np.ones((4, 6), bool))
 
 
+def test_spectra_csv_shares_the_union_of_the_axes_and_reads_back_exactly(tmp_path, rng):
+    full = np.array([500.0, 510.0, 520.0, 530.0])
+    values = rng.normal(size=4).astype(np.float32)
+    path = spectral.save_spectra_csv(tmp_path / "spectra.csv",
+                                     [("full", full, values), ("cropped", full[1:3], values[1:3] * 2)], "1/cm")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "1/cm,full,cropped"
+    assert len(lines) == 5 and lines[1].endswith(",") and lines[4].endswith(",")  # no value: an empty cell
+    table = np.genfromtxt(path, delimiter=",", skip_header=1)
+    np.testing.assert_array_equal(table[:, 0], full)
+    np.testing.assert_array_equal(table[:, 1].astype(np.float32), values)  # float32 values come back exactly
+    np.testing.assert_array_equal(table[1:3, 2].astype(np.float32), values[1:3] * 2)
+    with pytest.raises(ValueError, match="nothing to export"):
+        spectral.save_spectra_csv(tmp_path / "empty.csv", [])
+    with pytest.raises(ValueError, match="3 values on an axis of 4"):
+        spectral.save_spectra_csv(tmp_path / "bad.csv", [("bad", full, values[:3])])
+
+
 def test_preprocess_steps_chain_and_record(rng):
     w, clean, noisy = simulated_cube(rng, shape=(6, 6), n_bands=200)
     noisy[0, 0, 0] = np.nan

@@ -25,7 +25,7 @@ from .preprocess import (
     remove_baseline_steps,
     remove_spikes,
 )
-from .stats import pixel_spectra, roi_stats
+from .stats import pixel_spectra, roi_stats, save_spectra_csv
 
 __all__ = [
     "BAND_MAP_MODES",
@@ -45,5 +45,6 @@ __all__ = [
     "remove_baseline_steps",
     "remove_spikes",
     "roi_stats",
+    "save_spectra_csv",
     "spectral_axis",
 ]

@@ -1,6 +1,9 @@
-"""Spectra of chosen pixels and regions: what the Spectra plot draws."""
+"""Spectra of chosen pixels and regions: what the Spectra plot draws, and its CSV table."""
 
 from __future__ import annotations
+
+import csv
+from pathlib import Path
 
 import numpy as np
 
@@ -37,3 +40,31 @@ def roi_stats(data, mask) -> tuple[np.ndarray, np.ndarray, int]:
         raise ValueError("the mask selects no pixel")
     values = np.asarray(np.asarray(cube)[:, mask], dtype=np.float64)
     return values.mean(axis=1).astype(np.float32), values.std(axis=1).astype(np.float32), n_pixels
+
+
+def save_spectra_csv(path, spectra, axis_label: str = "wavenumber") -> Path:
+    """Write spectra to CSV: one column for the spectral axis (headed ``axis_label``), then one
+    column per spectrum; returns the path written.
+
+    ``spectra`` is a list of ``(label, axis, values)``. Spectra on different axes (a cropped
+    layer beside a full one) share the union of the axis values, and a cell is empty where a
+    spectrum has no value. Numbers are the shortest text that reads back as the same float64.
+    """
+    spectra = [(str(label), np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel())
+               for label, x, y in spectra]
+    if not spectra:
+        raise ValueError("nothing to export: no spectrum given")
+    for label, x, y in spectra:
+        if x.size != y.size:
+            raise ValueError(f"spectrum {label!r} has {y.size} values on an axis of {x.size}")
+    x = np.unique(np.concatenate([s[1] for s in spectra]))
+    table = np.full((x.size, len(spectra)), np.nan)
+    for column, (_label, sx, sy) in enumerate(spectra):
+        table[np.searchsorted(x, sx), column] = sy
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([axis_label, *(s[0] for s in spectra)])
+        for value, row in zip(x, table):
+            writer.writerow([repr(float(value)), *("" if np.isnan(v) else repr(float(v)) for v in row)])
+    return path
