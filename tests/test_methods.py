@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,6 +133,29 @@ def test_a_user_model_shadows_the_shipped_one_of_its_name(user_models, rng):
     upscaled = nd.upscale(cube, 2, "hyrisr", device="cpu")
     np.testing.assert_allclose(upscaled, nd.upscale(cube, 2, "bicubic"), atol=1e-4)  # the zero-tail model
     assert not np.allclose(upscaled, shipped_upscaled, atol=1e-4)
+
+
+def test_one_model_cache_serves_both_families_and_reloads_a_changed_file(user_models, rng, monkeypatch):
+    import os
+
+    from napari_deeper.models import registry
+
+    loads = []
+    load_model = registry.load_model
+    monkeypatch.setattr(registry, "load_model", lambda *args, **kw: loads.append(args[0]) or load_model(*args, **kw))
+    _save_denoiser(user_models, "cached", seed=1)
+    _save_upscaler(user_models, "cached-sr")
+    cube = (rng.random((40, 6, 6)) + 1).astype(np.float32)
+    first = nd.denoise(cube, "cached", device="cpu")
+    for _ in range(2):
+        np.testing.assert_array_equal(nd.denoise(cube, "cached", device="cpu"), first)
+        nd.upscale(cube, 2, "cached-sr", device="cpu")
+    assert [Path(path).stem for path in loads] == ["cached", "cached-sr"]  # each loaded once
+    _save_denoiser(user_models, "cached", seed=2)  # saved again under its name
+    weights = user_models / "cached.pt"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert not np.allclose(nd.denoise(cube, "cached", device="cpu"), first)
+    assert len(loads) == 3
 
 
 def test_only_network_methods_take_a_device():

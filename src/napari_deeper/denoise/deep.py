@@ -17,22 +17,16 @@ from ..compute import Progress, chunk_size, chunks, map_batches, select_device, 
 MIN_BANDS = 32
 #: Spectra per batch on the CPU (larger batches fall out of the caches and run slower).
 CPU_BATCH = 256
-_LOADED: dict[tuple, tuple] = {}
 
 
 def load_denoiser(name: str, device):
-    """``(model, card)`` for the denoising model ``name`` on ``device``, cached while unchanged."""
-    from ..models.registry import find_model, load_model
+    """``(model, card)`` for the denoising model ``name`` on ``device`` (the registry's cache)."""
+    from ..models.registry import cached_model, find_model
 
-    info = find_model(name)
-    if info.card.get("task") != "denoise":
-        raise ValueError(f"model {name!r} is a {info.card.get('task')!r} model, not a denoising one")
-    key = (str(info.path), info.path.stat().st_mtime_ns, str(device))
-    if key not in _LOADED:
-        if len(_LOADED) > 8:
-            _LOADED.clear()
-        _LOADED[key] = load_model(info.path, device)
-    return _LOADED[key]
+    task = find_model(name).card.get("task")
+    if task != "denoise":
+        raise ValueError(f"model {name!r} is a {task!r} model, not a denoising one")
+    return cached_model(name, device)
 
 
 def normalised_apply(model, spectra, device):

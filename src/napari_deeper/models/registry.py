@@ -102,6 +102,27 @@ def load_model(name_or_path, device="cpu"):
     return model, card
 
 
+#: Networks loaded for inference: (file, modification time, device) -> (model, card).
+_LOADED: dict[tuple, tuple] = {}
+_LOADED_MAX = 8
+
+
+def cached_model(name: str, device="cpu"):
+    """``(model, card)`` of the saved model ``name`` on ``device``, loaded once while its file is
+    unchanged: the one cache of networks that inference uses.
+
+    A model saved again under the same name is loaded afresh. The model is shared, so it is for
+    inference only: training starts from :func:`load_model`, which gives a private copy.
+    """
+    info = find_model(name)
+    key = (str(info.path), info.path.stat().st_mtime_ns, str(device))
+    if key not in _LOADED:
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.clear()
+        _LOADED[key] = load_model(info.path, device)
+    return _LOADED[key]
+
+
 def save_model(model, name: str, arch: str, config: dict, card: dict, folder: Path | None = None,
                card_markdown: str | None = None) -> Path:
     """Save ``model`` as ``<folder>/<name>.pt`` with its JSON card (and Markdown card if given).

@@ -143,26 +143,12 @@ FAMILY = Family(
 available_methods = FAMILY.available
 
 
-_MODEL_CACHE: dict = {}
-
-
-def _model(name: str):
-    """The network called ``name`` (cached per file and modification time)."""
-    from ..models import find_model, load_model
-
-    info = find_model(name)
-    key = (str(info.path), info.path.stat().st_mtime)
-    if key not in _MODEL_CACHE:
-        _MODEL_CACHE.clear()
-        _MODEL_CACHE[key] = load_model(info.path, device="cpu")
-    return _MODEL_CACHE[key]
-
-
 def _network_steps(model_name: str, data: np.ndarray, scale: int, device, label: str,
                    tile: int, overlap: int) -> compute.Steps[np.ndarray]:
+    from ..models.registry import cached_model
     from .deep import network_upscale_steps
 
-    model, _card = _model(model_name)
+    model, _card = cached_model(model_name)
     if scale not in getattr(model, "scales", ()):
         raise ValueError(
             f"model {model_name!r} was trained for scales {tuple(model.scales)}, not {scale}"
