@@ -66,3 +66,27 @@ def test_cancel_stops_without_calling_on_done(qtbot):
     qtbot.waitUntil(lambda: not runner.busy, timeout=5000)
     assert results == []
     assert runner.status.text().startswith("Cancelled")
+
+
+def test_docks_refuse_a_run_with_nothing_chosen_through_their_runner(make_napari_viewer):
+    """Every refusal goes through Runner.refuse: the reason is shown and kept in ``last_error``."""
+    from napari_deeper._widgets.compare import CompareWidget
+    from napari_deeper._widgets.cube_layout import CubeLayoutWidget
+    from napari_deeper._widgets.peak_map import PeakMapWidget
+    from napari_deeper._widgets.preprocess import PreprocessWidget
+
+    viewer = make_napari_viewer()  # no layers: nothing to run on
+    docks = [PreprocessWidget(viewer), PeakMapWidget(viewer), CompareWidget(viewer), CubeLayoutWidget(viewer)]
+    preprocess, peak_map, compare, layout = docks
+    runners = {
+        "preprocess": preprocess.runner,
+        "peak map": peak_map.runner,
+        "compare": compare.runner,
+        "cube layout": layout.layout_runner,
+        "replace NaN/Inf": layout.nonfinite_runner,
+    }
+    for name, runner in runners.items():
+        runner.run_button.click()
+        assert not runner.busy, name
+        assert isinstance(runner.last_error, ValueError), name
+        assert runner.status.text() == f"Failed: {runner.last_error}", name

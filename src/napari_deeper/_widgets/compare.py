@@ -206,9 +206,7 @@ class CompareWidget(QWidget):
         reference = self.reference.value
         layers = list(self.candidates.value)
         if reference is None or not layers:
-            message = "Choose a reference layer and at least one candidate layer."
-            self.runner.status.setText(message)
-            show_info(message)
+            self.runner.refuse("Choose a reference layer and at least one candidate layer.")
             return
         # rows and difference maps are named after the layers as they are called now
         by_name = {layer.name: layer for layer in layers}

@@ -116,7 +116,7 @@ class CubeLayoutWidget(QWidget):
     def apply_layout(self) -> None:
         layer = self.layer.value
         if layer is None:
-            self.layout_runner.status.setText("Choose a 3-D image layer first.")
+            self.layout_runner.refuse("Choose a 3-D image layer first.")
             return
         axes = self.order.value
         current = dict(zip(axes, layer.data.shape))
@@ -124,7 +124,7 @@ class CubeLayoutWidget(QWidget):
         shape = None if target == (current["y"], current["x"]) else target
         params = {"order": axes, "shape": shape, "pixel_order": self.pixel_order.value}
         if axes == "byx" and shape is None:
-            self.layout_runner.status.setText("Nothing to change: pick another axis order or image shape.")
+            self.layout_runner.refuse("Nothing to change: pick another axis order or image shape.")
             return
         n_pixels = current["y"] * current["x"]
         if shape is not None and shape[0] * shape[1] != n_pixels:
@@ -141,7 +141,7 @@ class CubeLayoutWidget(QWidget):
     def replace_nonfinite(self) -> None:
         layer = self.layer.value
         if layer is None:
-            self.nonfinite_runner.status.setText("Choose a 3-D image layer first.")
+            self.nonfinite_runner.refuse("Choose a 3-D image layer first.")
             return
         self.nonfinite_runner.start(replace_nonfinite_steps, partial(self._add_finite, layer), layer.data)
 

@@ -84,7 +84,7 @@ class PeakMapWidget(QWidget):
     def run(self) -> None:
         layers = list(self.layers.value)
         if not layers:
-            self.runner.status.setText("Choose at least one spectral layer.")
+            self.runner.refuse("Choose at least one spectral layer.")
             return
         params = {
             "center": float(self.center.value),

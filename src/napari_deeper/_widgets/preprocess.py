@@ -120,11 +120,11 @@ class PreprocessWidget(QWidget):
     def run(self) -> None:
         layer = self.layer.value
         if layer is None:
-            self.runner.status.setText("Open or choose a spectral layer first.")
+            self.runner.refuse("Open or choose a spectral layer first.")
             return
         params = self.parameters(layer)
         if all(value is None for value in params.values()):
-            self.runner.status.setText("Nothing to do: choose a crop range or at least one step.")
+            self.runner.refuse("Nothing to do: choose a crop range or at least one step.")
             return
         self.runner.start(
             preprocess_steps, partial(self._add_result, layer, params), layer.data,
