@@ -166,10 +166,16 @@ def test_suggested_number_of_endmembers_is_shown(make_napari_viewer, qtbot, cell
     widget = UnmixWidget(viewer)
     widget.source.value = clean
     widget.suggest_button.native.click()
+    assert widget.runner.busy  # the estimate runs in the dock's Runner: progress and Cancel
     qtbot.waitUntil(lambda: widget.suggested is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=TIMEOUT)
+    assert widget.runner.last_error is None
     assert widget.suggested == nd.unmix.estimate_n_endmembers(cell.clean)
     assert f"suggest {widget.suggested} " in widget.hint.value
     assert widget.n_endmembers.value == 5  # a hint: the choice stays the user's
+    viewer.layers.remove(clean)
+    widget.suggest_button.native.click()  # nothing to estimate from: refused like a run
+    assert not widget.runner.busy and "Choose the layer" in str(widget.runner.last_error)
 
 
 def test_removing_a_target_during_a_run_still_makes_its_maps_and_says_so(

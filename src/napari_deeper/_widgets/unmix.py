@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, Select, SpinBox
 from napari.layers import Labels
-from napari.qt.threading import thread_worker
 from napari.utils.colormaps import Colormap, DirectLabelColormap
 from napari.utils.notifications import show_info
 from qtpy.QtGui import QColor
@@ -40,7 +39,8 @@ from .. import metrics, provenance
 from ..compute import devices
 from ..io.endmembers import default_names, load_endmembers_csv, save_endmembers_csv
 from ..io.unmixing import next_free_folder, write_unmixing
-from ..unmix import estimate_n_endmembers, unmix_steps
+from ..unmix import unmix_steps
+from ..unmix.methods import ENDMEMBER_COUNT
 from ._layers import (
     follow_layers,
     is_spectral,
@@ -434,19 +434,18 @@ class UnmixWidget(QWidget):
 
     # ----------------------------------------------------------------------- hint for k
     def suggest(self, value=None) -> None:
-        """Estimate the number of endmembers of the source layer in the background (a hint).
+        """Estimate the number of endmembers of the source layer in the Runner (a hint; Cancel stops it).
 
-        Uses :func:`napari_deeper.unmix.estimate_n_endmembers` (the explained-variance rule).
+        Runs the ``endmember_count`` family's default method, the explained-variance rule of
+        :func:`napari_deeper.unmix.estimate_n_endmembers`.
         """
         source = self.source.value
         if source is None:
-            self.hint.value = "Choose a layer first."
+            self.runner.refuse("Choose the layer to take endmembers from first.")
             return
-        self.hint.value = "Estimating..."
-        worker = thread_worker(estimate_n_endmembers, start_thread=False)(np.asarray(source.data))
-        worker.returned.connect(self._show_suggestion)
-        worker.errored.connect(lambda error: setattr(self.hint, "value", f"No estimate: {error}"))
-        worker.start()
+        self.hint.value = ""
+        self.runner.start(ENDMEMBER_COUNT.steps, self._show_suggestion, np.asarray(source.data),
+                          viewer=self.viewer, inputs=[source])
 
     def _show_suggestion(self, k: int) -> None:
         self.suggested = int(k)
