@@ -30,7 +30,7 @@ from _report import machine, write_section
 
 from napari_deeper import metrics, simulate
 from napari_deeper.superres import upscale
-from napari_deeper.training.superres import earlier_runs
+from napari_deeper.training.cards import earlier_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "superres"

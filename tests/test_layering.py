@@ -12,6 +12,7 @@ CORE = [
     "napari_deeper.unmix",
     "napari_deeper.models",
     "napari_deeper.training",
+    "napari_deeper.training.finetune",
     "napari_deeper.simulate",
     "napari_deeper.metrics",
     "napari_deeper.compute",

@@ -13,9 +13,10 @@ import json
 import numpy as np
 import pytest
 
+from napari_deeper._widgets.train import TrainWidget
 from napari_deeper.models import registry
 from napari_deeper.simulate import simulate_cell
-from napari_deeper._widgets.train import TrainWidget, check_model_name, default_model_name
+from napari_deeper.training.finetune import check_model_name, default_model_name
 
 N_BANDS = 48
 TINY_DENOISER = ("tiny-aunet", "aunet", {"width": 4, "levels": 2, "max_width": 8}, "denoise")

@@ -11,18 +11,15 @@ Three jobs share one worker, progress bar, live loss curve and save step:
 
 The trained network is saved by name in the user's model folder (``registry.user_models_dir()``)
 and from then on appears in the denoise / super-resolution method lists. A cancelled or failed
-run saves nothing.
+run saves nothing. The jobs, name rules, checks and saving are the core's
+:mod:`napari_deeper.training.finetune` (a script fine-tunes the same way); this dock collects
+the parameters, runs the job in a Runner and shows the loss.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, Select, SpinBox
 from matplotlib import colormaps
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -32,108 +29,18 @@ from napari.utils.theme import get_theme
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QMessageBox, QVBoxLayout, QWidget
 
-from .._validation import as_cube
 from ..compute import devices
-from ..models import registry
+from ..training import finetune
+from ..training.finetune import DENOISE, NOISE, SUPERRES, FineTuneJob
 from ._layers import follow_layers, layer_choices, wavenumbers_of
 from ._runner import Runner
 
-DENOISE, NOISE, SUPERRES = "denoise", "noise", "superres"
 TASK_CHOICES = (
     ("Denoise: low/high-SNR pair of one field", DENOISE),
     ("Learn instrument noise: featureless scan", NOISE),
     ("Super-resolution: high-resolution layers", SUPERRES),
 )
-#: the registry task a saved model of each job belongs to (its card's "task").
-REGISTRY_TASK = {DENOISE: "denoise", NOISE: "denoise", SUPERRES: "superres"}
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 LOSS_COLOUR = colormaps["tab10"].colors[1]
-ROLE_TITLES = {"noisy": "low SNR", "clean": "high SNR", "blank": "featureless scan", "hr": "high resolution"}
-
-
-def default_model_name(base: str, task: str, layer_name: str) -> str:
-    """``<base>-finetuned-<layer>`` (``<base>-noise-<layer>`` for noise learning), file-name safe."""
-    verb = "noise" if task == NOISE else "finetuned"
-    raw = f"{base}-{verb}-{layer_name}" if layer_name else f"{base}-{verb}"
-    return re.sub(r"[^a-z0-9._-]+", "-", raw.lower()).strip("-.")
-
-
-def check_model_name(name: str) -> str:
-    """The name a model is saved under: stripped and lowercase, as every method name is.
-
-    Raises a ``ValueError`` saying which names are accepted.
-    """
-    name = name.strip().lower()
-    if not NAME_PATTERN.match(name):
-        raise ValueError(
-            f"invalid model name {name!r}: start with a letter or digit and use only letters, "
-            "digits, '-', '_' and '.'"
-        )
-    return name
-
-
-@dataclass
-class TrainingJob:
-    """Everything one fine-tuning run needs, collected on the main thread before it starts."""
-
-    task: str
-    base_model: str
-    name: str
-    steps: int
-    learning_rate: float
-    device: str
-    inputs: dict = field(default_factory=dict)  # input role -> (layer name, array)
-    scale: int = 2
-    wavenumbers: np.ndarray | None = None
-    base_arch: str = ""
-    base_config: dict = field(default_factory=dict)
-
-    def describe(self) -> dict:
-        """What the model card records of this run (no arrays)."""
-        layers = {role: names for role, (names, _data) in self.inputs.items()}
-        return {
-            "job": self.task,
-            "base_model": self.base_model,
-            "steps": self.steps,
-            "learning_rate": self.learning_rate,
-            "device": self.device,
-            "layers": layers,
-            **({"scale": self.scale} if self.task == SUPERRES else {}),
-        }
-
-
-def core_steps(task: str):
-    """The core ``*_steps`` generator that runs ``task``."""
-    if task == SUPERRES:
-        from ..training.superres import finetune_upscaler_steps
-
-        return finetune_upscaler_steps
-    from ..training import denoise
-
-    return denoise.finetune_denoiser_steps if task == DENOISE else denoise.learn_noise_steps
-
-
-def core_default(task: str, parameter: str):
-    """The default the core function of ``task`` gives ``parameter`` (steps, lr)."""
-    return inspect.signature(core_steps(task)).parameters[parameter].default
-
-
-def training_steps(job: TrainingJob):
-    """Check the layers' values and run the core fine-tuning generator for ``job``."""
-    steps = core_steps(job.task)
-    common = {"steps": job.steps, "lr": job.learning_rate, "device": job.device}
-    if job.task == DENOISE:
-        (noisy_name, noisy), (clean_name, clean) = job.inputs["noisy"], job.inputs["clean"]
-        noisy = as_cube(noisy, f"low-SNR layer {noisy_name!r}")
-        clean = as_cube(clean, f"high-SNR layer {clean_name!r}")
-        return (yield from steps(job.base_model, noisy, clean, **common))
-    if job.task == NOISE:
-        blank_name, blank = job.inputs["blank"]
-        blank = as_cube(blank, f"featureless scan {blank_name!r}")
-        return (yield from steps(job.base_model, blank, wavenumbers=job.wavenumbers, **common))
-    names, cubes = job.inputs["hr"]
-    hr = [as_cube(cube, f"high-resolution layer {name!r}") for name, cube in zip(names, cubes)]
-    return (yield from steps(job.base_model, hr, scale=job.scale, **common))
 
 
 class LossPlot(QWidget):
@@ -204,9 +111,9 @@ class TrainWidget(QWidget):
         self.blank_layer = ComboBox(label="Featureless scan", choices=cubes)
         self.hr_layers = Select(label="High-res layers", choices=cubes)
         self.scale = ComboBox(label="Scale", choices=[2, 3, 4], value=2)
-        self.steps = SpinBox(label="Steps", min=1, max=1_000_000, step=50, value=core_default(DENOISE, "steps"))
+        self.steps = SpinBox(label="Steps", min=1, max=1_000_000, step=50, value=finetune.default(DENOISE, "steps"))
         self.learning_rate = FloatSpinBox(
-            label="Learning rate", min=1e-6, max=0.1, step=1e-6, value=core_default(DENOISE, "lr")
+            label="Learning rate", min=1e-6, max=0.1, step=1e-6, value=finetune.default(DENOISE, "lr")
         )
         self.device = ComboBox(label="Device", choices=devices(), value="auto")
         self.model_name = LineEdit(label="Save as")
@@ -258,10 +165,7 @@ class TrainWidget(QWidget):
 
     def refresh_models(self) -> None:
         """Fill the base-model chooser from the registry (shipped and the user's own models)."""
-        task = self.task.value
-        models = registry.list_models(REGISTRY_TASK[task])
-        if task == NOISE:
-            models = [info for info in models if info.arch == "aunet"]
+        models = finetune.base_models(self.task.value)
         choices = [(f"{info.name} ({info.arch}{'' if info.shipped else ', yours'})", info.name) for info in models]
         previous = self.base_model.value
         self.base_model.choices = choices
@@ -287,7 +191,7 @@ class TrainWidget(QWidget):
         for control, parameter in ((self.steps, "steps"), (self.learning_rate, "lr")):
             # a value the user typed is kept; a default follows the task's core function
             if control.value == self._task_defaults.get(parameter):
-                control.value = self._task_defaults[parameter] = core_default(task, parameter)
+                control.value = self._task_defaults[parameter] = finetune.default(task, parameter)
         self.refresh_models()
 
     def _naming_layer(self) -> str:
@@ -305,7 +209,7 @@ class TrainWidget(QWidget):
         base = self.base_model.value
         if not base:
             return
-        proposal = default_model_name(base, self.task.value, self._naming_layer())
+        proposal = finetune.default_model_name(base, self.task.value, self._naming_layer())
         if self.model_name.value in ("", self._auto_name):
             self.model_name.value = proposal
         self._auto_name = proposal
@@ -318,66 +222,34 @@ class TrainWidget(QWidget):
             raise ValueError(f"the {role} {layer.name!r} is no longer in the viewer")
         return layer
 
-    def _collect(self) -> TrainingJob:
-        """Read the controls and check everything that is cheap to check before training."""
+    def _collect(self) -> FineTuneJob:
+        """Read the controls and the chosen layers into a checked :class:`FineTuneJob`."""
         task = self.task.value
-        base = self.base_model.value
-        if not base:
-            kind = {DENOISE: "denoising", NOISE: "aunet denoising", SUPERRES: "super-resolution"}[task]
-            raise ValueError(
-                f"no {kind} model to start from: none is shipped with the plugin or saved in "
-                f"{registry.user_models_dir()}"
-            )
-        job = TrainingJob(
+        job = FineTuneJob(
             task=task,
-            base_model=base,
-            name=check_model_name(self.model_name.value),
+            base_model=self.base_model.value or "",
+            name=self.model_name.value,
             steps=int(self.steps.value),
             learning_rate=float(self.learning_rate.value),
             device=self.device.value,
             scale=int(self.scale.value),
         )
-        base_info = registry.find_model(base)
-        job.base_arch, job.base_config = base_info.arch, dict(base_info.card.get("config", {}))
-        from ..compute import select_device
-
-        select_device(job.device)  # a missing GPU is reported now, not after loading the data
         if task == DENOISE:
             noisy = self._layer(self.noisy_layer.value, "low-SNR layer")
             clean = self._layer(self.clean_layer.value, "high-SNR layer")
-            if noisy is clean:
-                raise ValueError("choose two different layers: a low-SNR and a high-SNR scan of the same field")
-            if noisy.data.shape != clean.data.shape:
-                raise ValueError(
-                    f"the low-SNR layer {noisy.name!r} has shape {tuple(noisy.data.shape)} but the "
-                    f"high-SNR layer {clean.name!r} has shape {tuple(clean.data.shape)}; fine-tuning "
-                    "needs two scans of the same field with the same bands and pixels"
-                )
             job.inputs = {"noisy": (noisy.name, noisy.data), "clean": (clean.name, clean.data)}
         elif task == NOISE:
             blank = self._layer(self.blank_layer.value, "featureless scan")
             job.inputs = {"blank": (blank.name, blank.data)}
             job.wavenumbers = wavenumbers_of(blank)
         else:
-            chosen = list(self.hr_layers.value or [])
-            if not chosen:
-                raise ValueError("choose at least one high-resolution layer to fine-tune on")
-            layers = [self._layer(layer, "high-resolution layer") for layer in chosen]
-            bands = {layer.data.shape[0] for layer in layers}
-            if len(bands) > 1:
-                raise ValueError(f"the high-resolution layers have different band counts {sorted(bands)}")
+            layers = [self._layer(layer, "high-resolution layer") for layer in self.hr_layers.value or []]
             job.inputs = {"hr": ([layer.name for layer in layers], [layer.data for layer in layers])}
-        return job
-
-    def target_path(self, name: str) -> Path:
-        return registry.user_models_dir() / f"{name}.pt"
+        return finetune.check(job)
 
     def _check_name_free(self, name: str) -> None:
         """Refuse shipped names; ask before replacing the user's own model of that name."""
-        shipped = registry.SHIPPED_DIR / f"{name}.pt"
-        if shipped.exists():
-            raise ValueError(f"{name!r} is the name of a model shipped with the plugin; choose another name")
-        path = self.target_path(name)
+        path = finetune.model_path(name)
         if not path.exists() or self.overwrite.value:
             return
         if self.confirm_overwrite(path):
@@ -414,7 +286,7 @@ class TrainWidget(QWidget):
         self.loss_label.setText("Loss: -")
         self.loss_plot.clear()
         self.runner.start(
-            training_steps, lambda result: self._save(job, result), job, on_progress=self._on_progress
+            finetune.finetune_steps, lambda result: self._save(job, result), job, on_progress=self._on_progress
         )
 
     def _on_progress(self, progress) -> None:
@@ -424,23 +296,15 @@ class TrainWidget(QWidget):
         self.loss_label.setText(f"Loss: {loss:.4g}  (step {progress.done} of {progress.total})")
         self.loss_plot.add(progress.done, loss)
 
-    def _save(self, job: TrainingJob, result) -> None:
+    def _save(self, job: FineTuneJob, result) -> None:
         """Save the trained network under the chosen name (runs only when training finished)."""
-        model, card = result
-        card = dict(card)
-        # fine-tuning keeps the base network's architecture, so its card fills any gap
-        arch = card.setdefault("arch", job.base_arch)
-        config = card.setdefault("config", job.base_config)
-        card["task"] = REGISTRY_TASK[job.task]
-        card["finetuning"] = job.describe()
-        path = registry.save_model(model, job.name, arch, config, card, card_markdown=model_card_markdown(job, card))
+        path = finetune.save(job, result)
         self.saved_path = path
         self.refresh_models()
         self._refresh_method_docks()
         where = "super-resolution" if job.task == SUPERRES else "denoising"
         show_info(f"Saved model {job.name!r} to {path}; it is now in the {where} method list.")
         self.saved_label.setText(f"Saved {job.name!r} to {path}")
-
 
     def _refresh_method_docks(self) -> None:
         """Let open docks that list models (``refresh_methods()``) show the new one at once."""
@@ -450,27 +314,3 @@ class TrainWidget(QWidget):
             if widget is not self and callable(refresh):
                 refresh()
 
-
-def model_card_markdown(job: TrainingJob, card: dict) -> str:
-    """The human-readable card written next to a fine-tuned model."""
-    what = {
-        DENOISE: "fine-tuned on a low/high-SNR pair of the user's own scans",
-        NOISE: "fine-tuned on simulated spectra plus noise measured on a featureless sample",
-        SUPERRES: f"fine-tuned at {job.scale}x on pairs skip-sampled from the user's high-resolution scans",
-    }[job.task]
-    lines = [
-        f"# {job.name}",
-        "",
-        f"`{card['arch']}` network for the `{card['task']}` task, {what}, starting from `{job.base_model}`.",
-        "",
-        f"- Steps: {job.steps}, learning rate {job.learning_rate:g}, device `{job.device}`.",
-    ]
-    for role, (names, _data) in job.inputs.items():
-        listed = ", ".join(f"`{name}`" for name in (names if isinstance(names, list) else [names]))
-        lines.append(f"- Layers ({ROLE_TITLES[role]}): {listed}.")
-    lines.append(f"- Architecture config: `{json.dumps(card['config'])}`.")
-    for section in ("training", "metrics"):
-        if card.get(section):
-            lines += ["", f"## {section.capitalize()}", "", "```json",
-                      json.dumps(card[section], indent=2, default=float), "```"]
-    return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..compute import Progress, run
+from . import cards
 
 log = logging.getLogger(__name__)
 
@@ -463,20 +464,6 @@ def main(args) -> None:
     log.info("saved %s to %s (%.0f s)", name, args.out, total_wall)
 
 
-def _earlier_markdown(training: dict) -> str:
-    """Lines describing the runs this one continued from (empty when trained from scratch)."""
-    lines = []
-    earlier = training.get("initialised_from")
-    while earlier:
-        t = earlier.get("training") or {}
-        lines.append(f"- Continued from `{Path(earlier['weights']).name}`, itself trained with `{t.get('command')}` "
-                     f"({t.get('steps')} steps, {t.get('wall_time_s', 0) / 60:.1f} min).")
-        earlier = t.get("initialised_from")
-    if lines:
-        lines.append(f"- Total wall time of all runs: {training['total_wall_time_s'] / 60:.1f} min.")
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
 def _total_wall(training: dict) -> float:
     """Wall time of a run including the runs it was initialised from."""
     if "total_wall_time_s" in training:
@@ -505,31 +492,27 @@ _DESCRIPTIONS = {
 
 
 def model_card_markdown(name: str, arch: str, config: dict, card: dict, metrics_markdown: str) -> str:
-    """The human-readable model card."""
+    """The human-readable model card, laid out by :func:`.cards.model_card_markdown`."""
     t = card["training"]
     data = t["data"]
-    return f"""# Model card: {name}
-
-{card['description']}.
-
-- Architecture: `{arch}`, config `{json.dumps(config)}`, {card['parameters']:,} parameters.
-- Task: per-spectrum denoising; any band count >= 32 (padded and cropped inside); each spectrum
-  is divided by its largest |value| before the network and multiplied back after it.
-- Version: {card['version']}.
-
-## Training
-
-- Command: `{t['command']}`
-- Seed {t['seed']}, {t['steps']} steps of {t['batch_size']} spectra, {t['optimizer']}, peak learning
-  rate {t['lr']}, {t['loss']}; final training L1 {t['final_loss']:.4f}.
-- Data: {data['generator']}; photons at the strongest band {data['photons'][0]:g}-{data['photons'][1]:g}
-  (log-uniform), {data['bands'][0]}-{data['bands'][1]} bands, range starting at
-  {data['wavenumber_start'][0]:g}-{data['wavenumber_start'][1]:g} and ending at
-  {data['wavenumber_stop'][0]:g}-{data['wavenumber_stop'][1]:g} cm-1; cosmic rays in
-  {data['spikes']:.0%} of spectra; mixup p = {data['mixup']}; spectral shift {data['shift']}.
-- Wall time {t['wall_time_s'] / 60:.1f} min on {t['hardware']} (torch {t['torch']}).
-{_earlier_markdown(t)}
-## Measured quality
-
-{metrics_markdown}
-"""
+    return cards.model_card_markdown(
+        name, card, f"{card['description']}.",
+        facts=[
+            f"Architecture: `{arch}`, config `{json.dumps(config)}`, {card['parameters']:,} parameters.",
+            "Task: per-spectrum denoising; any band count >= 32 (padded and cropped inside); each spectrum "
+            "is divided by its largest |value| before the network and multiplied back after it.",
+            f"Version: {card['version']}.",
+        ],
+        training=[
+            f"Command: `{t['command']}`",
+            f"Seed {t['seed']}, {t['steps']} steps of {t['batch_size']} spectra, {t['optimizer']}, peak "
+            f"learning rate {t['lr']}, {t['loss']}; final training L1 {t['final_loss']:.4f}.",
+            f"Data: {data['generator']}; photons at the strongest band {data['photons'][0]:g}-"
+            f"{data['photons'][1]:g} (log-uniform), {data['bands'][0]}-{data['bands'][1]} bands, range "
+            f"starting at {data['wavenumber_start'][0]:g}-{data['wavenumber_start'][1]:g} and ending at "
+            f"{data['wavenumber_stop'][0]:g}-{data['wavenumber_stop'][1]:g} cm-1; cosmic rays in "
+            f"{data['spikes']:.0%} of spectra; mixup p = {data['mixup']}; spectral shift {data['shift']}.",
+            f"Wall time {t['wall_time_s'] / 60:.1f} min on {t['hardware']} (torch {t['torch']}).",
+        ],
+        measured=metrics_markdown,
+    )

@@ -33,6 +33,7 @@ from .._validation import as_cube
 from ..superres import SCALES, check_scale
 from ..superres.deep import fit_basis
 from ..superres.interpolation import interpolate
+from . import cards
 
 #: low-resolution patch size per scale (input to the network), and the margin left out of the loss
 PATCH = {2: 24, 3: 18, 4: 14}
@@ -380,38 +381,20 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
             "best_step": state["best_step"], "seconds": state["seconds"]}
 
 
-def earlier_runs(training: dict) -> list[tuple[str, dict]]:
-    """``(weights, training record)`` of every run a card's training continued, latest first."""
-    runs = []
-    while training.get("initialised_from"):
-        weights, training = training["initialised_from"]["weights"], training["initialised_from"]["training"]
-        runs.append((weights, training))
-    return runs
-
-
 def model_card_markdown(name: str, card: dict) -> str:
-    """The human-readable model card written next to the weights."""
-    training = card["training"]
+    """The human-readable model card written next to the weights (:func:`.cards.model_card_markdown`)."""
+    training, validation = card["training"], card["validation"]
     rows = "\n".join(
-        f"| {s}x | {card['validation']['bicubic_psnr'][str(s)]:.2f} | "
-        f"{card['validation']['model_psnr'][str(s)]:.2f} | {card['validation']['gain_db'][str(s)]:+.2f} |"
+        f"| {s}x | {validation['bicubic_psnr'][str(s)]:.2f} | "
+        f"{validation['model_psnr'][str(s)]:.2f} | {validation['gain_db'][str(s)]:+.2f} |"
         for s in card["scales"]
     )
-    continued = ""
+    kept = []
     if training.get("initialised_from"):
-        kept = ("the starting weights were kept: no later checkpoint validated better"
+        kept = ["The starting weights were kept: no later checkpoint validated better."
                 if training.get("best_step") == 0 else
-                f"the weights of step {training.get('best_step')} were kept (best validation gain)")
-        runs = [f"- `{weights}`: `{run.get('command', '?')}` ({run.get('seconds', 0.0) / 60:.1f} min)"
-                for weights, run in earlier_runs(training)]
-        continued = (
-            f"\n\n**Continued** from these earlier runs, latest first; {kept}.\n\n"
-            + "\n".join(runs)
-            + f"\n\nTotal wall time of all runs: {training['total_seconds'] / 60:.1f} min."
-        )
-    return f"""# {name}
-
-Super-resolution network `{card['arch']}` of napari-deeper ({card['parameters']:,} parameters,
+                f"The weights of step {training.get('best_step')} were kept (best validation gain)."]
+    about = f"""Super-resolution network `{card['arch']}` of napari-deeper ({card['parameters']:,} parameters,
 {card['size_bytes'] / 1e6:.1f} MB), used by `nd.upscale(data, scale, method="{name}")` for scales
 {', '.join(f'{s}x' for s in card['scales'])}.
 
@@ -420,22 +403,10 @@ principal components (fitted on the low-resolution input; any band count works).
 on the normalised component images at low resolution and predicts a correction to their bicubic
 upscale (one sub-pixel upsampler per scale on a shared body). The output is the bicubic upscale of
 the cube plus the correction expanded back through the basis, in the input's units. Low resolution
-means skip-sampling: LR pixel i is HR pixel f*i + f//2.
-
-**Architecture.** `{json.dumps(card['config'])}`
-
-**Training data.** {training['data']}
-
-**Training.** {training['steps']} steps, batch {training['batch']}, Adam (lr {training['lr']},
-cosine decay), L1 loss on patch centres, dihedral augmentation (rotations and flips before
-skip-sampling). Seed {training['seed']}. Wall time {training['seconds'] / 60:.1f} min on
-{training['hardware']}. Command:
-
-    {training['command']}{continued}
-
-**Validation** (held-out simulated cells, {card['validation']['cells']} cells
-{card['validation']['shape']}, {card['validation']['photons']:.0f} photons, LR skip-sampled from
-the noisy cube, PSNR against the clean HR cube with its data range):
+means skip-sampling: LR pixel i is HR pixel f*i + f//2."""
+    measured = f"""Validation on held-out simulated cells ({validation['cells']} cells {validation['shape']},
+{validation['photons']:.0f} photons, LR skip-sampled from the noisy cube, PSNR against the clean HR
+cube with its data range):
 
 | scale | bicubic PSNR (dB) | model PSNR (dB) | gain (dB) |
 |---|---|---|---|
@@ -444,8 +415,21 @@ the noisy cube, PSNR against the clean HR cube with its data range):
 Test results on other simulated cells and on a real THP-1 cell image are in
 `docs/benchmarks.md` (section super-resolution). Limits: trained on simulated cells only; real
 images with other structures may need fine-tuning (Fine-tune models widget or
-`napari_deeper.training.superres.finetune_upscaler_steps`).
-"""
+`napari_deeper.training.finetune`)."""
+    return cards.model_card_markdown(
+        name, card, about,
+        facts=[f"Architecture: `{json.dumps(card['config'])}`."],
+        training=[
+            f"Data: {training['data']}.",
+            f"{training['steps']} steps, batch {training['batch']}, Adam (lr {training['lr']}, cosine decay), "
+            "L1 loss on patch centres, dihedral augmentation (rotations and flips before skip-sampling). "
+            f"Seed {training['seed']}.",
+            f"Wall time {training['seconds'] / 60:.1f} min on {training['hardware']}.",
+            f"Command: `{training['command']}`",
+            *kept,
+        ],
+        measured=measured,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
