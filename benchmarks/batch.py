@@ -9,15 +9,17 @@ the same run, each the best of ``--repeats``:
 
 - **plain loop**: one process, for each file ``load_cube``, ``recipe.run``, and the three results
   written (the denoised cube with ``save_cube``, the band map and the abundances as TIFF), with
-  the machine's default BLAS threads; and the same loop with BLAS held to one thread;
-- **engine, in this process** (``scheduler="inline"``): what the batch adds per cube (the Unmix
-  dock's full export with labels and residual, figures, provenance.json, atomic writes, marker);
+  the machine's default BLAS threads, and with BLAS held to one thread;
+- **engine, in this process** (``scheduler="inline"``, BLAS at one thread): what the batch adds
+  per cube (the Unmix dock's full export with labels and residual, figures, provenance,
+  atomic writes, marker);
 - **engine on a LocalCluster** of 1 and of 2 worker processes (one thread each, BLAS held to
   one thread): wall time with the cluster's start, and without it.
 
-Per-cube overhead of the engine = (engine time - plain loop time) / cubes, for the in-process
-engine and for the 1-worker cluster (start excluded). Prints a table and replaces the ``batch``
-section of docs/benchmarks.md.
+The measurements are interleaved over ``--repeats`` rounds and the best of each is reported.
+Per-cube overhead of the engine = (engine time - plain loop time, both BLAS at one thread) /
+cubes, in this process and on a 1-worker cluster (start excluded). Prints a table and replaces
+the ``batch`` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -87,16 +89,9 @@ def engine(recipe: dict, folder: Path, out: Path, **options):
     return wall, wall - report.setup_seconds, report
 
 
-def best(measure, repeats: int, scratch: Path, label: str):
-    """The fastest of ``repeats`` runs of ``measure(out)`` (each in a fresh output folder)."""
-    results = []
-    for attempt in range(repeats):
-        out = scratch / f"{label}-{attempt}"
-        results.append(measure(out))
-        shutil.rmtree(out, ignore_errors=True)
-        print(f"  {label} #{attempt + 1}: {results[-1] if isinstance(results[-1], float) else results[-1][:2]}",
-              flush=True)
-    return min(results, key=lambda r: r if isinstance(r, float) else r[0])
+def seconds(result) -> tuple[float, float]:
+    """(wall, without the cluster's start) of a measurement."""
+    return (result, result) if isinstance(result, float) else result[:2]
 
 
 def main(argv=None) -> None:
@@ -104,7 +99,7 @@ def main(argv=None) -> None:
     parser.add_argument("--cubes", type=int, default=32)
     parser.add_argument("--size", type=int, default=64, help="cubes are SIZE x SIZE pixels")
     parser.add_argument("--bands", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the measurements, interleaved")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 
@@ -112,6 +107,15 @@ def main(argv=None) -> None:
     from napari_deeper.recipe import Recipe
 
     scratch = Path(tempfile.mkdtemp(prefix="napari-deeper-batch-bench-"))
+    runs = {
+        "loop": ("plain loop, one process, default BLAS threads", lambda out: plain_loop(recipe, files, out, None)),
+        "loop1": ("plain loop, one process, BLAS 1 thread", lambda out: plain_loop(recipe, files, out, 1)),
+        "inline": ("engine in this process (scheduler=inline, BLAS 1 thread)",
+                   lambda out: engine(recipe, folder, out, scheduler="inline", threads=1)),
+        "one": ("engine, LocalCluster of 1 worker", lambda out: engine(recipe, folder, out, workers=1)),
+        "two": ("engine, LocalCluster of 2 workers", lambda out: engine(recipe, folder, out, workers=2)),
+    }
+    measured: dict[str, list] = {key: [] for key in runs}
     try:
         folder = scratch / "cubes"
         endmembers = make_cubes(folder, args.cubes, (args.size, args.size), args.bands)
@@ -119,47 +123,56 @@ def main(argv=None) -> None:
         files = sorted(folder.glob("*.npz"))
         Recipe.from_dict(recipe).run(nd.load_cube(files[0]))  # imports and caches, not timed
         loads = [os.getloadavg()[0]]
-        loop = best(lambda out: plain_loop(recipe, files, out, None), args.repeats, scratch, "plain loop")
-        loop1 = best(lambda out: plain_loop(recipe, files, out, 1), args.repeats, scratch, "plain loop, BLAS 1")
-        inline = best(lambda out: engine(recipe, folder, out, scheduler="inline"), args.repeats, scratch, "inline")
-        one = best(lambda out: engine(recipe, folder, out, workers=1), args.repeats, scratch, "1 worker")
-        two = best(lambda out: engine(recipe, folder, out, workers=2), args.repeats, scratch, "2 workers")
+        for round_ in range(args.repeats):
+            for key, (label, measure) in runs.items():
+                out = scratch / f"{key}-{round_}"
+                measured[key].append(measure(out))
+                shutil.rmtree(out, ignore_errors=True)
+                print(f"  round {round_ + 1}, {label}: {seconds(measured[key][-1])[0]:.1f} s", flush=True)
         loads.append(os.getloadavg()[0])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     n = args.cubes
-    rows = [
-        ("plain loop, one process (default BLAS threads)", loop, loop, 1.0),
-        ("plain loop, one process, BLAS 1 thread", loop1, loop1, loop / loop1),
-        ("engine in this process (scheduler=inline)", inline[0], inline[1], loop / inline[0]),
-        ("engine, LocalCluster 1 worker", one[0], one[1], loop / one[0]),
-        ("engine, LocalCluster 2 workers", two[0], two[1], loop / two[0]),
+    best = {key: min((seconds(r) for r in results), key=lambda pair: pair[0]) for key, results in measured.items()}
+    base = best["loop1"][0]
+    header = ("| run | wall s | s without cluster start | per cube s | speed-up vs loop (BLAS 1) | "
+              "vs loop (default) |\n|---|---|---|---|---|---|")
+    lines = [
+        f"| {runs[key][0]} | {wall:.1f} | {work:.1f} | {work / n:.3f} | {base / wall:.2f}x | "
+        f"{best['loop'][0] / wall:.2f}x |"
+        for key, (wall, work) in best.items()
     ]
-    header = "| run | wall s | s without cluster start | per cube s | speed-up vs plain loop |\n|---|---|---|---|---|"
-    lines = [f"| {label} | {wall:.1f} | {work:.1f} | {work / n:.3f} | {speed:.2f}x |"
-             for label, wall, work, speed in rows]
-    overhead_inline = (inline[1] - loop) / n
-    overhead_dask = (one[1] - loop1) / n
+    rounds = "; ".join(
+        f"{runs[key][0].split(',')[0] if key.startswith('loop') else runs[key][0]}"
+        f"{' (default BLAS)' if key == 'loop' else ' (BLAS 1)' if key == 'loop1' else ''}: "
+        + ", ".join(f"{seconds(r)[0]:.1f}" for r in results)
+        for key, results in measured.items()
+    )
+    two_wall, two_work = best["two"]
     table = "\n".join([header, *lines])
     text = f"""## Batch: a recipe over many cubes (`benchmarks/batch.py`)
 
 {n} simulated cells of {args.size} x {args.size} x {args.bands} (.npz), recipe = default denoising (hybrid) +
-band map at 1450 cm⁻¹ + NNLS with the simulator's five endmembers. Best of {args.repeats} runs each, all
-measured in the same run; the cluster's start (worker processes, their imports) is in the wall time and
-left out of the next column.
+band map at 1450 cm⁻¹ + NNLS with the simulator's five endmembers; every result written. All measured in the
+same run, {args.repeats} interleaved rounds, the best of each; the cluster's start (worker processes and their
+imports) is in the wall time and left out of the next column.
 
 {table}
 
-- LocalCluster with 2 workers against the plain loop: **{loop / two[0]:.2f}x** with the cluster's start,
-  {loop / two[1]:.2f}x without it.
-- Engine overhead per cube: **{overhead_inline * 1000:.0f} ms** in this process (engine in-process minus the plain
-  loop: the Unmix dock's export with its labels and residual, the figures, provenance.json, atomic writes and the
-  marker), **{overhead_dask * 1000:.0f} ms** on a 1-worker cluster (start excluded, against the loop with BLAS at
-  one thread, as the worker has it).
-- Cluster start: {two[0] - two[1]:.1f} s for 2 workers, {one[0] - one[1]:.1f} s for 1.
-- Load average (1 min) {loads[0]:.1f} before and {loads[1]:.1f} after: the machine is shared, so these figures
-  move with what else runs on it.
+- LocalCluster of 2 workers against one process in a plain loop: **{base / two_wall:.2f}x** against the loop
+  with BLAS at one thread ({base / two_work:.2f}x without the cluster's start), {best['loop'][0] / two_wall:.2f}x
+  against the loop with the default BLAS threads.
+- Engine overhead per cube: **{(best['inline'][1] - base) / n * 1000:.0f} ms** in this process (the engine with
+  BLAS at one thread minus the plain loop with BLAS at one thread: the Unmix dock's full export with labels
+  and residual, the figures, provenance on every file, atomic writes and the marker), **{(best['one'][1] - base)
+  / n * 1000:.0f} ms** on a 1-worker cluster (its start excluded).
+- Cluster start: {two_wall - two_work:.1f} s for 2 workers, {best['one'][0] - best['one'][1]:.1f} s for 1.
+- Every round (wall s): {rounds}.
+- Load average (1 min) {loads[0]:.1f} before and {loads[1]:.1f} after, on 2 cores shared with other work: the
+  figures move with what else runs. With the default BLAS threads, a loaded machine makes OpenBLAS's two
+  threads fight over the cores, which is why the default loop is so slow here; the workers hold BLAS to one
+  thread each.
 
 Machine: {machine()}.
 """

@@ -189,6 +189,23 @@ def test_inputs_folders_globs_sidecars_and_colliding_stems(tmp_path):
         find_inputs([str(tmp_path / "*.nothing")])
 
 
+def test_a_batch_run_loads_no_gui(tmp_path, recipe_file):
+    """The engine is core: a whole run (reading, every step, every writer) imports no Qt or napari."""
+    write_cells(tmp_path / "cells", 1, shape=(8, 8))
+    code = (
+        "import sys\n"
+        "from napari_deeper.batch import run_batch\n"
+        f"report = run_batch({str(recipe_file)!r}, [{str(tmp_path / 'cells')!r}], {str(tmp_path / 'out')!r}, "
+        "scheduler='inline')\n"
+        "assert report.counts['ok'] == 1, report.rows\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari', 'magicgui', 'vispy'})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=BOUND)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"a batch run pulled in GUI modules: {done.stdout.strip()}"
+
+
 def test_per_pixel_steps_are_the_ones_that_split():
     assert per_pixel({"operation": "denoise", "method": "savgol"})
     assert not per_pixel({"operation": "denoise", "method": None})  # the default, hybrid, fits a subspace

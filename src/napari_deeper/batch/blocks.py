@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compute import run
-from .job import Cancelled, Job, done_already, failed_row, finish
+from .job import Cancelled, Job, blas_limit, done_already, failed_row, finish
 
 #: Denoisers that work spectrum by spectrum with no state across spectra.
 PER_PIXEL_DENOISERS = ("savgol", "wavelet")
@@ -58,17 +58,15 @@ def take_rows(cube, block: int, n_blocks: int):
     return Cube(np.ascontiguousarray(cube.data[:, rows[0] : rows[-1] + 1]), cube.wavenumbers, {})
 
 
-def run_step(step: dict, cube, device, threads: int = 1):
+def run_step(step: dict, cube, device, threads: int | None = 1):
     """One recipe step on ``cube`` (a whole cube or a block of rows), BLAS held to ``threads``;
     None for an empty block."""
-    from threadpoolctl import threadpool_limits
+    from ..recipe import FORMAT, VERSION, Recipe
 
     if cube is None:
         return None
-    from ..recipe import FORMAT, VERSION, Recipe
-
     single = Recipe.from_dict({"format": FORMAT, "version": VERSION, "steps": [{**step, "input": "source"}]})
-    with threadpool_limits(limits=threads):
+    with blas_limit(threads):
         return run(single.run_steps(cube, device)).outputs[0]
 
 
@@ -87,8 +85,6 @@ def finish_blocked(job: Job, cube, *outputs):
     """Write the joined outputs of a blocked input, as a whole-cube task would."""
     import time
 
-    from threadpoolctl import threadpool_limits
-
     from .store import Staging
 
     started = time.perf_counter()
@@ -97,7 +93,7 @@ def finish_blocked(job: Job, cube, *outputs):
         return known
     staging = Staging(job.out, job.name, job.run_id)
     try:
-        with threadpool_limits(limits=job.threads):
+        with blas_limit(job.threads):
             return finish(job, staging, cube, list(outputs), started)
     except Cancelled:
         raise

@@ -39,7 +39,9 @@ def build_parser(prog: str = "napari-deeper batch") -> argparse.ArgumentParser:
     parser.add_argument("--block-mb", type=float, default=BLOCK_MB,
                         help=f"split inputs larger than this (MB) into row blocks for per-pixel steps "
                              f"(default {BLOCK_MB:g})")
-    parser.add_argument("--blas-threads", type=int, default=1, help="BLAS threads per task (default 1)")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="BLAS threads per input (default: 1 on Dask workers, BLAS's own choice with "
+                             "--scheduler inline)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds to reach --scheduler (default 10)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or report: for scripts")
     return parser

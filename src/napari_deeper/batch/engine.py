@@ -16,9 +16,10 @@ per row block (:mod:`napari_deeper.batch.blocks`). Dask retries a task whose wor
 another worker (up to ``distributed.scheduler.allowed-failures`` times, 3 by default); the
 once-only commit (:mod:`napari_deeper.batch.store`) makes a retried input end exactly once.
 
-A cancel (the generator closed, Ctrl-C) sets the run's cancel event, cancels the tasks not
-started, waits for the running ones to stop, removes every staging folder of the run and writes
-the summary with the inputs not done as ``cancelled``.
+A cancel (the generator closed, Ctrl-C, or ``stop`` saying so) sets the run's cancel event,
+cancels the tasks not started, waits for the running ones to stop, removes every staging folder
+of the run and writes the summary with the inputs not done as ``cancelled``; with ``stop`` the
+generator then returns its report (``stopped`` set) instead of raising.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..compute import Progress, Steps, run
 from . import store
 from .blocks import per_pixel, submit_blocked
 from .inputs import find_inputs, output_names
-from .job import Job, Row, done_already, job_steps, row_from_marker, worker_label
+from .job import Job, Row, blas_limit, done_already, job_steps, row_from_marker
 from .summary import STATUSES, write_summary
 
 #: Inputs larger than this (MB, on disk) with per-pixel steps are split into row blocks.
@@ -99,7 +100,7 @@ def load_recipe(recipe):
     return Recipe.load(recipe)
 
 
-def plan(recipe, inputs, out, force=False, recursive=False, noise=False, device=None, threads=1,
+def plan(recipe, inputs, out, force=False, recursive=False, noise=False, device=None, threads=None,
          run_id=None) -> tuple:
     """(recipe, jobs, output folder) of a batch: everything checked that can be checked here."""
     recipe = load_recipe(recipe)
@@ -116,12 +117,13 @@ def plan(recipe, inputs, out, force=False, recursive=False, noise=False, device=
 
 def batch_steps(recipe, inputs, out, scheduler=LOCAL, workers: int | None = None, force: bool = False,
                 recursive: bool = False, noise: bool = False, device=None, block_mb: float = BLOCK_MB,
-                threads: int = 1, gpu="auto", timeout: float | None = None, stop=None) -> Steps[BatchReport]:
+                threads: int | None = None, gpu="auto", timeout: float | None = None, stop=None) -> Steps[BatchReport]:
     """Run ``recipe`` on every input; yields :class:`BatchProgress`, returns a :class:`BatchReport`.
 
     ``scheduler``: ``"local"`` (a LocalCluster of ``workers`` processes, default one per core),
     ``"inline"`` (this process, one input after the other, no Dask), a scheduler address
-    (``tcp://host:8786``), or a ``distributed.Client``. ``threads``: BLAS threads per task.
+    (``tcp://host:8786``), or a ``distributed.Client``. ``threads``: BLAS threads per input
+    (default: 1 in a Dask task, as many as BLAS likes in this process).
     ``gpu``: GPU workers for a local cluster (True, False, or "auto"). ``timeout``: seconds to
     reach a scheduler given by address. ``stop`` (a callable, e.g. ``threading.Event().is_set``)
     asked at every progress step: when it says True the batch is cancelled as on a close, and
@@ -130,6 +132,8 @@ def batch_steps(recipe, inputs, out, scheduler=LOCAL, workers: int | None = None
     from .cluster import CONNECT_TIMEOUT, connect, dashboard_link, local_cluster, prepare, wants_gpu
 
     started = time.perf_counter()
+    inline = scheduler in (None, INLINE)
+    threads = threads if threads is not None else (None if inline else 1)
     recipe, jobs, out = plan(recipe, inputs, out, force, recursive, noise, device, threads)
     run_id = jobs[0].run_id
     rows: dict[int, dict] = {}
@@ -146,7 +150,7 @@ def batch_steps(recipe, inputs, out, scheduler=LOCAL, workers: int | None = None
     live: dict = {}  # future -> input index, while it runs
     begun = stopped = False
     try:
-        if pending and scheduler not in (None, INLINE):
+        if pending and not inline:
             if isinstance(scheduler, str) and scheduler != LOCAL:
                 client = connect(scheduler, CONNECT_TIMEOUT if timeout is None else timeout)
                 where = f"Dask scheduler {scheduler}"
@@ -174,7 +178,8 @@ def batch_steps(recipe, inputs, out, scheduler=LOCAL, workers: int | None = None
         try:
             if client is None:
                 for index in pending:
-                    rows[index] = yield from _inline(job_steps(jobs[index]), progress, stop)
+                    with blas_limit(threads):
+                        rows[index] = yield from _inline(job_steps(jobs[index]), progress, stop)
                     yield progress(f"{jobs[index].name}: {rows[index]['status']}")
             else:
                 yield from _on_dask(client, jobs, pending, rows, out, block_mb, progress, live, stop)
@@ -287,7 +292,7 @@ def _row_of(future, job: Job) -> dict:
                 f"{error}; it was not retried again")
     else:
         text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
-    return Row(job.path, job.name, "failed", error=text.replace("\n", " "), worker=worker_label()).as_dict()
+    return Row(job.path, job.name, "failed", error=text.replace("\n", " ")).as_dict()
 
 
 def _cancel(client, run_id: str, futures: list) -> None:

@@ -67,7 +67,8 @@ class Job:
     force: bool = False
     device: str | None = None
     noise: bool = False
-    threads: int = 1
+    #: BLAS threads while it runs (None: no limit).
+    threads: int | None = 1
     #: Row blocks the input is split into for its per-pixel steps (1: one task, whole).
     blocks: int = 1
 
@@ -157,16 +158,25 @@ def failed_row(job: Job, error: BaseException, started: float, staging=None) -> 
                error=text.replace("\n", " "), worker=worker_label()).as_dict()
 
 
+def blas_limit(threads: int | None):
+    """A context holding BLAS (and OpenMP) to ``threads`` threads; None changes nothing."""
+    if threads is None:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
+
+
 def run_job(job: Job, cancelled=None) -> dict:
-    """Run one input to its row, with BLAS held to ``job.threads`` threads.
+    """Run one input to its row, with BLAS held to ``job.threads`` threads (None: no limit).
 
     ``cancelled()`` (optional) is asked at every progress report; when it says True the work
     stops, the staging folder is removed and :class:`Cancelled` is raised.
     """
-    from threadpoolctl import threadpool_limits
-
     steps = job_steps(job)
-    with threadpool_limits(limits=job.threads):
+    with blas_limit(job.threads):
         try:
             while True:
                 try:
