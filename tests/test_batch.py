@@ -276,7 +276,7 @@ def test_console_script_is_the_same_command():
     assert shown.returncode == 0 and "RECIPE" in shown.stdout.upper() and "--scheduler" in shown.stdout
 
 
-def test_rerun_skips_complete_inputs_force_and_a_changed_recipe_redo_them(tmp_path, recipe_file):
+def test_rerun_skips_complete_inputs_force_and_a_changed_recipe_redo_them(tmp_path, recipe_file, capsys):
     folder = tmp_path / "cells"
     write_cells(folder, 2)
     out = tmp_path / "out"
@@ -299,6 +299,13 @@ def test_rerun_skips_complete_inputs_force_and_a_changed_recipe_redo_them(tmp_pa
     assert [r["status"] for r in redone.rows] == ["ok", "ok"]
     assert redone.recipe_hash != first.recipe_hash
     assert_complete(out, redone.rows)
+
+    capsys.readouterr()
+    path = tmp_path / "changed.json"
+    path.write_text(json.dumps(changed))
+    assert cli_main([str(path), str(folder), "--out", str(out), "--scheduler", INLINE, "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")  # --quiet: nothing but the exit status
+    assert [r["status"] for r in read_summary(out / "summary.csv")] == ["skipped", "skipped"]
 
 
 # ------------------------------------------------------------------------- same numbers
