@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..compute import Progress, Steps, stage
+from ..compute import Progress, Steps, run, stage
 from . import store
 
 #: Pixels of an output sampled to count a subspace denoiser's components (fixed stride, not random).
@@ -176,15 +176,14 @@ def run_job(job: Job, cancelled=None) -> dict:
     stops, the staging folder is removed and :class:`Cancelled` is raised.
     """
     steps = job_steps(job)
+
+    def check(_progress: Progress) -> None:
+        if cancelled is not None and cancelled():
+            raise Cancelled(f"{job.name}: cancelled")
+
     with blas_limit(job.threads):
         try:
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as stop:
-                    return stop.value
-                if cancelled is not None and cancelled():
-                    raise Cancelled(f"{job.name}: cancelled")
+            return run(steps, check)
         finally:
             steps.close()
 
@@ -339,8 +338,6 @@ def unmix_step(staging, base, entry, method, out, given, provenance, job) -> tup
     wanted = checked["map"]
 
     def solve(map_name: str):
-        from ..compute import run
-
         return run(unmix.steps(given.data, method, given.wavenumbers, job.device,
                                **{**params, "map": map_name, "component": None}))
 
