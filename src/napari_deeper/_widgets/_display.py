@@ -12,6 +12,8 @@ viewer
 - keep units consistent: a layer added with napari's default "pixel" units where the others say
   otherwise (a Shapes or Points layer drawn over a cube, a map) takes the others' units, so that
   napari does not warn "Inconsistent units across layers" on every layer added afterwards;
+- say so when another reader opened a .npy / .npz that has a spectral axis (see
+  :mod:`.reader_choice`).
 
 :func:`cube_defaults` gives a reader's or a dock's new cube the same look before it is added: the
 colormap and the percentile contrast of the band napari shows first.
@@ -221,8 +223,11 @@ class Display:
         self._match_units(event.value)
 
     def _on_inserted(self, event) -> None:
+        from . import reader_choice
+
         layer = event.value
         self._adopt(layer)
+        reader_choice.notice_if_axis_dropped(self.viewer, layer)
         self.refresh_readout()
 
     def _adopt(self, layer) -> None:
