@@ -152,5 +152,6 @@ def test_real_sample_opens_from_the_file_menu(make_napari_viewer):
     assert layer.name == "THP-1 cell (WITec)" and layer.data.shape == (500, 40, 40)
     assert layer.metadata["wavenumbers"].shape == (500,)
     assert tuple(layer.axis_labels) == ("wavenumber", "y", "x")
-    assert [str(unit) for unit in layer.units] == ["1 / centimeter", "pixel", "pixel"]
+    assert [str(unit) for unit in layer.units] == ["1 / centimeter", "micrometer", "micrometer"]
+    assert tuple(layer.scale) == (1.0, 0.625, 0.625)
     assert layer.metadata["sample"] == THP1_ORIGIN

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import provenance
+from ._widgets._display import with_cube_defaults  # colormap and percentile contrast (numpy only)
 
 SHAPE = (64, 64)
 N_BANDS = 500
@@ -67,7 +68,7 @@ def _layer(data, name: str, cube, params: dict, truth_grid=None, **kwargs) -> tu
         "colormap": "magma",
     }
     layer_kwargs.update(kwargs)
-    return (data, layer_kwargs, "image")
+    return with_cube_defaults((data, layer_kwargs, "image"))
 
 
 def denoise_pair() -> list[tuple]:
@@ -137,7 +138,10 @@ def thp1_cell() -> list[tuple]:
         "name": "THP-1 cell (WITec)",
         "metadata": metadata,
         "axis_labels": ("wavenumber", "y", "x"),
-        "units": (read.get("spectral_unit", "1/cm"), "pixel", "pixel"),
+        "units": (read.get("spectral_unit", "1/cm"), *read.get("space_units", ("pixel", "pixel"))),
         "colormap": "magma",
     }
-    return [(cube.data, kwargs, "image")]
+    if "pixel_size" in read:  # 0.625 µm, as the file's image axes give it
+        kwargs["scale"] = (1.0, *read["pixel_size"])
+        kwargs["translate"] = (0.0, *read["origin"])
+    return [with_cube_defaults((cube.data, kwargs, "image"))]
