@@ -363,7 +363,7 @@ def test_mat_companion_names_cut_at_63_characters_are_all_kept(tmp_path):
 def test_labels_tiff_keeps_labels_beyond_32_bits(tmp_path):
     import tifffile
 
-    from napari_deeper._writer import write_labels_tiff
+    from napari_deeper.io.layer_writers import write_labels_tiff
 
     labels = np.array([[0, 7], [2**32, 8589934599]], dtype=np.int64)
     [path] = write_labels_tiff(str(tmp_path / "labels.tif"), labels, {"name": "classes"})
@@ -376,7 +376,7 @@ def test_maps_saved_as_npy_reopen_as_maps(tmp_path, shape):
     from napari_builtins.io import napari_get_reader
 
     from napari_deeper._reader import get_reader
-    from napari_deeper._writer import write_npy
+    from napari_deeper.io.layer_writers import write_npy
 
     image = np.random.default_rng(0).random(shape).astype(np.float32)
     [path] = write_npy(str(tmp_path / "map.npy"), image, {"name": "map", "metadata": {}})

@@ -480,7 +480,7 @@ def test_endmember_csv_round_trip(tmp_path, rng):
 def test_writers_round_trip_with_tifffile(tmp_path, rng):
     import tifffile
 
-    from napari_deeper._writer import write_endmembers_csv, write_labels_tiff, write_npy, write_tiff
+    from napari_deeper.io.layer_writers import write_endmembers_csv, write_labels_tiff, write_npy, write_tiff
 
     abundances = rng.random((3, 5, 6)).astype(np.float32)
     endmembers = rng.random((3, 8)).astype(np.float32)

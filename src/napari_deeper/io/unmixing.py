@@ -66,7 +66,7 @@ def write_unmixing(
     (parameters, where the endmembers came from, ...); the files, components and the CSV's name
     are added here.
     """
-    from .._writer import write_labels_tiff, write_tiff
+    from .layer_writers import write_labels_tiff, write_tiff
     from ..provenance import KEY
 
     folder = Path(folder)

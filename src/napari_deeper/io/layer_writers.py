@@ -1,4 +1,4 @@
-"""npe2 writers (File > Save Selected Layers...): maps as TIFF or .npy, labels, endmember CSV.
+"""Writers of napari layer data (File > Save Selected Layers...): maps as TIFF or .npy, labels, endmember CSV.
 
 Each writer has npe2's single-layer signature ``writer(path, data, attributes) -> [paths]``,
 where ``attributes`` is the layer's state (``name``, ``metadata``, ``scale``, ...). napari's
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import provenance
+from .. import provenance
 
 
 def write_tiff(path: str, data, attributes: dict) -> list[str]:
@@ -62,7 +62,7 @@ def write_npy(path: str, data, attributes: dict) -> list[str]:
     metadata = attributes.get("metadata") or {}
     wavenumbers = metadata.get("wavenumbers")
     if array.ndim == 3 and wavenumbers is not None and len(wavenumbers) == array.shape[0]:
-        from napari_deeper.io import save_cube
+        from ._write import save_cube
 
         units = _unit_names(attributes)
         unit = provenance.WAVELENGTH if units and provenance.is_wavelength(units[0]) else provenance.RAMAN_SHIFT
@@ -73,7 +73,7 @@ def write_npy(path: str, data, attributes: dict) -> list[str]:
 
 def write_endmembers_csv(path: str, data, attributes: dict) -> list[str]:
     """Write the endmember spectra stored with an unmixing layer as a CSV table."""
-    from napari_deeper.io.endmembers import save_endmembers_csv
+    from .endmembers import save_endmembers_csv
 
     record = provenance.of(attributes.get("metadata") or {})
     endmembers = record.get("endmembers")
