@@ -52,6 +52,8 @@ def band_list(value) -> tuple[tuple[float, float], ...]:
     ``,`` or ``;`` separate bands)."""
     if isinstance(value, str):
         parts = [part for part in re.split(r"[;,]", value) if part.strip()]
+        if not parts:
+            raise ValueError("bands is empty; give at least one band as centre±half-window, e.g. 1004±15")
         pairs = []
         for part in parts:
             match = _PAIR.match(part)
@@ -188,8 +190,9 @@ def _peak_params(shape: str) -> tuple[Param, ...]:
               help="(low, high) bounds of the FWHM (default: from the band spacing to the window width)"),
         Param("max_iter", int, 200, (1, 100_000), help="largest number of Levenberg-Marquardt iterations"),
         Param("tol", float, 1e-8, (1e-15, 1.0), help="relative change of the fit at which a pixel has converged"),
-        Param("min_snr", float, 3.0, (0.0, 1e6),
-              help="a peak lower than this many residual standard deviations counts as not found"),
+        Param("min_snr", float, 5.0, (0.0, 1e6),
+              help="detection SNR below which a pixel has no peak (how much the peak lowers the misfit "
+                   "of a straight line, in noise standard deviations)"),
         Param("map", str, "center", choices=maps, help="which map of the fit the step returns"),
         Param("band", int, None, (0, 10_000), optional=True, none_means="all",
               help="one band's map (0-based, in the order given); all bands stacked when unset"),

@@ -8,10 +8,10 @@ builds the ``(N, p, p)`` normal equations of the ``N`` pixels still running and 
 one ``np.linalg.solve``; pixels that converged leave the loop. Centre and width stay inside
 bounds (a step that leaves them is clipped back), heights are not negative.
 
-A pixel whose fit did not converge, ended on a bound, found no peak standing ``min_snr`` times the
-fit's residual standard deviation above its background, or gave a value that is not finite is
-*failed*: its maps hold NaN, ``failed`` is True and ``reason`` says why,
-and the result's ``message`` counts them per band.
+A pixel whose fit did not converge, ended on a bound, found no peak (the peak lowers the sum of
+squares of a straight line alone by less than ``min_snr`` squared residual variances), or gave a
+value that is not finite is *failed*: its maps hold NaN, ``failed`` is True and ``reason`` says
+why, and the result's ``message`` counts them per band.
 """
 
 from __future__ import annotations
@@ -260,8 +260,8 @@ def _groups(axis: np.ndarray, pairs, shape: str, fwhm_bounds) -> list[_Group]:
         if indices.size <= n_params:
             names = ", ".join(f"{pairs[i][0]:g} ± {pairs[i][1]:g}" for i in members)
             raise ValueError(
-                f"band {names} covers {indices.size} bands of the axis; a {shape} fit of "
-                f"{len(members)} peak(s) on a linear background has {n_params} parameters and "
+                f"band {names} covers {indices.size} band{'s' if indices.size != 1 else ''} of the axis; "
+                f"a {shape} fit of {len(members)} peak(s) on a linear background has {n_params} parameters and "
                 f"needs at least {n_params + 1} bands: widen the window"
             )
         x = axis[indices]
@@ -278,7 +278,35 @@ def _groups(axis: np.ndarray, pairs, shape: str, fwhm_bounds) -> list[_Group]:
     return groups
 
 
-def _reasons(params, converged, model: _Model, group: _Group, low, high, noise, min_snr) -> np.ndarray:
+def _detection(y, fitted, params, model: _Model, ss_res) -> np.ndarray:
+    """``(N, m)`` detection SNR of each peak: how much it lowers the sum of squares.
+
+    For peak ``j``: the data less the other peaks is fitted by a straight line alone, and
+    ``sqrt((SS_line - SS_fit) / s^2)`` is returned, ``s^2`` the fit's residual variance. A
+    peak fitted to pure noise (its centre and width free to find the largest bump) scores
+    below 4.1 in 95 % and below 5.5 in 99 % of pixels (measured at 100 photons), where the
+    ratio of its height to the residual standard deviation has a long tail (8.5 at 95 %, 17
+    at 99 %): a narrow peak on one high point is tall, but lowers the sum of squares little.
+    """
+    n_pixels, n_points = y.shape
+    design = np.stack([np.ones_like(model.t), model.t], axis=1)  # (n, 2)
+    project = design @ np.linalg.pinv(design)  # onto straight lines
+    variance = np.maximum(ss_res / max(n_points - model.n_params, 1), np.finfo(float).tiny)
+    line = params[:, -2:-1] + params[:, -1:] * model.t[None, :]
+    scores = np.empty((n_pixels, model.n_peaks))
+    for j in range(model.n_peaks):
+        base = j * model.per_peak
+        fraction = params[:, base + 3 : base + 4] if model.per_peak == 4 else None
+        profile = _profile(model.x, params[:, base + 1 : base + 2], params[:, base + 2 : base + 3],
+                           fraction, model.shape)[0]
+        without = y - fitted + line + params[:, base : base + 1] * profile  # the data less the other peaks
+        residual = without - without @ project.T
+        ss_line = np.einsum("ij,ij->i", residual, residual)
+        scores[:, j] = np.sqrt(np.clip(ss_line - ss_res, 0.0, None) / variance)
+    return scores
+
+
+def _reasons(params, converged, model: _Model, group: _Group, low, high, detection, min_snr) -> np.ndarray:
     """``(N, m)`` failure codes (see :data:`FAILURE_REASONS`) of each peak of the group."""
     n_pixels = params.shape[0]
     codes = np.zeros((n_pixels, model.n_peaks), dtype=np.int8)
@@ -292,7 +320,7 @@ def _reasons(params, converged, model: _Model, group: _Group, low, high, noise, 
         at_centre = (c <= low[base + 1] + margin_c) | (c >= high[base + 1] - margin_c)
         at_width = (f <= low[base + 2] + 1e-6 * span_f) | (f >= high[base + 2] - 1e-6 * span_f)
         code = codes[:, j]
-        code[~(h > min_snr * noise)] = 4
+        code[~((h > 0) & (detection[:, j] >= min_snr))] = 4
         code[at_width] = 3
         code[at_centre] = 2
         code[~converged] = 1
@@ -310,7 +338,7 @@ def _area(height, fwhm, fraction, shape):
 
 def fit_peaks_steps(data, wavenumbers=None, bands=((1004.0, 15.0),), shape: str = "lorentzian",
                     fwhm_bounds=None, max_iter: int = 200, tol: float = 1e-8,
-                    min_snr: float = 3.0) -> Steps[dict]:
+                    min_snr: float = 5.0) -> Steps[dict]:
     """Steps version of :func:`fit_peaks`: yields progress per group of bands and chunk of pixels."""
     shape = check_method(shape, PEAK_SHAPES)
     if int(max_iter) < 1:
@@ -350,8 +378,8 @@ def fit_peaks_steps(data, wavenumbers=None, bands=((1004.0, 15.0),), shape: str 
             ss_res = np.sum((y - fitted) ** 2, axis=1)
             ss_tot = np.sum((y - y.mean(axis=1, keepdims=True)) ** 2, axis=1)
             r2 = 1.0 - ss_res / np.maximum(ss_tot, np.finfo(float).tiny)
-            noise = np.sqrt(ss_res / max(x.size - model.n_params, 1))
-            codes = _reasons(params, converged, model, group, low, high, noise, float(min_snr))
+            detection = _detection(y, fitted, params, model, ss_res)
+            codes = _reasons(params, converged, model, group, low, high, detection, float(min_snr))
             for j, member in enumerate(group.members):
                 base = j * model.per_peak
                 height, center, fwhm = params[:, base], params[:, base + 1], params[:, base + 2]
@@ -392,14 +420,15 @@ def _message(centres, reason: np.ndarray) -> str:
 
 
 def fit_peaks(data, wavenumbers=None, bands=((1004.0, 15.0),), shape: str = "lorentzian",
-              fwhm_bounds=None, max_iter: int = 200, tol: float = 1e-8, min_snr: float = 3.0) -> dict:
+              fwhm_bounds=None, max_iter: int = 200, tol: float = 1e-8, min_snr: float = 5.0) -> dict:
     """Fit bands in every pixel; a mapping of ``(k, Y, X)`` maps for the ``k`` bands.
 
     ``bands`` is a list of ``(center, half_window)`` pairs in the units of ``wavenumbers``
     (band indices when None). Each peak's centre is bounded to its window and its FWHM to
     ``fwhm_bounds`` (default: from the band spacing to the window width). ``shape`` is one of
     :data:`PEAK_SHAPES`; the pseudo-Voigt's Gaussian fraction is fitted too (in [0, 1]). A
-    peak lower than ``min_snr`` times the fit's residual standard deviation counts as no peak.
+    peak whose detection SNR (the square root of how much it lowers the sum of squares of a
+    straight line alone, in residual variances) is below ``min_snr`` counts as no peak.
     ``max_iter`` and ``tol`` bound the Levenberg-Marquardt iterations.
 
     Returns ``center``, ``fwhm``, ``height``, ``area`` (of the peak above its background),
