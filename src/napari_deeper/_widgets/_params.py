@@ -3,6 +3,8 @@ panels of a family's methods that the Denoise and Super-resolve docks show."""
 
 from __future__ import annotations
 
+import math
+
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, SpinBox
 
 
@@ -48,8 +50,24 @@ def param_widget(param):
     low, high = param.range if param.range is not None else (-1e9, 1e9)
     if param.type is int:
         return SpinBox(label=param.name, min=int(low), max=int(high), value=int(param.default), tooltip=tooltip)
-    return FloatSpinBox(label=param.name, min=float(low), max=float(high), step=0.1,
-                        value=float(param.default), tooltip=tooltip)
+    return float_box(param.name, float(param.default), float(low), float(high), tooltip)
+
+
+def float_box(label: str, value: float, low: float, high: float, tooltip: str = "",
+              decimals: int | None = None) -> FloatSpinBox:
+    """A float spin box that shows ``value`` as it is and steps in proportion to it.
+
+    magicgui's spin box keeps two decimals, which turned a tolerance of 1e-3 into 0; here the
+    decimals (unless given) reach three significant digits of ``value``, and each step is a
+    tenth of its order of magnitude (a smoothness of 1e5 steps by 1e4).
+    """
+    box = FloatSpinBox(label=label, min=low, max=high, tooltip=tooltip)
+    if decimals is None:
+        decimals = max(2, 2 - (math.floor(math.log10(abs(value))) if value else 0))
+    box.native.setDecimals(decimals)
+    box.adaptive_step = True
+    box.value = value
+    return box
 
 
 class MethodParams(Container):
