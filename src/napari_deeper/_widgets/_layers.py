@@ -106,6 +106,21 @@ def required_layer(widget, message: str = "choose an input layer (a spectral cub
     return layer
 
 
+def shape_masks(shapes, layer) -> np.ndarray:
+    """One boolean ``(Y, X)`` mask per shape of a Shapes layer, on ``layer``'s pixel grid (the
+    shapes live in world coordinates, the masks in the layer's)."""
+    from napari.layers import Shapes
+
+    vertices = []
+    for shape_vertices in shapes.data:
+        world = [shapes.data_to_world(vertex) for vertex in shape_vertices]
+        vertices.append(np.array([np.asarray(layer.world_to_data(p))[-2:] for p in world]))
+    if not vertices:
+        return np.zeros((0, *layer.data.shape[-2:]), dtype=bool)
+    grid = Shapes(vertices, shape_type=shapes.shape_type)
+    return np.asarray(grid.to_masks(mask_shape=layer.data.shape[-2:]), dtype=bool)
+
+
 def model_record(model_name: str) -> dict:
     """What provenance keeps of the trained model a method ran (name, version, card)."""
     from ..models import find_model
