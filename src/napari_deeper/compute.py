@@ -17,7 +17,9 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Generator, Iterator, TypeVar
 
@@ -266,3 +268,32 @@ def map_batches(
         start = stop
         yield Progress(start, n, message)
     return np.concatenate(out, axis=0) if out else np.empty((0,), dtype=np.float32)
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextmanager
+def one_blas_thread():
+    """Hold BLAS to one thread while our own chunk threads run (they are the parallelism).
+
+    threadpoolctl's limit is process-wide, so solves running at once share it: the first one in
+    sets it, the last one out restores the limits that were there before.
+    """
+    global _blas_users, _blas_limiter
+    from threadpoolctl import ThreadpoolController
+
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = ThreadpoolController().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None

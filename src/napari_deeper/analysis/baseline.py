@@ -39,7 +39,7 @@ import numpy as np
 from .._validation import as_cube, check_method
 from ..compute import Progress, Steps, chunks, run
 from ..spectral.bands import spectral_axis
-from ..unmix.abundances import one_blas_thread
+from ..compute import one_blas_thread
 
 _TINY = np.finfo(np.float64).tiny
 _CHUNK = 2048  # spectra per chunk: about 120 MB of float64 work arrays at 500 bands

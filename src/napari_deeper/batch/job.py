@@ -312,7 +312,7 @@ def subspace_rank(data: np.ndarray) -> int:
 
     The SVD is small: BLAS is held to one thread for it (threads only slow a matrix this size).
     """
-    from ..unmix.abundances import one_blas_thread
+    from ..compute import one_blas_thread
 
     flat = data.reshape(data.shape[0], -1)
     step = max(1, flat.shape[1] // RANK_SAMPLE)

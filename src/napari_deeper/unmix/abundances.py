@@ -32,11 +32,10 @@ not fit the float32 output are refused with a ``ValueError``, never returned as 
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -117,35 +116,6 @@ def require_finite(cube: np.ndarray, name: str) -> None:
     raise ValueError(f"{name} holds values too large for float32 arithmetic (overflow)")
 
 
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limiter = None
-
-
-@contextmanager
-def one_blas_thread():
-    """Hold BLAS to one thread while our own chunk threads run (they are the parallelism).
-
-    threadpoolctl's limit is process-wide, so solves running at once share it: the first one in
-    sets it, the last one out restores the limits that were there before.
-    """
-    global _blas_users, _blas_limiter
-    from threadpoolctl import ThreadpoolController
-
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_limiter = ThreadpoolController().limit(limits=1, user_api="blas")
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
-
-
 def nnls_steps(
     data,
     endmembers,
@@ -170,7 +140,7 @@ def nnls_steps(
     is torch on that device.
 
     On the CPU, chunks are solved in parallel, one thread per core, with BLAS held to one thread
-    (process-wide, :func:`one_blas_thread`) until the last chunk is done or the generator is
+    (process-wide, :func:`napari_deeper.compute.one_blas_thread`) until the last chunk is done or the generator is
     closed (cancelled); closing it waits for the chunks already running, at most one per core.
     """
     # NaN/Inf are caught chunk by chunk (they reach b = E y), and results too large for float32
@@ -452,7 +422,7 @@ class _NumpyOps:
     #: Chunks solved at once: one per usable core.
     workers = _usable_cores()
     #: While chunks are solved, BLAS runs single-threaded: the chunk threads are the parallelism.
-    threads = staticmethod(one_blas_thread)
+    threads = staticmethod(compute.one_blas_thread)
 
     @classmethod
     def default_chunk(cls, n_bands: int, k: int) -> int:
