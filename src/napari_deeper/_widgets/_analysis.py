@@ -7,15 +7,15 @@ import numpy as np
 from magicgui.widgets import LineEdit
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.theme import get_theme
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QSizePolicy, QVBoxLayout, QWidget
 
 from .. import provenance
 from .peak_map import BAND_UNITS_TIP, _unit_of
 from .unmix import PALETTE, component_color
 
 __all__ = [
-    "BAND_UNITS_TIP", "PALETTE", "SmallPlot", "band_text", "component_color", "label_colormap",
-    "map_layer_kwargs", "robust_limits", "text_field", "unit_of",
+    "BAND_UNITS_TIP", "PALETTE", "SmallPlot", "band_text", "compact", "component_color", "label_colormap",
+    "map_layer_kwargs", "robust_limits", "text_field", "unit_of", "wrapped",
 ]
 
 unit_of = _unit_of
@@ -77,6 +77,25 @@ class SmallPlot(QWidget):
         if self.axes.get_legend_handles_labels()[0]:
             self.axes.legend(fontsize="x-small", frameon=False, loc="best")
         self.apply_theme()
+
+
+def compact(*choosers) -> None:
+    """Layer choosers that do not widen the dock to their longest layer name (names elide)."""
+    for chooser in choosers:
+        native = chooser.native
+        if isinstance(native, QComboBox):
+            native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            native.setMinimumContentsLength(12)
+        else:
+            native.setSizePolicy(QSizePolicy.Policy.Ignored, native.sizePolicy().verticalPolicy())
+
+
+def wrapped(text: str, width: int = 56) -> str:
+    """``text`` broken into lines of at most ``width`` characters, for a message under a dock's
+    controls (a label as wide as its longest line would widen the whole dock)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in str(text).splitlines())
 
 
 def text_field(label: str, value: str, tooltip: str) -> LineEdit:

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import provenance
 from ..analysis import PEAK_SHAPES, band_ratio_steps
 from ..analysis.methods import BAND_RATIO
-from ._analysis import BAND_UNITS_TIP, map_layer_kwargs, robust_limits, text_field, unit_of
+from ._analysis import BAND_UNITS_TIP, compact, map_layer_kwargs, robust_limits, text_field, unit_of, wrapped
 from ._layers import follow_layers, layer_choices, wavenumbers_of
 from ._params import param_widget
 from ._runner import Runner
@@ -31,6 +31,7 @@ class BandRatioWidget(QWidget):
         self.viewer = napari_viewer
         schema = {p.name: p for p in BAND_RATIO.lookup("fitted-area").params}
         self.layer = ComboBox(label="Layer", choices=layer_choices(self.viewer))
+        compact(self.layer)
         self.numerator = text_field("Numerator", "1660±25", f"centre±half-window. {BAND_UNITS_TIP}")
         self.denominator = text_field("Denominator", "1450±25", f"centre±half-window. {BAND_UNITS_TIP}")
         self.mode = ComboBox(label="Measure", choices=list(BAND_RATIO.methods), value=BAND_RATIO.default)
@@ -93,5 +94,5 @@ class BandRatioWidget(QWidget):
         ratio = result["ratio"]
         self.viewer.add_image(ratio, contrast_limits=robust_limits(ratio),
                               **map_layer_kwargs(layer, name, record, "viridis"))
-        self.summary.value = result["message"]
+        self.summary.value = wrapped(result["message"])
         show_info(f"napari-deeper: {result['message']}")

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import provenance
 from ..analysis import estimate_baseline
 from ..analysis.methods import BASELINE
-from ._analysis import SmallPlot
+from ._analysis import SmallPlot, compact
 from ._layers import cube_layer_kwargs, follow_layers, layer_choices, result_name, spectral_axis, wavenumbers_of
 from ._params import MethodParams
 from ._runner import Runner
@@ -37,6 +37,7 @@ class BaselineWidget(QWidget):
         self.method = ComboBox(label="Method", choices=list(BASELINE.methods), value=BASELINE.default)
         self.method.tooltip = "arpls suits most Raman spectra; snip and the polynomials are the fastest"
         self.panels = {name: MethodParams(method) for name, method in BASELINE.methods.items()}
+        compact(self.layer)
         self.live = CheckBox(text="Preview the pixel under the mouse", value=True)
         self.pixel_label = Label(value="")
         self.controls = Container(widgets=[self.layer, self.method, *self.panels.values(), self.live, self.pixel_label])

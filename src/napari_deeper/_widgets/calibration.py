@@ -20,6 +20,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import provenance
 from ..analysis import REFERENCES, find_calibration_steps, list_calibrations, load_calibration
 from ..analysis.methods import CALIBRATE, reference_lines
+from ._analysis import compact, wrapped
 from ._layers import cube_layer_kwargs, follow_layers, is_spectral, layer_choices, result_name, wavenumbers_of
 from ._params import param_widget
 from ._runner import Runner
@@ -69,6 +70,7 @@ class CalibrationWidget(QWidget):
         self.chosen = ComboBox(label="Calibration", choices=self._calibration_choices)
         self.targets = Select(label="Apply to", choices=layer_choices(self.viewer, _has_axis))
         self.targets.native.setMaximumHeight(110)
+        compact(self.reference_layer, self.chosen, self.targets)
         self.apply_button = PushButton(text="Apply")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
@@ -120,7 +122,7 @@ class CalibrationWidget(QWidget):
     def _on_found(self, layer, calibration) -> None:
         self.found = calibration
         self.found_on = layer.name
-        self.result.value = f"Found in {layer.name}: {describe(calibration)}"
+        self.result.value = wrapped(f"Found in {layer.name}: {describe(calibration)}")
         self.save_button.enabled = True
         if not self.name.value:
             self.name.value = f"{calibration.reference} {calibration.created[:10]}"
@@ -140,7 +142,7 @@ class CalibrationWidget(QWidget):
             return
         self.chosen.reset_choices()
         self.chosen.value = path.stem
-        self.status.value = f"Saved as {path.stem!r} ({path})"
+        self.status.value = wrapped(f"Saved as {path.stem!r} ({path})")
         show_info(f"napari-deeper: calibration saved as {path.stem!r}")
 
     # --------------------------------------------------------------------------------- apply
@@ -168,5 +170,5 @@ class CalibrationWidget(QWidget):
             kwargs = cube_layer_kwargs(layer, result_name(layer.name, "calibrated"), record)
             kwargs["metadata"]["wavenumbers"] = calibration.apply(wavenumbers_of(layer))
             self.made.append(self.viewer.add_image(layer.data, **kwargs))
-        self.status.value = (f"Calibrated {', '.join(layer.name for layer in targets)} with "
-                             f"{calibration.name or 'the calibration just found'}: {describe(calibration)}")
+        self.status.value = wrapped(f"Calibrated {', '.join(layer.name for layer in targets)} with "
+                                    f"{calibration.name or 'the calibration just found'}: {describe(calibration)}")

@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QHeaderView, QTableWidget, 
 from .. import provenance
 from ..analysis import region_table_steps
 from ..analysis.methods import band_list, band_pair
-from ._analysis import BAND_UNITS_TIP, text_field
+from ._analysis import BAND_UNITS_TIP, compact, text_field, wrapped
 from ._layers import follow_layers, layer_choices, shape_masks, wavenumbers_of
 from ._params import float_box
 from ._runner import Runner
@@ -61,9 +61,11 @@ class CellTableWidget(QWidget):
         self.layer = ComboBox(label="Cube", choices=layer_choices(self.viewer))
         self.regions = ComboBox(label="Regions", choices=layer_choices(self.viewer, is_regions))
         self.regions.tooltip = "a Shapes layer (one region per shape) or a labels layer (one per label; 0 is none)"
+        compact(self.layer, self.regions)
         self.pixel_size = float_box("Pixel size (µm)", 0.0, 0.0, 1e6,
                                     "side of a pixel in µm, for areas in µm² (0: no areas)", decimals=4)
-        self.bands = text_field("Band areas", "1004±12, 1450±20", f"centre±half-window, separated by commas. {BAND_UNITS_TIP}")
+        self.bands = text_field("Band areas", "1004±12, 1450±20",
+                                f"centre±half-window, separated by commas. {BAND_UNITS_TIP}")
         self.ratios = text_field("Ratios", "1660±25/1450±25", "numerator/denominator bands, separated by commas")
         self.controls = Container(widgets=[self.layer, self.regions, self.pixel_size, self.bands, self.ratios])
         self.runner = Runner("Make table")
@@ -153,7 +155,7 @@ class CellTableWidget(QWidget):
                 self.table_view.setItem(r, c, QTableWidgetItem(text))
         for button in (self.csv_button, self.h5ad_button):
             button.enabled = True
-        self.status.value = f"{len(rows)} regions of {self.source['cube']} from {self.source['regions']}"
+        self.status.value = wrapped(f"{len(rows)} regions of {self.source['cube']} from {self.source['regions']}")
 
     # -------------------------------------------------------------------------------- export
     def export_csv(self, path):
@@ -161,7 +163,7 @@ class CellTableWidget(QWidget):
         if self.table is None:
             raise ValueError("make the table first")
         written = self.table.write_csv(path)
-        self.status.value = f"Wrote {written}"
+        self.status.value = wrapped(f"Wrote {written}")
         show_info(f"napari-deeper: region table written to {written}")
         return written
 
@@ -170,7 +172,7 @@ class CellTableWidget(QWidget):
         if self.table is None:
             raise ValueError("make the table first")
         written = self.table.write_h5ad(path)
-        self.status.value = f"Wrote {written}"
+        self.status.value = wrapped(f"Wrote {written}")
         return written
 
     def _export(self, export, caption: str, suffix: str, pattern: str) -> None:

@@ -17,7 +17,7 @@ from .. import provenance
 from ..analysis import region_table_steps, suggest_clusters_steps
 from ..analysis.methods import CLUSTER
 from ..compute import stage
-from ._analysis import PALETTE, SmallPlot, label_colormap, map_layer_kwargs
+from ._analysis import PALETTE, SmallPlot, compact, label_colormap, map_layer_kwargs, wrapped
 from ._layers import follow_layers, layer_choices, spectral_axis, wavenumbers_of
 from ._params import param_widget
 from ._runner import Runner
@@ -43,6 +43,7 @@ class ClusterWidget(QWidget):
         self.viewer = napari_viewer
         schema = {p.name: p for p in CLUSTER.lookup(None).params}
         self.layer = ComboBox(label="Layer", choices=layer_choices(self.viewer))
+        compact(self.layer)
         self.method = ComboBox(label="Method", choices=list(CLUSTER.methods), value=CLUSTER.default)
         self.method.tooltip = "; ".join(f"{m.name}: {m.description}" for m in CLUSTER.methods.values())
         self.n_clusters = param_widget(schema["n_clusters"])
@@ -107,7 +108,7 @@ class ClusterWidget(QWidget):
     def _show_hint(self, suggestion: dict) -> None:
         self.suggestion = suggestion
         scores = ", ".join(f"{k}: {v:.2f}" for k, v in suggestion["scores"].items())
-        self.hint.value = f"Hint: {suggestion['message']} (silhouettes {scores}); the choice is yours"
+        self.hint.value = wrapped(f"Hint: {suggestion['message']} (silhouettes {scores}); the choice is yours")
 
     # -------------------------------------------------------------------------------- run
     def run(self) -> None:

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import provenance
 from ..analysis import FAILURE_REASONS, fit_peaks_steps
 from ..analysis.methods import PEAK_FIT, peak_map
-from ._analysis import BAND_UNITS_TIP, band_text, map_layer_kwargs, robust_limits, text_field, unit_of
+from ._analysis import BAND_UNITS_TIP, band_text, compact, map_layer_kwargs, robust_limits, text_field, unit_of, wrapped
 from ._layers import follow_layers, layer_choices, wavenumbers_of
 from ._params import param_widget
 from ._runner import Runner
@@ -48,10 +48,12 @@ class PeakFitWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.layer = ComboBox(label="Layer", choices=layer_choices(self.viewer))
+        compact(self.layer)
         self.shape = ComboBox(label="Shape", choices=list(PEAK_FIT.methods), value=PEAK_FIT.default)
-        self.bands = text_field("Bands", "1004±15", f"centre±half-window, several separated by commas. {BAND_UNITS_TIP} "
-                                "Dragging across the Spectra plot adds a band.")
-        self.fwhm_bounds = text_field("FWHM bounds", "", "low, high (e.g. 2, 40); blank: from the band spacing to the window width")
+        self.bands = text_field("Bands", "1004±15", f"centre±half-window, several separated by commas. "
+                                f"{BAND_UNITS_TIP} Dragging across the Spectra plot adds a band.")
+        self.fwhm_bounds = text_field("FWHM bounds", "",
+                                      "low, high (e.g. 2, 40); blank: from the band spacing to the window width")
         schema = {p.name: p for p in PEAK_FIT.lookup(None).params}
         self.options = {name: param_widget(schema[name]) for name in _OPTIONS}
         self.maps = Select(label="Maps", choices=[], tooltip="one layer per map and band")
@@ -128,13 +130,13 @@ class PeakFitWidget(QWidget):
                 kwargs = map_layer_kwargs(layer, f"{layer.name} · {center:g} {unit} {title}", record, colormap)
                 self.made.append(self.viewer.add_image(values, contrast_limits=robust_limits(values), **kwargs))
             if fit["failed"][band].any():
-                record = provenance.record("peak_fit", layer, {"method": shape, **params, "map": "reason", "band": band},
-                                           reasons=list(FAILURE_REASONS))
+                step = {"method": shape, **params, "map": "reason", "band": band}
+                record = provenance.record("peak_fit", layer, step, reasons=list(FAILURE_REASONS))
                 kwargs = map_layer_kwargs(layer, f"{layer.name} · {center:g} {unit} fit failed", record)
                 kwargs["colormap"] = DirectLabelColormap(color_dict={
                     None: np.zeros(4), 0: np.zeros(4),
                     **{code: FAILURE_COLOURS[code - 1] for code in range(1, len(FAILURE_REASONS))}})
                 self.made.append(self.viewer.add_labels(peak_map(fit, "reason", band), opacity=0.6, **kwargs))
-        self.summary.value = fit["message"]
+        self.summary.value = wrapped(fit["message"])
         (show_warning if fit["failed"].any() else show_info)(f"napari-deeper: {fit['message']}")
 

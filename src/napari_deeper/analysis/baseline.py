@@ -30,16 +30,15 @@ as in pybaselines, so a much finer axis needs larger values.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 import numpy as np
 
 from .._validation import as_cube, check_method
-from ..compute import Progress, Steps, chunks, run
+from ..compute import Progress, Steps, chunks, one_blas_thread, run
 from ..spectral.bands import spectral_axis
-from ..compute import one_blas_thread
 
 _TINY = np.finfo(np.float64).tiny
 _CHUNK = 2048  # spectra per chunk: about 120 MB of float64 work arrays at 500 bands

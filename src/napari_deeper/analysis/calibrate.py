@@ -80,7 +80,7 @@ class Calibration:
         return path
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Calibration":
+    def from_dict(cls, data: dict) -> Calibration:
         fields = {k: data[k] for k in ("reference", "lines", "measured", "slope", "offset",
                                        "missing", "name", "created") if k in data}
         for key in ("lines", "measured", "missing"):

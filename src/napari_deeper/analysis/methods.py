@@ -163,7 +163,8 @@ def peak_map(fit: dict, map: str, band: int | None = None) -> np.ndarray:
     """One map of a :func:`~napari_deeper.analysis.fit_peaks` result: ``(k, Y, X)`` for every
     band, or ``(Y, X)`` for ``band`` (0-based)."""
     if map not in fit:
-        raise ValueError(f"a {fit['shape']} fit makes no {map!r} map; it makes {', '.join(k for k in PEAK_MAPS if k in fit)}")
+        made = ", ".join(key for key in PEAK_MAPS if key in fit)
+        raise ValueError(f"a {fit['shape']} fit makes no {map!r} map; it makes {made}")
     maps = fit[map]
     if band is None:
         return maps
