@@ -308,6 +308,103 @@ def batch_page(viewer):
     settle(0.5)
 
 
+def wait_for(runner, timeout: float = 900.0) -> None:
+    """Wait for a run started by a button other than the runner's own (e.g. Suggest)."""
+    import time
+
+    start = time.perf_counter()
+    while runner.busy:
+        settle(0.05)
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"the run did not finish within {timeout:.0f} s")
+    if runner.last_error is not None:
+        raise RuntimeError(f"the run failed: {runner.last_error}") from runner.last_error
+    settle()
+
+
+def _analyse(viewer, tab: str | None = None):
+    """The THP-1 sample, the Analyse dock, and (but for the Baseline page) its arPLS-corrected
+    copy made in the Baseline tab; returns (dock, raw layer, corrected layer or None)."""
+    (raw,) = open_samples(viewer, "thp1_cell")
+    widget = dock(viewer, "Analyse")
+    clean = None
+    if tab != "Baseline":
+        run_and_wait(widget.baseline.runner)
+        clean = viewer.layers[-1]
+    if tab is not None:
+        widget.show_tab(tab)
+    return widget, raw, clean
+
+
+def _only(viewer, *shown) -> None:
+    for layer in viewer.layers:
+        layer.visible = layer in shown
+    viewer.layers.selection.active = shown[-1]
+
+
+def baseline_page(viewer):
+    widget, raw, _ = _analyse(viewer, "Baseline")
+    show_band(viewer, raw, 1450)
+    point_cursor_at(viewer, raw, 0, (22, 17))  # inside the cell: the preview follows the mouse
+    settle(0.5)
+
+
+def peak_fit_page(viewer):
+    widget, raw, clean = _analyse(viewer, "Peak fit")
+    widget.peak_fit.layer.value = clean
+    widget.peak_fit.bands.value = "1004±15, 1450±25"
+    run_and_wait(widget.peak_fit.runner)
+    _only(viewer, find(viewer, "1004", "centre"))
+
+
+def band_ratio_page(viewer):
+    widget, raw, clean = _analyse(viewer, "Band ratio")
+    widget.band_ratio.layer.value = clean
+    run_and_wait(widget.band_ratio.runner)
+    _only(viewer, find(viewer, "1660/1450"))
+
+
+def clusters_page(viewer):
+    widget, raw, clean = _analyse(viewer, "Clusters")
+    tab = widget.clusters
+    tab.layer.value = clean
+    tab.suggest_button.clicked()
+    wait_for(tab.runner)
+    tab.n_clusters.value = 3
+    tab.normalise.value = "vector"
+    run_and_wait(tab.runner)
+    show_band(viewer, clean, 1450)
+    _only(viewer, clean, tab.labels_layer)
+
+
+def calibration_page(viewer):
+    widget, raw, clean = _analyse(viewer, "Calibration")
+    tab = widget.calibration
+    tab.reference_layer.value = raw
+    tab.reference.value = "lines given below"
+    tab.lines.value = "1003.5"  # phenylalanine: the cube as its own reference
+    run_and_wait(tab.find_runner)
+    tab.name.value = "THP-1 phenylalanine"
+    tab.targets.value = [raw, clean]
+    tab.apply_button.clicked()
+    show_band(viewer, raw, 1450)
+    _only(viewer, tab.made[0])
+
+
+def cell_table_page(viewer):
+    widget, raw, clean = _analyse(viewer, "Clusters")
+    widget.clusters.layer.value = clean
+    widget.clusters.n_clusters.value = 3
+    widget.clusters.normalise.value = "vector"
+    run_and_wait(widget.clusters.runner)
+    tab = widget.show_tab("Cell table")
+    tab.layer.value = clean
+    tab.regions.value = widget.clusters.labels_layer
+    run_and_wait(tab.runner)
+    show_band(viewer, clean, 1450)
+    _only(viewer, clean, widget.clusters.labels_layer)
+
+
 # (page / image name, module that must exist, function)
 PAGES = (
     ("spectra", "spectra", spectra_page),
@@ -321,6 +418,12 @@ PAGES = (
     ("compare", "compare", compare_page),
     ("overview", "compare", overview_page),
     ("batch", "batch", batch_page),
+    ("baseline", "analyse", baseline_page),
+    ("peak-fit", "analyse", peak_fit_page),
+    ("band-ratio", "analyse", band_ratio_page),
+    ("clusters", "analyse", clusters_page),
+    ("calibration", "analyse", calibration_page),
+    ("cell-table", "analyse", cell_table_page),
 )
 
 
