@@ -9,6 +9,9 @@ An input layer removed from the viewer while its run is going does not stop the 
 already holds the data it read at the start, so the run finishes, its results are added as usual
 (they record the removed layer's name as their source), and a warning names the layers that were
 removed. Docks say which layers a run reads with ``start(..., viewer=, inputs=)``.
+
+While a run goes, torch computes on all cores but :data:`WINDOW_CORES` (one), so that the window
+keeps a core for its event loop and stays responsive (measured in ``benchmarks/ui.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,41 @@ from typing import Callable, Sequence
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+
+#: CPU cores that docks' runs leave to the window (its event loop, drawing, the Spectra plot).
+#: On a 2-core machine torch's threads on both cores starved the event loop: stalls of 0.2-0.8 s.
+WINDOW_CORES = 1
+_torch_threads = {"runs": 0, "saved": None}  # the runs holding the limit, torch's own setting
+
+
+def _share_cores() -> bool:
+    """Limit torch to all cores but :data:`WINDOW_CORES` while this run goes; True if applied.
+
+    Applied once torch is imported (the networks import it when they start), never importing it
+    here; :func:`_unshare_cores` puts torch's setting back when the last such run ends.
+    """
+    import os
+    import sys
+
+    torch = sys.modules.get("torch")
+    cores = os.cpu_count() or 1
+    if torch is None or WINDOW_CORES <= 0 or cores <= WINDOW_CORES:
+        return False
+    if _torch_threads["runs"] == 0:
+        _torch_threads["saved"] = torch.get_num_threads()
+        torch.set_num_threads(max(1, min(_torch_threads["saved"], cores - WINDOW_CORES)))
+    _torch_threads["runs"] += 1
+    return True
+
+
+def _unshare_cores() -> None:
+    import sys
+
+    _torch_threads["runs"] -= 1
+    if _torch_threads["runs"] == 0 and _torch_threads["saved"] is not None:
+        sys.modules["torch"].set_num_threads(_torch_threads["saved"])
+        _torch_threads["saved"] = None
 
 
 class RunFailed(Exception):
@@ -52,6 +90,7 @@ class Runner(QWidget):
         self.status.setWordWrap(True)
         self.worker: GeneratorWorker | None = None
         self.last_error: BaseException | None = None
+        self._sharing_cores = False
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -117,6 +156,8 @@ class Runner(QWidget):
             self.worker.quit()
 
     def _on_progress(self, progress) -> None:
+        if not self._sharing_cores:
+            self._sharing_cores = _share_cores()
         fraction = getattr(progress, "fraction", None)
         if fraction is not None:
             self.progress.setValue(int(round(1000 * fraction)))
@@ -154,6 +195,9 @@ class Runner(QWidget):
         show_info("napari-deeper: run cancelled; no layers were made.")
 
     def _on_finished(self) -> None:
+        if self._sharing_cores:
+            _unshare_cores()
+            self._sharing_cores = False
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)

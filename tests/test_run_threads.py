@@ -1,0 +1,34 @@
+"""A network run started from a dock leaves one CPU core to the window, and gives it back after."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import napari_deeper as nd
+from napari_deeper._widgets import _runner
+
+pytestmark = pytest.mark.gui
+
+
+def test_denoise_run_leaves_a_core_to_the_window(qtbot, make_napari_viewer):
+    import torch
+
+    viewer = make_napari_viewer()
+    cell = nd.simulate.simulate_cell((12, 12), n_bands=200, photons=50, seed=4)
+    viewer.add_image(cell.noisy, name="cell", metadata={"wavenumbers": cell.wavenumbers})
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deeper", "Denoise")
+    widget.methods.value = ["resunet"]
+    widget.panels.panels["resunet"].controls["batch_size"].value = 16  # several progress reports
+    before = torch.get_num_threads()
+    during = []
+    widget.runner.run_button.click()
+    widget.runner.worker.yielded.connect(lambda progress: during.append(torch.get_num_threads()))
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60000)
+    assert widget.runner.last_error is None, widget.runner.last_error
+    cores = os.cpu_count() or 1
+    expected = max(1, min(before, cores - _runner.WINDOW_CORES)) if cores > _runner.WINDOW_CORES else before
+    assert during and during[-1] == expected
+    assert torch.get_num_threads() == before  # given back when the run ends
+    assert "cell · resunet" in [layer.name for layer in viewer.layers]
