@@ -9,7 +9,7 @@ from qtpy.QtCore import QPoint, Qt
 
 from napari_deeper import provenance
 from napari_deeper._widgets import _display
-from napari_deeper._widgets.spectra import LEGEND_ROWS, SpectraWidget
+from napari_deeper._widgets.spectra import LEGEND_ROWS, REFIT_MS, SpectraWidget
 import napari_deeper as nd
 
 pytestmark = pytest.mark.gui
@@ -51,8 +51,9 @@ def spectra(qtbot, viewer):
 
 
 def settle(qtbot, widget) -> None:
-    """Let a pending re-fit of the axes (a full redraw) happen."""
+    """Let a pending re-fit of the axes (a full redraw) happen, and the redraw asked for be done."""
     qtbot.waitUntil(lambda: not widget._rescale_timer.isActive(), timeout=3000)
+    qtbot.waitUntil(lambda: not widget.canvas._draw_pending, timeout=3000)  # matplotlib's draw_idle flag
     qtbot.wait(50)
 
 
@@ -101,6 +102,18 @@ def test_live_lines_are_blitted_not_redrawn(qtbot, spectra, viewer, cell):
     spectra.update_live(world(layer, *bright))
     qtbot.waitUntil(lambda: len(draws) >= 1, timeout=3000)
     assert spectra.axes.get_ylim()[1] >= cell.noisy[:, bright[0], bright[1]].max()
+    # back on a dim pixel: the axis stays wide while the mouse moves, and fits once it rests
+    dim = np.unravel_index(np.argmin(cell.noisy.max(axis=0)), (20, 24))
+    spectra.update_live(world(layer, *dim))
+    wide = spectra.axes.get_ylim()
+    qtbot.waitUntil(lambda: spectra.axes.get_ylim()[1] < wide[1], timeout=3000)
+    assert spectra.axes.get_ylim()[1] >= cell.noisy[:, dim[0], dim[1]].max()
+    # a full redraw draws the figure once (the band selector reuses the plot's background)
+    settle(qtbot, spectra)
+    qtbot.wait(REFIT_MS + 100)
+    count = len(draws)
+    spectra.canvas.draw()
+    assert len(draws) == count + 1
 
 
 def test_marker_follows_the_band_slider_and_a_click_sets_it(qtbot, spectra, viewer, cell):

@@ -8,13 +8,13 @@ Fast enough to follow the mouse: the live lines and the marker of the displayed 
 matplotlib "animated" artists drawn over a saved background (blitting), so a mouse move costs a
 spectrum read and a few line draws, not a full redraw of the figure (which, with its layout,
 costs tens of milliseconds). A full redraw happens only when the picture changes otherwise:
-the limits no longer fit (at most a few times a second while the mouse moves), a pin or ROI
-is added, the dock is resized. The legend is a list under the plot (collapsible, scrolls, ticks
-hide curves), so it never covers the curves however many there are. Layers that were
-normalised (their recipe has a normalisation step) are drawn against a second y axis on the
-right when raw layers are plotted too, instead of lying flat at the bottom of the raw scale.
-The vertical marker follows the band slider; a click on the plot moves the slider to the band
-clicked.
+the curves outgrow the axes (at most once a second while the mouse moves; the axes are fitted
+again once it rests), a pin or ROI is added, the dock is resized. The legend is a list under
+the plot, of fixed height (it scrolls, folds, and its ticks hide curves), so it never covers the
+curves however many there are. Layers that were normalised (their recipe has a normalisation
+step) are drawn against a second y axis on the right when raw layers are plotted too, instead
+of lying flat at the bottom of the raw scale. The vertical marker follows the band slider; a
+click on the plot moves the slider to the band clicked.
 """
 
 from __future__ import annotations
@@ -52,9 +52,12 @@ from . import _display, _docks
 from ._layers import spectral_axis, spectral_layers, wavenumbers_of
 
 LIVE_REFRESH_MS = 33  # at most ~30 live updates a second while the mouse moves
+LIVE_MAX_MS = 250  # ... and at least 4 a second however busy the window is
 ROI_REFRESH_MS = 150  # shapes emit many events while being drawn; recompute once they settle
-RESCALE_MS = 250  # while the mouse moves, the axes are re-fitted (a full redraw) at most this often
-LEGEND_ROWS = 5  # the legend list shows this many rows, then scrolls
+RESCALE_MS = 1000  # while the mouse moves, the axes grow (a full redraw) at most this often
+REFIT_MS = 400  # once the mouse rests this long, the axes are fitted to the curves again
+HEADROOM = 0.25  # a y axis that must grow takes this much more room, so it does not grow at every move
+LEGEND_ROWS = 4  # the legend list shows this many rows, then scrolls
 CLICK_PIXELS = 4  # a press and release closer than this on the plot is a click, not a drag
 LAYER_COLOURS = colormaps["tab10"].colors
 PIN_COLOURS = colormaps["tab10"].colors[2:]  # the first two are the usual live-layer colours
@@ -128,7 +131,12 @@ def _pin_on_click(widget: "SpectraWidget") -> Callable:
 
 
 class _Legend(QWidget):
-    """The plot's legend as a list under it: a header that folds it, one tickable row per curve."""
+    """The plot's legend as a list under it: a header that folds it, one tickable row per curve.
+
+    The list keeps one height (:data:`LEGEND_ROWS` rows, then it scrolls), so curves coming and
+    going as the mouse moves on and off an image never resize the plot (a resize redraws it all),
+    and its rows are updated in place rather than made anew.
+    """
 
     toggled = Signal(str, bool)  # (series label, shown)
 
@@ -144,6 +152,10 @@ class _Legend(QWidget):
         self.list = QListWidget()
         self.list.setIconSize(QSize(18, 4))
         self.list.setUniformItemSizes(True)
+        self.list.addItem("row")
+        row = self.list.sizeHintForRow(0)
+        self.list.clear()
+        self.list.setFixedHeight(row * LEGEND_ROWS + 2 * self.list.frameWidth() + 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -151,6 +163,7 @@ class _Legend(QWidget):
         layout.addWidget(self.list)
         self.header.toggled.connect(self._fold)
         self.list.itemChanged.connect(self._on_item)
+        self._icons: dict[tuple, QIcon] = {}
         self.set_entries([])
 
     def _fold(self, shown: bool) -> None:
@@ -161,34 +174,65 @@ class _Legend(QWidget):
     def folded(self) -> bool:
         return not self.header.isChecked()
 
-    def set_folded(self, folded: bool) -> None:
-        self.header.setChecked(not folded)
+    def _icon(self, colour) -> QIcon:
+        key = tuple(float(c) for c in colour[:3])
+        if key not in self._icons:
+            swatch = QPixmap(18, 4)
+            swatch.fill(QColor.fromRgbF(*key))
+            self._icons[key] = QIcon(swatch)
+        return self._icons[key]
 
     def set_entries(self, entries: list[tuple[str, str, tuple, bool]]) -> None:
         """``(label, text shown, colour, shown)`` per curve, in plot order."""
         self.list.blockSignals(True)
-        self.list.clear()
-        for label, text, colour, shown in entries:
-            item = QListWidgetItem(text)
-            swatch = QPixmap(18, 4)
-            swatch.fill(QColor.fromRgbF(*colour[:3]))
-            item.setIcon(QIcon(swatch))
-            item.setData(Qt.ItemDataRole.UserRole, label)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked)
-            item.setToolTip(text)
-            self.list.addItem(item)
+        while self.list.count() > len(entries):
+            self.list.takeItem(self.list.count() - 1)
+        for index, (label, text, colour, shown) in enumerate(entries):
+            item = self.list.item(index)
+            if item is None:
+                item = QListWidgetItem()
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                self.list.addItem(item)
+            if item.data(Qt.ItemDataRole.UserRole) != label or item.text() != text:
+                item.setText(text)
+                item.setToolTip(text)
+                item.setData(Qt.ItemDataRole.UserRole, label)
+            item.setIcon(self._icon(colour))
+            state = Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked
+            if item.checkState() != state:
+                item.setCheckState(state)
         self.list.blockSignals(False)
         self.header.setText(f"Legend ({len(entries)})")
-        self.setVisible(bool(entries))
-        row = self.list.sizeHintForRow(0) if entries else 16
-        self.list.setFixedHeight(row * min(max(len(entries), 1), LEGEND_ROWS) + 2 * self.list.frameWidth() + 2)
 
     def entries(self) -> list[str]:
         return [self.list.item(i).text() for i in range(self.list.count())]
 
     def _on_item(self, item) -> None:
         self.toggled.emit(item.data(Qt.ItemDataRole.UserRole), item.checkState() == Qt.CheckState.Checked)
+
+
+class _BandSelector(SpanSelector):
+    """The plot's band picker: a SpanSelector that takes the plot's saved background.
+
+    After every full redraw matplotlib's selector draws the figure a second time, without the
+    animated artists, to save its own background; the plot saves that background already (its
+    draw handler runs first), so the selector takes it instead of doubling the cost of a redraw.
+    """
+
+    def __init__(self, plot: "SpectraWidget", *args, **kwargs):
+        self._plot = weakref.ref(plot)
+        super().__init__(*args, **kwargs)
+
+    def update_background(self, event):
+        plot = self._plot()
+        background = getattr(plot, "_background", None)
+        if not self.useblit or background is None or self.canvas.is_saving():
+            return super().update_background(event)
+        if hasattr(self, "_save_blit_background"):  # matplotlib >= 3.10
+            self._save_blit_background(background)
+        else:
+            self.background = background
+        return None
 
 
 class SpectraWidget(QWidget):
@@ -247,8 +291,11 @@ class SpectraWidget(QWidget):
         self._pending_position: tuple | None = None  # the cursor, not yet plotted
         self._last_position: tuple | None = None  # where the live spectra shown were read
         self._connected_layers: list = []
-        self._background = None
+        self._background = None  # the figure without its animated artists, saved after each full redraw
+        self._marked = None  # the same with the band marker drawn on it
         self._last_full_draw = 0.0
+        self._live_due = 0.0  # when the live timer should fire
+        self._loop_lag_ms = 0.0  # how late it fired lately (a moving average)
         self._split = False  # normalised layers on the right axis
         self._press: tuple | None = None
         self.last_span: tuple[float, float] | None = None
@@ -265,6 +312,10 @@ class SpectraWidget(QWidget):
         self._rescale_timer = QTimer(self)
         self._rescale_timer.setSingleShot(True)
         self._rescale_timer.timeout.connect(self._full_draw)
+        self._refit_timer = QTimer(self)
+        self._refit_timer.setSingleShot(True)
+        self._refit_timer.setInterval(REFIT_MS)
+        self._refit_timer.timeout.connect(self._refit)
         self._band_timer = QTimer(self)
         self._band_timer.setSingleShot(True)
         self._band_timer.setInterval(0)
@@ -277,7 +328,8 @@ class SpectraWidget(QWidget):
             0, 1.0, "", transform=self.axes.get_xaxis_transform(), fontsize="x-small",
             ha="center", va="bottom", animated=True, visible=False, clip_on=False,
         )
-        self.span = SpanSelector(
+        self.span = _BandSelector(
+            self,
             self.axes,
             self._on_span,
             "horizontal",
@@ -305,6 +357,8 @@ class SpectraWidget(QWidget):
         self._connect_layer_events()
         self._apply_theme()
         self.refresh_rois()
+        if not self._rois:
+            self._rebuild()  # the empty plot, labelled
         SpectraWidget._instances.add(self)
         _docks.arrange_soon(self)
 
@@ -411,8 +465,9 @@ class SpectraWidget(QWidget):
         return shown
 
     def _update_marker(self) -> None:
-        if _alive(self):
+        if _alive(self) and self._background is not None:
             self._place_marker()
+            self._mark_background()
             self._blit()
 
     # ----------------------------------------------------------------------------- lookups
@@ -449,9 +504,19 @@ class SpectraWidget(QWidget):
     def _on_cursor(self, event=None) -> None:
         self._pending_position = tuple(self.viewer.cursor.position)
         if not self._live_timer.isActive():
+            self._live_due = time.perf_counter() + self._live_timer.interval() / 1000
             self._live_timer.start()
 
     def _draw_pending(self) -> None:
+        """The throttled live update; the next waits longer while the window's event loop lags.
+
+        How late this timer fired is how long the loop was busy (drawing the window, other
+        docks, a run's progress): while it lags, the plot asks for fewer repaints, down to
+        1000 / :data:`LIVE_MAX_MS` a second, and it is back to ~30 a second once the loop is idle.
+        """
+        late_ms = max(0.0, (time.perf_counter() - self._live_due) * 1000)
+        self._loop_lag_ms = 0.7 * self._loop_lag_ms + 0.3 * late_ms
+        self._live_timer.setInterval(int(np.clip(2 * self._loop_lag_ms, LIVE_REFRESH_MS, LIVE_MAX_MS)))
         if self._pending_position is None or not self.isVisible():
             return
         self.update_live(self._pending_position)
@@ -477,10 +542,11 @@ class SpectraWidget(QWidget):
                 series.artists[0].set_data(x, y)
         if structure_changed:
             self._update_live_artists(removed)
-        elif self._limits_changed():
+        elif self._limits_changed(grow_only=True):
             self._request_rescale()
         else:
             self._blit()
+        self._refit_timer.start()
         self.draw_times.append(time.perf_counter() - start)
         del self.draw_times[:-200]
 
@@ -553,9 +619,12 @@ class SpectraWidget(QWidget):
 
     def refresh_rois(self) -> None:
         """Recompute and redraw the ROI mean ± std curves."""
+        results = self._roi_results()
+        if not results and not self._rois:
+            return  # no ROI before or after (a layer was added): nothing to redraw
         self._drop(self._rois)
         self._rois = []
-        for index, (label, (x, mean, std, _, layer)) in enumerate(self._roi_results().items()):
+        for index, (label, (x, mean, std, _, layer)) in enumerate(results.items()):
             colour = ROI_COLOURS[index % len(ROI_COLOURS)]
             self._rois.append(_Series(label, x, mean, colour, _spectral_unit_label(layer), is_normalised(layer),
                                       "roi", std=std))
@@ -656,11 +725,10 @@ class SpectraWidget(QWidget):
         self._make_artists(list(self._live.values()))
         self._update_legend()
         x_changed = self._fit_x()
-        if self._limits_changed() or x_changed:
+        if self._limits_changed(grow_only=True) or x_changed:
             self._request_rescale()
         else:
-            self._place_marker()
-            self._blit()
+            self._update_marker()
 
     def _rebuild(self) -> None:
         """Make every curve's artists anew (after a change of what is plotted) and redraw all."""
@@ -699,8 +767,14 @@ class SpectraWidget(QWidget):
         self.axes.set_xlim(*limits)
         return True
 
-    def _limits_changed(self, force: bool = False) -> bool:
-        """Fit each y axis to its curves when they leave it or fill under half of it; True if changed."""
+    def _limits_changed(self, force: bool = False, grow_only: bool = False) -> bool:
+        """Fit each y axis to its curves; True if a limit changed.
+
+        An axis is fitted when its curves leave it or fill less than half of it (or always, with
+        ``force``). ``grow_only`` (while the mouse moves) only widens an axis the curves leave, with
+        :data:`HEADROOM` to spare, so that moving between bright and dim pixels does not redraw the
+        whole figure at every move.
+        """
         changed = False
         for axes, normalised in ((self.axes, False), (self.axes_norm, True)):
             shown = [s for s in self._all_series() if s.label not in self._hidden
@@ -716,10 +790,20 @@ class SpectraWidget(QWidget):
             span = max(high - low, 1e-12)
             outside = low < current[0] or high > current[1]
             loose = span < 0.5 * (current[1] - current[0])
-            if force or outside or loose:
+            if grow_only:
+                if outside:
+                    pad = (0.05 + HEADROOM) * span
+                    axes.set_ylim(min(current[0], low - pad), max(current[1], high + pad))
+                    changed = True
+            elif force or outside or loose:
                 axes.set_ylim(low - 0.05 * span, high + 0.05 * span)
                 changed = True
         return changed
+
+    def _refit(self) -> None:
+        """The mouse rests: fit the axes to the curves shown (narrower ones too)."""
+        if _alive(self) and self._limits_changed():
+            self._full_draw()
 
     def _request_rescale(self) -> None:
         """Redraw with the new limits now, or soon when the last full redraw was very recent."""
@@ -740,24 +824,34 @@ class SpectraWidget(QWidget):
         if self.canvas.is_saving():
             return
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
-        self._draw_animated()
+        self._mark_background()
+        self._draw_animated(marker=False)
 
-    def _animated(self) -> list:
+    def _mark_background(self) -> None:
+        """Keep a second background with the band marker on it (text is slow to draw: once per band)."""
+        self.canvas.restore_region(self._background)
+        for artist in (self.marker, self.marker_text):
+            if artist.get_visible():
+                self.figure.draw_artist(artist)
+        self._marked = self.canvas.copy_from_bbox(self.figure.bbox)
+
+    def _animated(self, marker: bool = True) -> list:
+        skip = () if marker else (self.marker, self.marker_text)
         artists = [a for axes in (self.axes, self.axes_norm) if axes.get_visible()
-                   for a in axes.get_children() if a.get_animated() and a.get_visible()]
+                   for a in axes.get_children() if a.get_animated() and a.get_visible() and a not in skip]
         return sorted(artists, key=lambda a: a.get_zorder())
 
-    def _draw_animated(self) -> None:
-        for artist in self._animated():
+    def _draw_animated(self, marker: bool = True) -> None:
+        for artist in self._animated(marker):
             self.figure.draw_artist(artist)
 
     def _blit(self) -> None:
-        """Redraw only the animated artists over the saved background (a few ms)."""
+        """Redraw the live lines over the saved background, marker included (a few ms)."""
         if self._background is None:
             self.canvas.draw_idle()
             return
-        self.canvas.restore_region(self._background)
-        self._draw_animated()
+        self.canvas.restore_region(self._marked)
+        self._draw_animated(marker=False)
         self.canvas.update()  # painted with the window's next repaint, not at once
 
     def _on_legend_toggle(self, label: str, shown: bool) -> None:
