@@ -189,6 +189,7 @@ _KERNELS = (
 def _pairs(block: np.ndarray, spatial: bool):
     """Per residual kernel: ``(binning level, level, residual)`` at every interior position.
 
+    ``block`` is float32 (with its typical level subtracted, so the window sums lose nothing).
     The residual is the normalised kernel response along its line of positions; ``level`` is the
     mean over that line; the *binning* level is the mean over the rest of the window (5 bands x
     3 x 3 pixels, or 9 bands for a single line of spectra). The binning level shares no values
@@ -208,13 +209,12 @@ def _pairs(block: np.ndarray, spatial: bool):
         length = weights.size
         n = block.shape[axis] - 2 * half
         taps = [_shifted(block, axis, s, n) for s in range(length)]
-        residual = sum(w * t for w, t in zip(weights, taps)) / np.sqrt(np.sum(weights**2))
+        residual = sum(float(w) * t for w, t in zip(weights, taps)) / float(np.sqrt(np.sum(weights**2)))
         line_sum = sum(taps)
         residual = _crop(residual, line, window)
         line_sum = _crop(line_sum, line, window)
         rest = (total - line_sum) / (n_window - length)
-        out.append((rest.ravel().astype(np.float32), (line_sum / length).ravel().astype(np.float32),
-                    residual.ravel().astype(np.float32)))
+        out.append((rest.ravel(), (line_sum / np.float32(length)).ravel(), residual.ravel()))
     return out
 
 
@@ -394,9 +394,11 @@ def estimate_noise(data, max_values: int = MAX_VALUES, spikes: bool = True,
     n_positions = n_examined * n_bands
     thin = max(1, n_positions // FIT_VALUES)
     kernels = None
+    centre = float(np.median(cube[:, :: max(1, n_rows // 8)]))  # float32 sums stay exact near zero
     for index in blocks:
-        block = np.asarray(cube[(slice(None), *index)], dtype=np.float64)
-        found = [tuple(x[::thin] for x in k) for k in _pairs(block, spatial)]
+        block = np.asarray(cube[(slice(None), *index)], dtype=np.float32) - np.float32(centre)
+        found = [(binning[::thin] + centre, level[::thin] + centre, residual[::thin])
+                 for binning, level, residual in _pairs(block, spatial)]
         kernels = [[[x] for x in k] for k in found] if kernels is None else [
             [acc + [x] for acc, x in zip(ks, k)] for ks, k in zip(kernels, found)]
     kernels = [tuple(np.concatenate(x) for x in k) for k in kernels]
