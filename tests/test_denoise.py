@@ -64,6 +64,44 @@ def test_default_beats_pca_auto(cell):
     assert _nmse(denoise(cell.noisy), cell.clean) < _nmse(denoise(cell.noisy, "pca"), cell.clean)
 
 
+def test_default_beats_the_best_rank_pca_with_no_clean_answer():
+    """The self-calibrated hybrid against PCA at the rank that is best knowing the clean cube."""
+    cell = simulate.simulate_cell((40, 40), n_bands=300, photons=30, seed=41)
+    best_rank = min(_nmse(denoise(cell.noisy, "pca", n_components=k), cell.clean) for k in range(1, 25))
+    default = _nmse(denoise(cell.noisy), cell.clean)
+    assert default < best_rank / 1.5
+    assert default < _nmse(denoise(cell.noisy, "hybrid", auto=False), cell.clean)
+
+
+def test_hybrid_auto_reports_its_choices_and_handles_small_images():
+    cell = simulate.simulate_cell((9, 9), n_bands=200, photons=60, seed=3)
+    messages = []
+    out = run(denoise_steps(cell.noisy, "hybrid"), lambda p: messages.append(p.message))
+    assert any("components" in m for m in messages) and any("spatial strengths" in m for m in messages)
+    assert _nmse(out, cell.clean) < 0.5 * _nmse(cell.noisy, cell.clean)
+    for whiten in ("vst", "none"):
+        assert _nmse(denoise(cell.noisy, "hybrid", whiten=whiten), cell.clean) < _nmse(cell.noisy, cell.clean)
+    with pytest.raises(ValueError, match="constant"):
+        denoise(np.ones((50, 8, 8), np.float32), "hybrid")
+
+
+def test_noise_edge_and_spectral_smoothing_rules():
+    from napari_deeper.denoise.hybrid import dct_smooth, edge_rank, marchenko_pastur_median
+
+    assert marchenko_pastur_median(1.0) == pytest.approx(0.6528, abs=1e-3)  # Gavish & Donoho's mu_1
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((300, 2000))
+    signal = 3.0 * rng.standard_normal((300, 3)) @ rng.standard_normal((3, 2000))
+    assert edge_rank(np.linalg.svd(noise, compute_uv=False), noise.shape) == 1  # never fewer than one
+    assert edge_rank(np.linalg.svd(signal + noise, compute_uv=False), noise.shape) == 3
+    smooth = np.sin(np.linspace(0, 3, 400))
+    noisy = smooth + 0.1 * rng.standard_normal(400)
+    assert np.mean((dct_smooth(noisy, 0.01) - smooth) ** 2) < 0.1 * 0.01
+    spiky = np.zeros(400)
+    spiky[::7] = 1.0  # structure at the finest scale with no noise: left alone
+    np.testing.assert_allclose(dct_smooth(spiky, 1e-12), spiky, atol=1e-4)
+
+
 @pytest.mark.parametrize("method", ["savgol", "whittaker", "wavelet", "pca", "hybrid"])
 def test_chunked_equals_unchunked(cell, method, monkeypatch):
     whole = denoise(cell.noisy, method)
