@@ -15,11 +15,11 @@ import zipfile
 import numpy as np
 import pytest
 import scipy.io as sio
+from test_io import AXIS, NX, NY, B, smooth_cube, witec_struct, write_mat73
 
 import napari_deeper as nd
 from napari_deeper._validation import SAFE_MAGNITUDE
 from napari_deeper.io import Cube, load_cube, save_cube
-from test_io import AXIS, B, NX, NY, smooth_cube, witec_struct, write_mat73
 
 
 def _npy_with_header(path, header: bytes, payload: bytes = b"") -> None:

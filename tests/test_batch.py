@@ -8,7 +8,6 @@ own, kills one worker in the middle of a task and checks that every input still 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,8 +21,7 @@ import pytest
 import tifffile
 
 import napari_deeper as nd
-from napari_deeper.batch import batch_steps, find_inputs, output_names, per_pixel, read_summary, run_batch
-from napari_deeper.batch import store
+from napari_deeper.batch import batch_steps, find_inputs, output_names, per_pixel, read_summary, run_batch, store
 from napari_deeper.batch.cli import main as cli_main
 from napari_deeper.batch.engine import INLINE
 from napari_deeper.recipe import Recipe
@@ -454,7 +452,7 @@ def test_worker_killed_mid_batch_every_input_ends_once(tmp_path, recipe_file):
                 victim.kill()
                 seen.update(staging=working[0], finished=finished, at=time.monotonic())
                 return
-            time.sleep(0.002)
+            time.sleep(0.005)
 
     watcher = threading.Thread(target=kill_mid_task)
     watcher.start()

@@ -2,8 +2,8 @@
 
 import threading
 
-from napari_deeper.compute import Progress
 from napari_deeper._widgets._runner import RunFailed, Runner
+from napari_deeper.compute import Progress
 
 
 def counting_steps(n):

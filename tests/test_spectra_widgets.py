@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from vispy.app.canvas import MouseEvent
 
+import napari_deeper as nd
 from napari_deeper import spectral
 from napari_deeper._widgets.peak_map import PeakMapWidget
 from napari_deeper._widgets.preprocess import PreprocessWidget
 from napari_deeper._widgets.spectra import SpectraWidget
-import napari_deeper as nd
 
 pytestmark = pytest.mark.gui
 
@@ -104,7 +104,7 @@ def test_pins_by_method_and_by_click(qtbot, spectra, cell):
     expected = spectra.spectra_at(viewer.cursor.position)
     assert expected, "the click should land on the image"
     assert len(spectra.pinned) == len(expected)
-    for label, (x, y) in spectra.pinned.items():
+    for label, (_x, y) in spectra.pinned.items():
         name = label.split(" @ ")[0]
         np.testing.assert_array_equal(y, expected[name][1])
     # a drag is not a click: no new pin (it starts on other pixels, which a click would pin)

@@ -13,9 +13,9 @@ from scipy.optimize import nnls as scipy_nnls
 import napari_deeper as nd
 from napari_deeper import compute
 from napari_deeper.io.endmembers import load_endmembers_csv, save_endmembers_csv
+from napari_deeper.unmix import abundances as abundances_module
 from napari_deeper.unmix import classify, estimate_n_endmembers, estimate_snr, nnls_steps, unmix
 from napari_deeper.unmix import endmembers as vca_module
-from napari_deeper.unmix import abundances as abundances_module
 from napari_deeper.unmix.abundances import _TorchOps
 
 
@@ -319,7 +319,7 @@ def test_fcls_agrees_with_slsqp(rng):
     for j in range(4):
         y = cube[:, 0, j].astype(np.float64)
         solved = minimize(
-            lambda x: np.sum((endmembers.T @ x - y) ** 2),
+            lambda x, y=y: np.sum((endmembers.T @ x - y) ** 2),
             np.full(3, 1 / 3),
             method="SLSQP",
             bounds=[(0, None)] * 3,

@@ -19,9 +19,10 @@ import shutil
 import sys
 import threading
 import warnings
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Generator, Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 

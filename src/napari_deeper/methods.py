@@ -21,9 +21,9 @@ Rules every family follows:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Callable
 
 from .compute import many
 

@@ -252,9 +252,9 @@ def store_safe(text: str) -> str:
 
 def write_step(staging, base, entry, chosen, method, out, given, cube, provenance, job) -> tuple[list, dict]:
     """Write one step's result into the staging folder; returns (files written, figures)."""
-    from ..io.layer_writers import write_tiff
     from ..io import save_cube
     from ..io.endmembers import save_endmembers_csv
+    from ..io.layer_writers import write_tiff
     from ..provenance import KEY
 
     operation = entry["operation"]

@@ -189,7 +189,7 @@ def calibrate_wavelet(data: np.ndarray, wavelet: str = "sym8", mode: str = "soft
     best = None
     for level in range(max(1, top - 2), top + 1):
         for scale in scales:
-            loss = sure_loss(lambda block: _wavelet_block(block, wavelet, level, mode, threshold, scale),
+            loss = sure_loss(lambda block, level=level, scale=scale: _wavelet_block(block, wavelet, level, mode, threshold, scale),
                              spectra, variance)
             if best is None or loss < best[0]:
                 best = (loss, {"level": level, "threshold_scale": float(scale)})

@@ -92,7 +92,7 @@ class Anscombe:
             object.__setattr__(self, "_table", (lam, expected_transform(lam, sigma2)))
 
     @classmethod
-    def from_noise(cls, model) -> "Anscombe":
+    def from_noise(cls, model) -> Anscombe:
         """The transform for a :class:`~napari_deeper.denoise.noise.NoiseModel`."""
         return cls(float(model.gain), float(model.read_variance))
 

@@ -26,10 +26,10 @@ from ._cube import (
     Cube,
     axes_label,
     check_array_header,
+    check_shape,
     count_nonfinite,
     describe,
     image_shape,
-    check_shape,
     is_numeric,
     parse_axes,
     parse_shape,
@@ -38,6 +38,7 @@ from ._cube import (
     spectral_axis_3d,
     to_byx,
 )
+from ._text import TEXT_EXTENSIONS, read_text
 from ._variables import (
     STREAM_ERRORS,
     Variable,
@@ -47,7 +48,6 @@ from ._variables import (
     npz_variables,
     read_npy_header,
 )
-from ._text import TEXT_EXTENSIONS, read_text
 from ._vendor import VENDOR_EXTENSIONS, read_vendor
 
 EXTENSIONS = (".mat", ".npy", ".npz", *VENDOR_EXTENSIONS, *TEXT_EXTENSIONS)
@@ -221,7 +221,7 @@ def _guarded(path: Path, read):
 # --- layouts -------------------------------------------------------------------------------
 
 
-def _interpret(variables: dict[str, Variable], context: "_Context") -> Cube:
+def _interpret(variables: dict[str, Variable], context: _Context) -> Cube:
     context.variables = variables
     numeric = {n: v for n, v in variables.items() if v.kind == "numeric"}
     if OWN_RECORD in variables and "data" in numeric:
@@ -241,7 +241,7 @@ def _interpret(variables: dict[str, Variable], context: "_Context") -> Cube:
     return _largest_array(variables, numeric, context)
 
 
-def _own_format(variables, context: "_Context") -> Cube:
+def _own_format(variables, context: _Context) -> Cube:
     """A file :func:`save_cube` wrote: no guesses; an unusable companion is skipped with a note."""
     record = _own_record(variables[OWN_RECORD], context)
     axes = "byx" if context.container == "npz" else "yxb"
@@ -289,7 +289,7 @@ def _own_format(variables, context: "_Context") -> Cube:
     return cube
 
 
-def _own_record(variable: Variable, context: "_Context") -> dict:
+def _own_record(variable: Variable, context: _Context) -> dict:
     """The JSON metadata record of an own-format file ({} with a note when it is unusable)."""
     text = variable.text() if variable.kind == "char" else None
     try:
@@ -302,7 +302,7 @@ def _own_record(variable: Variable, context: "_Context") -> dict:
     return record
 
 
-def _witec_struct(name: str, fields: dict[str, Variable], context: "_Context") -> Cube:
+def _witec_struct(name: str, fields: dict[str, Variable], context: _Context) -> Cube:
     """WITec Project FIVE export: ``data`` (pixels x bands), ``imagesize`` [ny nx], ``axisscale``."""
     data_variable = fields["data"]
     check_array_header(data_variable.shape, data_variable.dtype, f"{name}.data {describe(data_variable.shape, data_variable.dtype)}")
@@ -357,7 +357,7 @@ def _witec_image_axes(fields: dict[str, Variable], image_shape) -> dict | None:
     return {"pixel_size": steps, "origin": origin, "space_units": ["µm", "µm"], "space_axes": ["y", "x"]}
 
 
-def _noise_learning(matrices, numeric, context: "_Context") -> Cube:
+def _noise_learning(matrices, numeric, context: _Context) -> Cube:
     """Noise-learning sets: ``cube`` / ``lcube`` / ``noise`` are bands x pixels, ``x`` the axis."""
     present = [k for k in NOISE_LEARNING if k in matrices]
     main = present[0]
@@ -376,7 +376,7 @@ def _noise_learning(matrices, numeric, context: "_Context") -> Cube:
     return cube
 
 
-def _deeper_pairs(matrices, numeric, context: "_Context") -> Cube:
+def _deeper_pairs(matrices, numeric, context: _Context) -> Cube:
     """DeepeR denoising sets: N x bands matrices; the axis comes from a sidecar ``axis.txt``."""
     names = [k for k in DEEPER_MAIN + DEEPER_PAIRED if k in matrices]
     main = names[0]
@@ -390,7 +390,7 @@ def _deeper_pairs(matrices, numeric, context: "_Context") -> Cube:
     return cube
 
 
-def _largest_array(variables, numeric, context: "_Context") -> Cube:
+def _largest_array(variables, numeric, context: _Context) -> Cube:
     candidates = {
         n: v for n, v in numeric.items() if len(v.shape) >= 2 and sorted(v.shape)[-2] > 1
     }
@@ -412,7 +412,7 @@ def _largest_array(variables, numeric, context: "_Context") -> Cube:
     return cube
 
 
-def _vector(context: "_Context", keys, lengths, exclude=None):
+def _vector(context: _Context, keys, lengths, exclude=None):
     """(values, unit, where) of the first spectral vector stored under one of ``keys``.
 
     The unit is the one a ``spectral_unit`` text states, else the one the name implies
@@ -440,7 +440,7 @@ def _vector(context: "_Context", keys, lengths, exclude=None):
     return None
 
 
-def _axis_values(context: "_Context", variable: Variable, lengths) -> np.ndarray | None:
+def _axis_values(context: _Context, variable: Variable, lengths) -> np.ndarray | None:
     """A spectral vector's values, or None (noted, nothing read) when its length fits no axis."""
     count = int(np.prod(variable.shape))
     if count not in {int(n) for n in lengths}:
@@ -460,7 +460,7 @@ def _length(wavenumbers) -> int | None:
 _MAX_UNIT_CHARS = 64
 
 
-def _text_of(context: "_Context", keys) -> str | None:
+def _text_of(context: _Context, keys) -> str | None:
     for key in keys:
         variable = context.variables.get(key)
         if variable is not None and variable.kind == "char" and int(np.prod(variable.shape)) <= _MAX_UNIT_CHARS:

@@ -428,7 +428,8 @@ def _spacing(centres, name, notes):
     steps = np.diff(centres)
     step = float(np.median(steps))
     if np.max(np.abs(steps - step)) > 0.01 * abs(step):
-        notes.append(f"{name} positions are not evenly spaced (steps {steps.min():.4g} to {steps.max():.4g}): pixel size = median step {step:.4g}")
+        notes.append(f"{name} positions are not evenly spaced (steps {steps.min():.4g} to {steps.max():.4g}): "
+                     f"pixel size = median step {step:.4g}")
     return step, float(centres[0])
 
 

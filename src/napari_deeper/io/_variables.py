@@ -6,8 +6,9 @@ archives from each member's ``.npy`` header. Every :class:`Variable` reports its
 axes reversed, and are transposed back here, so the layout rules see one orientation.
 
 Nothing is read that the file's size cannot hold: every Variable knows its file's size, and its
-``load()`` refuses an array declaring more than :data:`MAX_EXPANSION` times that, before reading. HDF5 links are inspected before they are followed: external links (and datasets whose
-data lie in other files) are never followed, dangling soft links and committed datatypes are
+``load()`` refuses an array declaring more than :data:`MAX_EXPANSION` times that, before reading.
+HDF5 links are inspected before they are followed: external links (and datasets whose data lie
+in other files) are never followed, dangling soft links and committed datatypes are
 skipped, each with a note.
 """
 
@@ -17,10 +18,10 @@ import lzma
 import tokenize
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class Variable:
             )
         return self._load()
 
-    def fields(self) -> dict[str, "Variable"]:
+    def fields(self) -> dict[str, Variable]:
         return self._fields() if self._fields is not None else {}
 
     def text(self) -> str | None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from .. import __version__
 from .endmembers import save_endmembers_csv
@@ -66,8 +66,8 @@ def write_unmixing(
     (parameters, where the endmembers came from, ...); the files, components and the CSV's name
     are added here.
     """
-    from .layer_writers import write_labels_tiff, write_tiff
     from ..provenance import KEY
+    from .layer_writers import write_labels_tiff, write_tiff
 
     folder = Path(folder)
     files: dict[str, dict] = {}
@@ -90,7 +90,7 @@ def write_unmixing(
     save_endmembers_csv(folder / "endmembers.csv", endmembers, wavenumbers, list(components))
     document = {
         "operation": "unmix",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "napari_deeper_version": __version__,
         **(record or {}),
         "components": list(components),

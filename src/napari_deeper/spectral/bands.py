@@ -6,7 +6,7 @@ mmap_mode="r")``) and other lazily loaded arrays without pulling the whole cube 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -198,8 +198,8 @@ def finetune_denoiser_steps(base_model: str, noisy, clean, steps: int = 300, lr:
     ``save_model(model, name, card["arch"], card["config"], card)``.
     """
     from ..compute import select_device
-    from ..models.registry import find_model, load_model
     from ..denoise.deep import MIN_BANDS
+    from ..models.registry import find_model, load_model
 
     noisy_m, clean_m = _pairs_matrix(noisy, clean)
     if noisy_m.shape[1] < MIN_BANDS:
@@ -283,10 +283,10 @@ def learn_noise_steps(base_model: str = "aunet", blank=None, wavenumbers=None,
     noise's standard deviation (log-uniform), plus randomly chosen measured noise spectra.
     Yields ``Progress(done, total, message, loss)``; returns ``(model, card)``.
     """
-    from ..compute import select_device
-    from ..models.registry import find_model, load_model
-    from ..denoise.deep import MIN_BANDS
     from .._validation import as_wavenumbers
+    from ..compute import select_device
+    from ..denoise.deep import MIN_BANDS
+    from ..models.registry import find_model, load_model
     from ..simulate import spectra_batch, wavenumber_axis
 
     if blank is None:
