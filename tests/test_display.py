@@ -50,16 +50,28 @@ def test_the_displayed_band_is_named_in_raman_shift(qtbot, thp1):
     # the slider widget shows it beside the band number
     slider = viewer.window._qt_viewer.dims.slider_widgets[0]
     assert slider.axis_label.text() == f"{w[249]:.1f} cm⁻¹" and slider.curslice_label.text() == "249"
-    # the status bar: the cursor's coordinates, then the Raman shift
+    # the status bar: the cursor's coordinates, then the Raman shift (as napari's status thread
+    # computes and hands it to the window)
     viewer.mouse_over_canvas = True
     viewer.cursor.position = (249, 10.0, 12.0)
-    viewer.update_status_from_cursor()
-    assert viewer.status["coordinates"].endswith(f"({w[249]:.1f} cm⁻¹)")
+    viewer.window._qt_window.set_status_and_tooltip(viewer._calc_status_from_cursor())
+    shown = viewer.window._status_bar._coordinates.text()
+    assert shown.startswith("[249") and shown.endswith(f"({w[249]:.1f} cm⁻¹)")
     # in 3-D the spectral axis is not sliced: nothing is named
     viewer.dims.ndisplay = 3
     assert not overlay.visible
     viewer.dims.ndisplay = 2
     assert overlay.visible
+    # the cube hidden (maps alone on screen): no band on the canvas, the slider still named
+    layer.visible = False
+    assert not overlay.visible and viewer.dims.axis_labels[0] == f"{w[249]:.1f} cm⁻¹"
+    layer.visible = True
+    assert overlay.visible
+    # a text the user put on the canvas is left alone
+    overlay.text = "sample 3, day 2"
+    viewer.dims.set_current_step(0, 100)
+    assert overlay.text == "sample 3, day 2"
+    assert viewer.dims.axis_labels[0] == f"{w[100]:.1f} cm⁻¹"
 
 
 def test_cubes_open_in_magma_with_percentile_contrast_per_band(qtbot, thp1):
@@ -73,6 +85,12 @@ def test_cubes_open_in_magma_with_percentile_contrast_per_band(qtbot, thp1):
     assert layer.contrast_limits[1] < 0.5 * full[1]
     viewer.dims.set_current_step(0, 120)
     np.testing.assert_allclose(layer.contrast_limits, np.percentile(layer.data[120], _display.PERCENTILES),
+                               rtol=1e-5)
+    # hidden, it is skipped as the band moves; shown again, it has the band's contrast
+    layer.visible = False
+    viewer.dims.set_current_step(0, 400)
+    layer.visible = True
+    np.testing.assert_allclose(layer.contrast_limits, np.percentile(layer.data[400], _display.PERCENTILES),
                                rtol=1e-5)
     # the user sets a contrast: it is kept from then on
     layer.contrast_limits = (0.0, 300.0)

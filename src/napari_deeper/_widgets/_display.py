@@ -35,7 +35,7 @@ PERCENTILES = (1.0, 99.5)
 SAMPLE_PIXELS = 1 << 18
 SPECTRAL_LABELS = ("wavenumber", "wavelength", "band")
 
-_installed: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_installed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # ------------------------------------------------------------------------------ pure helpers
@@ -115,7 +115,7 @@ def is_map(layer) -> bool:
 
 
 # ------------------------------------------------------------------------------ the viewer
-def install(viewer) -> "Display | None":
+def install(viewer) -> Display | None:
     """Give ``viewer`` the display behaviour described in this module; a no-op the second time."""
     if viewer is None:
         return None
@@ -198,7 +198,7 @@ class Display:
 
     def __init__(self, viewer):
         self._viewer = weakref.ref(viewer)
-        self._auto: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # layer -> limits we set
+        self._auto: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> limits we set
         self._setting = False
         self._overlay_text = ""
         self.readout: dict | None = None
@@ -209,7 +209,7 @@ class Display:
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self.refresh_readout)
         viewer.layers.selection.events.active.connect(self.refresh_readout)
-        viewer.events.status.connect(self._on_status, position="first")
+        viewer.events.status.connect(self._on_status)
         for layer in list(viewer.layers):
             self._adopt(layer)
         self.refresh_readout()
@@ -234,7 +234,7 @@ class Display:
         if is_cube(layer) and is_ours(layer) and layer not in self._auto:
             self._auto[layer] = None
             layer.events.contrast_limits.connect(self._on_contrast)
-            layer.events.visible.connect(self.refresh_readout)
+            layer.events.visible.connect(self._on_visible)
             self._autocontrast(layer)
         elif is_map(layer):
             layer.colorbar.visible = True
@@ -250,6 +250,13 @@ class Display:
             layer.contrast_limits = limits
         finally:
             self._setting = False
+
+    def _on_visible(self, event) -> None:
+        """A cube shown again gets the contrast of the band now shown (hidden ones are skipped)."""
+        layer = event.source
+        if layer.visible and layer in self._auto:
+            self._autocontrast(layer)
+        self.refresh_readout()
 
     def _on_contrast(self, event) -> None:
         """A contrast that this module did not set is the user's: stop following the band."""
@@ -312,21 +319,21 @@ class Display:
         shows_band = viewer.dims.ndim == 3 and 0 in viewer.dims.not_displayed
         readout = band_readout(viewer) if shows_band else None
         self.readout = readout
+        if readout is not None:
+            labels = list(viewer.dims.axis_labels)
+            if labels[0] != readout["short"]:
+                labels[0] = readout["short"]
+                viewer.dims.axis_labels = labels
         overlay = text_overlay(viewer)
-        if readout is None:
-            if overlay.text and overlay.text == self._overlay_text:  # ours: clear it, leave others'
-                overlay.visible = False
-                overlay.text = self._overlay_text = ""
-            return
-        self._overlay_text = readout["text"]
-        overlay.text = readout["text"]
-        overlay.position = "top_left"
-        overlay.visible = True
-        labels = list(viewer.dims.axis_labels)
-        label = readout["short"]
-        if labels[0] != label:
-            labels[0] = label
-            viewer.dims.axis_labels = labels
+        if overlay.text and overlay.text != self._overlay_text:
+            return  # someone else's text on the canvas: leave it alone
+        # on the canvas only while a cube is shown (beside maps alone it would name a hidden band),
+        # bottom left: above the slider, clear of the grid's panel titles at the top left
+        shown = readout is not None and readout["layer"].visible
+        self._overlay_text = readout["text"] if shown else ""
+        overlay.text = self._overlay_text
+        overlay.position = "bottom_left"
+        overlay.visible = shown
 
     def _on_status(self, event) -> None:
         """Add the displayed band's Raman shift to the status bar's coordinates."""
@@ -340,4 +347,5 @@ class Display:
         readout = band_readout(self.viewer)
         if readout is None or readout["value"] is None or readout["short"] in coordinates:
             return
-        status["coordinates"] = f"{coordinates}  ({readout['short']})"
+        # napari's status bar has shown this status already (its handler runs first): set it anew
+        self.viewer.status = {**status, "coordinates": f"{coordinates}  ({readout['short']})"}

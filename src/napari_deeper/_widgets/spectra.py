@@ -152,7 +152,12 @@ class _Legend(QWidget):
         self.list = QListWidget()
         self.list.setIconSize(QSize(18, 4))
         self.list.setUniformItemSizes(True)
-        self.list.addItem("row")
+        self._icons: dict[tuple, QIcon] = {}
+        sample = QListWidgetItem("row")  # a row as the legend's rows are: tick box and swatch
+        sample.setFlags(sample.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        sample.setCheckState(Qt.CheckState.Checked)
+        sample.setIcon(self._icon((0.0, 0.0, 0.0)))
+        self.list.addItem(sample)
         row = self.list.sizeHintForRow(0)
         self.list.clear()
         self.list.setFixedHeight(row * LEGEND_ROWS + 2 * self.list.frameWidth() + 2)
@@ -163,7 +168,6 @@ class _Legend(QWidget):
         layout.addWidget(self.list)
         self.header.toggled.connect(self._fold)
         self.list.itemChanged.connect(self._on_item)
-        self._icons: dict[tuple, QIcon] = {}
         self.set_entries([])
 
     def _fold(self, shown: bool) -> None:
@@ -726,6 +730,7 @@ class SpectraWidget(QWidget):
         self._update_legend()
         x_changed = self._fit_x()
         if self._limits_changed(grow_only=True) or x_changed:
+            self._place_marker()
             self._request_rescale()
         else:
             self._update_marker()
