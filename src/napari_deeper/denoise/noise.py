@@ -317,19 +317,21 @@ def _spikes_in(block: np.ndarray, model: NoiseModel, threshold: float) -> np.nda
     3 x 3 spatial neighbourhood (mirrored at the edges) by more than ``threshold`` noise standard
     deviations (the model's, at that median) and by more than the median itself: it at least
     doubles the value. The second rule keeps a narrow bright band at a cell's edge, many noise
-    levels above both medians in a bright cube, from counting. Images narrower than 3 pixels use
-    the spectral test alone. The medians are taken only where a value stands that far above the
+    levels above both medians in a bright cube, from counting. Along an axis of fewer than 3
+    pixels the neighbourhood is that axis's one pixel (a line scan compares each spectrum with its
+    two neighbours on the line); a single spectrum has the spectral test alone. The medians are taken only where a value stands that far above the
     *minimum* of each neighbourhood, which every spike must (a median is never below the
     minimum, and the noise never falls with the level).
     """
     from scipy.ndimage import minimum_filter
 
     n_bands, n_rows, n_cols = block.shape
-    spatial = n_rows >= 3 and n_cols >= 3
+    reach = (1 if n_rows >= 3 else 0, 1 if n_cols >= 3 else 0)
+    spatial = any(reach)
     low_spectral = minimum_filter(block, size=(5, 1, 1), mode="nearest")
     candidate = block - low_spectral > threshold * np.sqrt(model.variance(low_spectral))
     if spatial:
-        low_spatial = minimum_filter(block, size=(1, 3, 3), mode="mirror")
+        low_spatial = minimum_filter(block, size=(1, 2 * reach[0] + 1, 2 * reach[1] + 1), mode="mirror")
         candidate &= block - low_spatial > threshold * np.sqrt(model.variance(low_spatial))
     b, y, x = np.nonzero(candidate)
     if b.size == 0:
@@ -345,12 +347,11 @@ def _spikes_in(block: np.ndarray, model: NoiseModel, threshold: float) -> np.nda
     level = spectral
     keep = value - spectral > np.maximum(threshold * np.sqrt(model.variance(spectral)), np.abs(spectral))
     if spatial:
-        offsets = np.arange(-1, 2)
-        yy = np.abs(y[:, None, None] + offsets[None, :, None])
-        xx = np.abs(x[:, None, None] + offsets[None, None, :])
+        yy = np.abs(y[:, None, None] + np.arange(-reach[0], reach[0] + 1)[None, :, None])
+        xx = np.abs(x[:, None, None] + np.arange(-reach[1], reach[1] + 1)[None, None, :])
         yy = np.where(yy > n_rows - 1, 2 * (n_rows - 1) - yy, yy)
         xx = np.where(xx > n_cols - 1, 2 * (n_cols - 1) - xx, xx)
-        around = block[b[:, None, None], yy, xx].reshape(b.size, 9)
+        around = block[b[:, None, None], yy, xx].reshape(b.size, -1)
         level = np.median(around, axis=1)
         keep &= value - level > np.maximum(threshold * np.sqrt(model.variance(level)), np.abs(level))
     return np.ravel_multi_index((b[keep], y[keep], x[keep]), block.shape)
