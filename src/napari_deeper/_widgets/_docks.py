@@ -5,7 +5,7 @@ grew past 3000 px and each dock's parameters shrank to a 50 px strip. Every dock
 :func:`arrange_soon` as it is made; once napari has docked it (and from then on whenever a dock
 is added to the window), each napari-deeper dock becomes a tab beside the plugin's other docks in
 its dock area, and its content scrolls as a whole instead of being squeezed. The Spectra plot
-keeps a dock of its own (above the tabs), so it stays in view while another dock is used;
+keeps a dock of its own (stacked with the tabs), so it stays in view while another dock is used;
 floating docks are left alone. Should the window have grown taller than the screen meanwhile,
 it is brought back within it.
 """
