@@ -75,7 +75,7 @@ def find(viewer, *words: str):
     for layer in viewer.layers:
         if all(word.lower() in layer.name.lower() for word in words):
             return layer
-    raise LookupError(f"no layer named like {' '.join(words)!r} among {[l.name for l in viewer.layers]}")
+    raise LookupError(f"no layer named like {' '.join(words)!r} among {[layer.name for layer in viewer.layers]}")
 
 
 def pin_centre(viewer, widget) -> None:

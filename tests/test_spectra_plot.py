@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
+import napari_deeper as nd
 from napari_deeper import provenance
 from napari_deeper._widgets import _display
 from napari_deeper._widgets.spectra import LEGEND_ROWS, REFIT_MS, SpectraWidget
-import napari_deeper as nd
 
 pytestmark = pytest.mark.gui
 

@@ -16,12 +16,11 @@ keeps a core for its event loop and stays responsive (measured in ``benchmarks/u
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
-
 
 #: CPU cores that docks' runs leave to the window (its event loop, drawing, the Spectra plot).
 #: On a 2-core machine torch's threads on both cores starved the event loop: stalls of 0.2-0.8 s.

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from matplotlib import colormaps
@@ -107,7 +107,7 @@ def is_normalised(layer) -> bool:
     return any(step.get("step") == "normalise" for step in record.get("steps", []) if isinstance(step, dict))
 
 
-def _pin_on_click(widget: "SpectraWidget") -> Callable:
+def _pin_on_click(widget: SpectraWidget) -> Callable:
     """A viewer drag callback that pins the spectra under a click (press and release, no drag)."""
     widget_ref = weakref.ref(widget)
 
@@ -223,7 +223,7 @@ class _BandSelector(SpanSelector):
     draw handler runs first), so the selector takes it instead of doubling the cost of a redraw.
     """
 
-    def __init__(self, plot: "SpectraWidget", *args, **kwargs):
+    def __init__(self, plot: SpectraWidget, *args, **kwargs):
         self._plot = weakref.ref(plot)
         super().__init__(*args, **kwargs)
 
@@ -250,8 +250,8 @@ class SpectraWidget(QWidget):
 
     span_selected = Signal(float, float)
 
-    _instances: "weakref.WeakSet[SpectraWidget]" = weakref.WeakSet()
-    _span_listeners: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    _instances: weakref.WeakSet[SpectraWidget] = weakref.WeakSet()
+    _span_listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __init__(self, napari_viewer):
         super().__init__()

@@ -81,7 +81,7 @@ class NoiseModel:
     used: tuple = field(default=(), repr=False)
 
     @classmethod
-    def white(cls, variance: float) -> "NoiseModel":
+    def white(cls, variance: float) -> NoiseModel:
         """Noise of the same ``variance`` at every level (e.g. 1 after variance stabilisation)."""
         return cls(0.0, float(variance), 0, 0, float("inf"), "read-noise limited", 0.0, float(variance), 0.0)
 
@@ -319,9 +319,10 @@ def _spikes_in(block: np.ndarray, model: NoiseModel, threshold: float) -> np.nda
     doubles the value. The second rule keeps a narrow bright band at a cell's edge, many noise
     levels above both medians in a bright cube, from counting. Along an axis of fewer than 3
     pixels the neighbourhood is that axis's one pixel (a line scan compares each spectrum with its
-    two neighbours on the line); a single spectrum has the spectral test alone. The medians are taken only where a value stands that far above the
-    *minimum* of each neighbourhood, which every spike must (a median is never below the
-    minimum, and the noise never falls with the level).
+    two neighbours on the line); a single spectrum has the spectral test alone. The medians are
+    taken only where a value stands that far above the *minimum* of each neighbourhood, which
+    every spike must (a median is never below the minimum, and the noise never falls with the
+    level).
     """
     from scipy.ndimage import minimum_filter
 
