@@ -41,8 +41,12 @@ def cancel_event_name(run_id: str) -> str:
 
 
 @contextmanager
-def _workers_ignore_ctrl_c():
-    """Start child processes with SIGINT ignored (inherited through exec), when we can."""
+def ctrl_c_ignored():
+    """Ignore SIGINT while the block runs, in the main thread (elsewhere signals cannot be set).
+
+    Worker processes started meanwhile inherit it (through exec), so a Ctrl-C reaches only this
+    process, which cancels the batch; a cancel's clean-up uses it so a second Ctrl-C cannot cut it short.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -50,7 +54,7 @@ def _workers_ignore_ctrl_c():
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 #: The environment of a local cluster's worker processes. Dask's default also sets
@@ -68,7 +72,7 @@ def local_cluster(workers: int | None = None, threads: int = 1, gpu=False):
 
     dashboard = ":0"  # any free port: another cluster may hold Dask's usual 8787
     environ = dict.fromkeys(WORKER_ENVIRON, str(threads))
-    with _workers_ignore_ctrl_c(), dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    with ctrl_c_ignored(), dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         if gpu:
             try:
                 from dask_cuda import LocalCUDACluster

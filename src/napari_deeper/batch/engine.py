@@ -24,17 +24,15 @@ generator then returns its report (``stopped`` set) instead of raising.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..compute import Progress, Steps, run
 from . import store
 from .blocks import per_pixel, submit_blocked
+from .cluster import ctrl_c_ignored
 from .inputs import find_inputs, output_names
 from .job import Job, Row, blas_limit, done_already, job_steps, row_from_marker
 from .summary import STATUSES, write_summary
@@ -185,18 +183,18 @@ def batch_steps(recipe, inputs, out, scheduler=LOCAL, workers: int | None = None
                 yield from _on_dask(client, jobs, pending, rows, out, block_mb, progress, live, stop)
         except _Stop:
             stopped = True
-            with _uninterrupted():
+            with ctrl_c_ignored():
                 if client is not None:
                     _cancel(client, run_id, list(live))
         if not stopped:
             write_summary(out, _ordered(jobs, rows))
     except BaseException:
-        with _uninterrupted():
+        with ctrl_c_ignored():
             if client is not None:
                 _cancel(client, run_id, list(live))
         raise
     finally:
-        with _uninterrupted():
+        with ctrl_c_ignored():
             if client is not None and client is not scheduler:
                 client.close()
             if cluster is not None:
@@ -314,17 +312,6 @@ def _cancel(client, run_id: str, futures: list) -> None:
         pass
 
 
-@contextmanager
-def _uninterrupted():
-    """Hold off a second Ctrl-C while a cancel cleans up (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _counts(rows) -> dict:

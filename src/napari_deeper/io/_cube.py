@@ -272,3 +272,18 @@ def parse_unit(label) -> str | None:
     """ "nm" or "1/cm" from an axis label such as 'rel. 1/cm', 'cm-1', 'Wavelength (nm)' (the rule
     is :func:`napari_deeper.provenance.spectral_unit`, the one every part of the package uses)."""
     return spectral_unit(label)
+
+
+def placement(pixel_size, origin, units, axes) -> dict:
+    """The metadata entries that place a cube's pixels: size and origin per axis, units, names."""
+    return {
+        "pixel_size": [float(v) for v in pixel_size],
+        "origin": [float(v) for v in origin],
+        "space_units": [str(u) for u in units],
+        "space_axes": [str(a) for a in axes],
+    }
+
+
+def unplaced() -> dict:
+    """:func:`placement` of a file that does not say where its pixels are: unit pixels from 0."""
+    return placement((1.0, 1.0), (0.0, 0.0), ("pixel", "pixel"), ("y", "x"))

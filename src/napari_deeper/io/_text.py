@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cube import MAX_ELEMENTS, Cube, check_array_header, describe, image_shape, parse_unit
+from ._cube import MAX_ELEMENTS, Cube, check_array_header, describe, image_shape, parse_unit, placement, unplaced
 
 TEXT_EXTENSIONS = (".txt", ".csv", ".tsv")
 
@@ -296,7 +296,7 @@ def _place_values(positions, band, values, n_bands, names, path, choices, notes)
             )
         data = np.full((n_bands, 1, 1), np.nan, dtype=np.float32)
         data[band, 0, 0] = values
-        return data, _no_space(), "spectrum"
+        return data, unplaced(), "spectrum"
     rows, cols, space, kind = _grid(positions, names, path, choices, notes)
     ny, nx = space.pop("_shape")
     cells = rows * nx + cols
@@ -326,7 +326,7 @@ def _place_spectra(spectra, positions, names, shape, path, choices, notes):
         if why:
             choices.append(why)
         data = np.ascontiguousarray(spectra.T.reshape(n_bands, ny, nx), dtype=np.float32)
-        return data, _no_space(), "folded"
+        return data, unplaced(), "folded"
     rows, cols, space, kind = _grid(positions, names, path, choices, notes)
     ny, nx = space.pop("_shape")
     cells = rows * nx + cols
@@ -353,10 +353,10 @@ def _grid(positions, names, path, choices, notes):
         step, origin = _spacing(centres, name, notes)
         axis = re.sub(r"\W.*", "", name) or "position"
         if axis.startswith("x"):
-            space = _space((step, step), (0.0, origin), (units, units), ("y", "x"))
+            space = placement((step, step), (0.0, origin), (units, units), ("y", "x"))
             space["_shape"] = (1, centres.size)
             return np.zeros_like(index), index, space, "line"
-        space = _space((step, step), (origin, 0.0), (units, units), (axis, "x"))
+        space = placement((step, step), (origin, 0.0), (units, units), (axis, "x"))
         space["_shape"] = (centres.size, 1)
         return index, np.zeros_like(index), space, "series"
     x, y = positions[:, 0], positions[:, 1]
@@ -371,7 +371,7 @@ def _grid(positions, names, path, choices, notes):
             return line
     dy, y0 = _spacing(ys, "y", notes)
     dx, x0 = _spacing(xs, "x", notes)
-    space = _space((dy, dx), (y0, x0), (units, units), ("y", "x"))
+    space = placement((dy, dx), (y0, x0), (units, units), ("y", "x"))
     space["_shape"] = (ys.size, xs.size)
     return rows, cols, space, "map"
 
@@ -393,7 +393,7 @@ def _as_line(y, x, point_y, point_x, units, notes):
     if centres[0] < -1e-9 * max(1.0, abs(centres[-1])):
         return None  # the first point is not at one end of the line
     step, _ = _spacing(centres, "distance", notes)
-    space = _space((step, step), start, (units, units), ("y", "distance"))
+    space = placement((step, step), start, (units, units), ("y", "distance"))
     space["rotation"] = [[float(dx), float(dy)], [float(-dy), float(dx)]]
     space["_shape"] = (1, centres.size)
     notes.append(f"positions lie on one line at {np.degrees(np.arctan2(dy, dx)):.1f}° to the x axis: read as a line scan")
@@ -442,15 +442,3 @@ def _position_unit(names, choices) -> str:
     choices.append("the file does not state the positions' unit: assumed µm")
     return "µm"
 
-
-def _space(pixel_size, origin, units, axes) -> dict:
-    return {
-        "pixel_size": [float(v) for v in pixel_size],
-        "origin": [float(v) for v in origin],
-        "space_units": [str(u) for u in units],
-        "space_axes": [str(a) for a in axes],
-    }
-
-
-def _no_space() -> dict:
-    return _space((1.0, 1.0), (0.0, 0.0), ("pixel", "pixel"), ("y", "x"))

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cube import Cube, check_array_header, describe, parse_unit
+from ._cube import Cube, check_array_header, describe, parse_unit, placement, unplaced
 
 VENDOR_EXTENSIONS = (".wdf", ".xml", ".tvf")
 INSTALL_HINT = 'pip install "napari-deeper[formats]"'
@@ -372,8 +372,8 @@ def _arrange_wdf(signal: dict, wdf: dict, path: Path, notes: list[str]):
         return _wdf_series(decoded, signal, origins, capacity, notes)
     if decoded.shape[0] != 1:
         notes.append(f"{decoded.shape[0]} spectra without positions: shown as a 1 x {decoded.shape[0]} strip")
-        return decoded.T.reshape(bands, 1, -1).astype(np.float32), _no_space(), "spectra"
-    return decoded.T.reshape(bands, 1, 1).astype(np.float32), _no_space(), "spectrum"
+        return decoded.T.reshape(bands, 1, -1).astype(np.float32), unplaced(), "spectra"
+    return decoded.T.reshape(bands, 1, 1).astype(np.float32), unplaced(), "spectrum"
 
 
 def _measured_spectra(decoded: np.ndarray, wdf: dict, path: Path) -> np.ndarray:
@@ -424,7 +424,7 @@ def _wdf_area(spectra, grid, origins, wdf, notes):
         rows, y0, dy = ny - 1 - rows, y0 + (ny - 1) * dy, -dy
     data = np.full((bands, ny, nx), np.nan, dtype=np.float32)
     data[:, rows, cols] = spectra.T
-    space = _space((dy, dx), (y0, x0), ("µm", "µm"), ("y", "x"))
+    space = placement((dy, dx), (y0, x0), ("µm", "µm"), ("y", "x"))
     return data, space, "map"
 
 
@@ -438,7 +438,7 @@ def _wdf_line(spectra, grid, origins, capacity, notes):
         x0, y0 = float(grid["offset"][0]), float(grid["offset"][1])
     data = np.full((bands, 1, max(capacity, count)), np.nan, dtype=np.float32)
     data[:, 0, :count] = spectra.T
-    space = _space((step, step), (y0, x0), ("µm", "µm"), ("y", "distance"))
+    space = placement((step, step), (y0, x0), ("µm", "µm"), ("y", "distance"))
     if dy:
         # The line runs at an angle: rotate the row so that it lies on the sample (world y, x).
         cos, sin = dx / step, dy / step
@@ -457,7 +457,7 @@ def _wdf_series(decoded, signal, origins, capacity, notes):
         ticks = origins[_ORGN_TIME][:count].astype(np.int64)
         seconds = (ticks - ticks[0]) * _FILETIME_SECONDS
         step = float(np.mean(np.diff(seconds))) if count > 1 else 1.0
-        space = _space((step, step), (0.0, 0.0), ("s", "s"), ("time", "x"))
+        space = placement((step, step), (0.0, 0.0), ("s", "s"), ("time", "x"))
         space["series"] = {"axis": "time", "unit": "s", "values": [float(v) for v in seconds]}
         notes.append(f"time series of {count} spectra, {step:.3g} s apart on average (down the image)")
         return data, space, "time-series"
@@ -467,14 +467,14 @@ def _wdf_series(decoded, signal, origins, capacity, notes):
         origin = float(axis.get("offset", 0.0))
         unit = str(axis["units"])
         label = name.lower() or "series"
-        space = _space((abs(step), abs(step)), (origin, 0.0), (unit, unit), (label, "x"))
+        space = placement((abs(step), abs(step)), (origin, 0.0), (unit, unit), (label, "x"))
         if step < 0:
             data = data[:, ::-1]
             space["origin"] = [origin + step * (data.shape[1] - 1), 0.0]
         notes.append(f"{label} series of {count} spectra, {abs(step):.4g} {unit} apart (down the image)")
         return data, space, f"{label}-series"
     notes.append(f"series of {count} spectra without a usable axis: one per row")
-    return data, _no_space(), "series"
+    return data, unplaced(), "series"
 
 
 # --- Horiba LabSpec 6 .xml, Trivista .tvf --------------------------------------------------
@@ -502,11 +502,11 @@ def _arrange_generic(signal: dict, path: Path, notes: list[str]):
     )
     bands = array.shape[-1]
     if array.ndim == 1:
-        return array.reshape(bands, 1, 1).astype(np.float32), _no_space(), "spectrum"
+        return array.reshape(bands, 1, 1).astype(np.float32), unplaced(), "spectrum"
     if array.ndim == 3 and len(navigation) == 2:
         cube = np.ascontiguousarray(np.moveaxis(array, -1, 0), dtype=np.float32)
         (ay, ax) = navigation
-        space = _space((_step(ay), _step(ax)), (_offset(ay), _offset(ax)),
+        space = placement((_step(ay), _step(ax)), (_offset(ay), _offset(ax)),
                        (_unit(ay), _unit(ax)), (str(ay.get("name", "y")).lower(), str(ax.get("name", "x")).lower()))
         return _positive(cube, space), space, "map"
     if array.ndim == 2 and len(navigation) == 1:
@@ -518,11 +518,11 @@ def _arrange_generic(signal: dict, path: Path, notes: list[str]):
         if name == "x":
             cube = np.ascontiguousarray(array.T[:, None, :], dtype=np.float32)
             fixed = float(setup.get("Y (µm)", 0.0))
-            space = _space((step, step), (fixed, origin), (unit, unit), ("y", "x"))
+            space = placement((step, step), (fixed, origin), (unit, unit), ("y", "x"))
         else:
             cube = np.ascontiguousarray(array.T[:, :, None], dtype=np.float32)
             fixed = float(setup.get("X (µm)", 0.0))
-            space = _space((step, step), (origin, fixed), (unit, unit), (name or "y", "x"))
+            space = placement((step, step), (origin, fixed), (unit, unit), (name or "y", "x"))
         notes.append(f"line of {array.shape[0]} spectra along {name or 'its axis'}")
         return _positive(cube, space), space, "line"
     raise ValueError(
@@ -555,19 +555,6 @@ def _positive(cube: np.ndarray, space: dict) -> np.ndarray:
 
 
 # --- shared pieces -------------------------------------------------------------------------
-
-
-def _space(pixel_size, origin, units, axes) -> dict:
-    return {
-        "pixel_size": [float(v) for v in pixel_size],
-        "origin": [float(v) for v in origin],
-        "space_units": [str(u) for u in units],
-        "space_axes": [str(a) for a in axes],
-    }
-
-
-def _no_space() -> dict:
-    return _space((1.0, 1.0), (0.0, 0.0), ("pixel", "pixel"), ("y", "x"))
 
 
 def _white_light(image: dict) -> dict | None:
