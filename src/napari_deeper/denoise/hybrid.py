@@ -275,7 +275,7 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
     from .vst import Anscombe
 
     n_bands, ny, nx = data.shape
-    flat, slices = pixel_blocks(data)
+    flat, slices = pixel_blocks(data, bytes_per_band=48.0)  # a block, its scaled copy and variances (float64)
     n = flat.shape[1]
     total = 4 * len(slices) + 2
     done = 0
@@ -284,41 +284,48 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
     a, b, floor = noise.gain, noise.read_variance, noise.min_variance
 
     def value_variance(block):
-        return np.maximum(a * block + b, floor)
+        """The model's variance of each value (never below the lowest variance measured), float32."""
+        return np.maximum(np.float32(a) * np.asarray(block, dtype=np.float32) + np.float32(b), np.float32(floor))
 
     band_scale = np.ones(n_bands)
     pixel_scale = np.ones(n)
     transform = Anscombe.from_noise(noise) if whiten == "vst" else None
     if whiten == "biwhite":
         sample = sample_spectra(data, 4096)
-        u, _ = _sinkhorn(value_variance(sample))
+        u, _ = _sinkhorn(value_variance(sample).astype(np.float64))
         for sl in slices:
-            block = np.asarray(flat[:, sl], dtype=np.float64)
-            pixel_scale[sl] = n_bands / (u @ value_variance(block))
+            pixel_scale[sl] = n_bands / (u.astype(np.float32) @ value_variance(flat[:, sl]))
             done += 1
             yield Progress(done, total, "hybrid: whitening the noise")
         band_scale, pixel_scale = np.sqrt(u), np.sqrt(pixel_scale)
 
     def to_z(block, sl):
+        """The scaled (or transformed) values of the pixels ``sl``: one float64 array."""
         if transform is not None:
             return transform.forward(block).astype(np.float64)
-        return block * band_scale[:, None] * pixel_scale[None, sl]
+        z = np.multiply(block, band_scale[:, None], dtype=np.float64)
+        z *= pixel_scale[None, sl]
+        return z
 
-    def z_variance(block, sl):
+    def projected_variance(weights, block, sl):
+        """``weights @ var(z)`` per pixel, ``weights`` (k, bands): the noise variance of weighted
+        sums of a pixel's scaled values under the model (float32 products: no float64 copy)."""
         if transform is not None:
-            return np.ones_like(block)
-        return value_variance(block) * band_scale[:, None] ** 2 * pixel_scale[None, sl] ** 2
+            return np.repeat(weights.sum(axis=1, keepdims=True), block.shape[1], axis=1)
+        scaled = (weights * band_scale[None] ** 2).astype(np.float32)
+        return (scaled @ value_variance(block)) * pixel_scale[None, sl] ** 2
 
     # Mean and centred Gram matrix of z, block by block.
     mean = np.zeros(n_bands)
     gram = np.zeros((n_bands, n_bands))
     noise_total = 0.0
+    ones = np.ones((1, n_bands))
     for sl in slices:
-        block = np.asarray(flat[:, sl], dtype=np.float64)
+        block = flat[:, sl]
         z = to_z(block, sl)
         mean += z.sum(axis=1)
         gram += z @ z.T
-        noise_total += float(z_variance(block, sl).sum())
+        noise_total += float(projected_variance(ones, block, sl).sum())
         done += 1
         yield Progress(done, total, "hybrid: spectral subspace")
     mean /= n
@@ -330,25 +337,27 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
         rank = min(edge_rank(singular, (n_bands, n)), limit)
     elif n_components is None:
         index = np.unique(np.linspace(0, n - 1, min(n, 8192)).round().astype(int))
-        sample = to_z(np.asarray(flat[:, index], dtype=np.float64), index).T
+        sample = to_z(np.asarray(flat[:, index]), index).T
         rank = int(max(1, np.argmin(bcv_errors(sample - sample.mean(axis=0), limit))))
     else:
         rank = int(min(n_components, limit))
     basis = loadings[:, :rank]
-    scores = np.empty((rank, n))
-    score_variance = np.empty((rank, n))
+    scores = np.empty((rank, n), dtype=np.float32)
+    score_variance = np.empty((rank, n), dtype=np.float32)
     for sl in slices:
-        block = np.asarray(flat[:, sl], dtype=np.float64)
+        block = flat[:, sl]
         z = to_z(block, sl)
-        scores[:, sl] = basis.T @ (z - mean[:, None])
-        score_variance[:, sl] = (basis**2).T @ z_variance(block, sl)
+        z -= mean[:, None]
+        scores[:, sl] = basis.T @ z
+        score_variance[:, sl] = projected_variance((basis**2).T, block, sl)
         done += 1
         yield Progress(done, total, f"hybrid: {rank} components")
     # What an error costs in data units: 1 / scale^2 per band and per pixel (separable).
     band_cost, pixel_cost = band_scale**-2.0, pixel_scale**-2.0
     weights = []
     for i in range(rank):
-        image, weight = sure_spatial(scores[i].reshape(ny, nx), score_variance[i].reshape(ny, nx), spatial,
+        image, weight = sure_spatial(scores[i].reshape(ny, nx).astype(np.float64),
+                                     score_variance[i].reshape(ny, nx).astype(np.float64), spatial,
                                      pixel_cost.reshape(ny, nx))
         scores[i] = image.ravel()
         weights.append(weight)

@@ -396,7 +396,8 @@ def estimate_noise(data, max_values: int = MAX_VALUES, spikes: bool = True,
     n_positions = n_examined * n_bands
     thin = max(1, n_positions // FIT_VALUES)
     kernels = None
-    centre = float(np.median(cube[:, :: max(1, n_rows // 8)]))  # float32 sums stay exact near zero
+    # Residuals are taken in float32 about the cube's typical level, where the window sums stay exact.
+    centre = float(np.median(cube[::3, :: max(1, n_rows // 8), :: max(1, cube.shape[2] // 64)]))
     for index in blocks:
         block = np.asarray(cube[(slice(None), *index)], dtype=np.float32) - np.float32(centre)
         found = [(binning[::thin] + centre, level[::thin] + centre, residual[::thin])
