@@ -1,25 +1,29 @@
 """Benchmark: a recipe over 32 cubes, on a LocalCluster, against one process in a plain loop.
 
-    nice -n 10 .venv/bin/python benchmarks/batch.py                 # 32 cubes of 64 x 64 x 500
-    nice -n 10 .venv/bin/python benchmarks/batch.py --cubes 8 --no-write
+    .venv/bin/python benchmarks/batch.py                 # 32 cubes of 64 x 64 x 500
+    .venv/bin/python benchmarks/batch.py --cubes 8 --no-write
 
-The recipe is the default denoising (hybrid), the band map at 1450 cm-1 (area, 30 cm-1 wide) and
-NNLS with fixed endmembers (the simulator's five), on simulated cells saved as .npz. Measured in
-the same run, each the best of ``--repeats``:
+The recipe is the default denoising, the band map at 1450 cm-1 (area, 30 cm-1 wide) and NNLS
+with fixed endmembers (the simulator's five), on simulated cells saved as .npz. Measured in the
+same run, in interleaved rounds, the best of each:
 
 - **plain loop**: one process, for each file ``load_cube``, ``recipe.run``, and the three results
-  written (the denoised cube with ``save_cube``, the band map and the abundances as TIFF), with
-  the machine's default BLAS threads, and with BLAS held to one thread;
-- **engine, in this process** (``scheduler="inline"``, BLAS at one thread): what the batch adds
-  per cube (the Unmix dock's full export with labels and residual, figures, provenance,
-  atomic writes, marker);
-- **engine on a LocalCluster** of 1 and of 2 worker processes (one thread each, BLAS held to
-  one thread): wall time with the cluster's start, and without it.
+  written (the denoised cube with ``save_cube``, the band map and the abundances as TIFF); with
+  BLAS held to one thread, and (first round only, a reference) with the default BLAS threads;
+- **the engine on a LocalCluster** of 1 and of 2 worker processes (one thread each, BLAS at one
+  thread): wall time with the cluster's start and stop, and without them.
 
-The measurements are interleaved over ``--repeats`` rounds and the best of each is reported.
-Per-cube overhead of the engine = (engine time - plain loop time, both BLAS at one thread) /
-cubes, in this process and on a 1-worker cluster (start excluded). Prints a table and replaces
-the ``batch`` section of docs/benchmarks.md.
+Then the engine's overhead, two ways that do not depend on the load drifting between runs:
+
+- **per cube, in this process**: for ``--paired`` cubes, the plain loop's work on one cube and the
+  engine's (:func:`napari_deeper.batch.job.run_job`: the same plus the Unmix dock's full export
+  with labels and residual, the figures, provenance on every file, atomic writes, the marker)
+  timed back to back, BLAS at one thread; the mean and spread of the differences;
+- **per cube, Dask's**: on the 1-worker cluster, the wall time (start excluded) minus the time
+  (start and stop excluded) minus the time spent inside the tasks, per cube: scheduling, and
+  handing results back.
+
+Prints a table and replaces the ``batch`` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -56,12 +61,22 @@ def recipe_of(endmembers) -> dict:
     ]}
 
 
-def plain_loop(recipe: dict, files: list[Path], out: Path, blas_threads: int | None) -> float:
-    """One process, one cube after the other, the three results written; returns seconds."""
+def plain_one(replay, path: Path, out: Path) -> None:
+    """The plain loop's work on one cube: read, replay, write the three results."""
     import tifffile
-    from threadpoolctl import threadpool_limits
 
     import napari_deeper as nd
+
+    denoised, band, abundances = replay.run(nd.load_cube(path)).outputs
+    nd.save_cube(denoised, out / f"{path.stem}-denoised.npz")
+    tifffile.imwrite(out / f"{path.stem}-band.tif", band)
+    tifffile.imwrite(out / f"{path.stem}-abundance.tif", abundances)
+
+
+def plain_loop(recipe: dict, files: list[Path], out: Path, blas_threads: int | None) -> float:
+    """One process, one cube after the other, the three results written; returns seconds."""
+    from threadpoolctl import threadpool_limits
+
     from napari_deeper.recipe import Recipe
 
     replay = Recipe.from_dict(recipe)
@@ -69,16 +84,12 @@ def plain_loop(recipe: dict, files: list[Path], out: Path, blas_threads: int | N
     started = time.perf_counter()
     with threadpool_limits(limits=blas_threads):
         for path in files:
-            result = replay.run(nd.load_cube(path))
-            denoised, band, abundances = result.outputs
-            nd.save_cube(denoised, out / f"{path.stem}-denoised.npz")
-            tifffile.imwrite(out / f"{path.stem}-band.tif", band)
-            tifffile.imwrite(out / f"{path.stem}-abundance.tif", abundances)
+            plain_one(replay, path, out)
     return time.perf_counter() - started
 
 
-def engine(recipe: dict, folder: Path, out: Path, **options):
-    """The batch engine; returns (wall seconds, seconds without the cluster's start, report)."""
+def engine(recipe: dict, folder: Path, out: Path, **options) -> tuple[float, float, float]:
+    """The engine on a cluster: (wall s, s without the cluster's start and stop, s inside the tasks)."""
     from napari_deeper.batch import run_batch
 
     started = time.perf_counter()
@@ -86,12 +97,37 @@ def engine(recipe: dict, folder: Path, out: Path, **options):
     wall = time.perf_counter() - started
     if report.counts["ok"] != len(report.rows):
         raise RuntimeError(f"the batch did not finish every cube: {report.counts}")
-    return wall, wall - report.setup_seconds, report
+    work = wall - report.setup_seconds - report.teardown_seconds
+    return wall, work, sum(row["seconds"] for row in report.rows)
 
 
-def seconds(result) -> tuple[float, float]:
-    """(wall, without the cluster's start) of a measurement."""
-    return (result, result) if isinstance(result, float) else result[:2]
+def paired_overhead(recipe: dict, files: list[Path], scratch: Path) -> list[float]:
+    """Seconds the engine adds to each cube: its job and the plain work, back to back."""
+    from threadpoolctl import threadpool_limits
+
+    from napari_deeper.batch import plan
+    from napari_deeper.batch.job import run_job
+    from napari_deeper.recipe import Recipe
+
+    replay = Recipe.from_dict(recipe)
+    plain_out = scratch / "paired-plain"
+    plain_out.mkdir()
+    _, jobs, _ = plan(recipe, files, scratch / "paired-engine", threads=1)
+    differences = []
+    with threadpool_limits(limits=1):
+        for index, (path, job) in enumerate(zip(files, jobs)):
+            first = time.perf_counter()
+            if index % 2:  # alternate which goes first
+                run_job(job)
+                second = time.perf_counter()
+                plain_one(replay, path, plain_out)
+                differences.append((second - first) - (time.perf_counter() - second))
+            else:
+                plain_one(replay, path, plain_out)
+                second = time.perf_counter()
+                run_job(job)
+                differences.append((time.perf_counter() - second) - (second - first))
+    return differences
 
 
 def main(argv=None) -> None:
@@ -100,6 +136,7 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=64, help="cubes are SIZE x SIZE pixels")
     parser.add_argument("--bands", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the measurements, interleaved")
+    parser.add_argument("--paired", type=int, default=8, help="cubes timed back to back for the overhead")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 
@@ -110,8 +147,6 @@ def main(argv=None) -> None:
     runs = {
         "loop": ("plain loop, one process, default BLAS threads", lambda out: plain_loop(recipe, files, out, None)),
         "loop1": ("plain loop, one process, BLAS 1 thread", lambda out: plain_loop(recipe, files, out, 1)),
-        "inline": ("engine in this process (scheduler=inline, BLAS 1 thread)",
-                   lambda out: engine(recipe, folder, out, scheduler="inline", threads=1)),
         "one": ("engine, LocalCluster of 1 worker", lambda out: engine(recipe, folder, out, workers=1)),
         "two": ("engine, LocalCluster of 2 workers", lambda out: engine(recipe, folder, out, workers=2)),
     }
@@ -125,54 +160,55 @@ def main(argv=None) -> None:
         loads = [os.getloadavg()[0]]
         for round_ in range(args.repeats):
             for key, (label, measure) in runs.items():
+                if key == "loop" and round_:  # a reference only, and the slowest: once is enough
+                    continue
                 out = scratch / f"{key}-{round_}"
-                measured[key].append(measure(out))
+                result = measure(out)
+                measured[key].append(result if isinstance(result, tuple) else (result, result, result))
                 shutil.rmtree(out, ignore_errors=True)
-                print(f"  round {round_ + 1}, {label}: {seconds(measured[key][-1])[0]:.1f} s", flush=True)
+                print(f"  round {round_ + 1}, {label}: {measured[key][-1][0]:.1f} s", flush=True)
+        paired = paired_overhead(recipe, files[: args.paired], scratch)
         loads.append(os.getloadavg()[0])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     n = args.cubes
-    best = {key: min((seconds(r) for r in results), key=lambda pair: pair[0]) for key, results in measured.items()}
-    base = best["loop1"][0]
-    header = ("| run | wall s | s without cluster start | per cube s | speed-up vs loop (BLAS 1) | "
-              "vs loop (default) |\n|---|---|---|---|---|---|")
+    best = {key: min(results) for key, results in measured.items()}
+    base, reference = best["loop1"][0], best["loop"][0]
+    header = ("| run | wall s | s without cluster start, stop | per cube s | speed-up vs loop (BLAS 1) | "
+              "vs loop (default BLAS) |\n|---|---|---|---|---|---|")
     lines = [
-        f"| {runs[key][0]} | {wall:.1f} | {work:.1f} | {work / n:.3f} | {base / wall:.2f}x | "
-        f"{best['loop'][0] / wall:.2f}x |"
-        for key, (wall, work) in best.items()
+        f"| {runs[key][0]} | {wall:.1f} | {work:.1f} | {work / n:.3f} | {base / wall:.2f}x | {reference / wall:.2f}x |"
+        for key, (wall, work, _inside) in best.items()
     ]
-    rounds = "; ".join(
-        f"{runs[key][0].split(',')[0] if key.startswith('loop') else runs[key][0]}"
-        f"{' (default BLAS)' if key == 'loop' else ' (BLAS 1)' if key == 'loop1' else ''}: "
-        + ", ".join(f"{seconds(r)[0]:.1f}" for r in results)
-        for key, results in measured.items()
-    )
-    two_wall, two_work = best["two"]
     table = "\n".join([header, *lines])
+    rounds = "; ".join(f"{runs[key][0]}: " + ", ".join(f"{r[0]:.1f}" for r in results)
+                       for key, results in measured.items())
+    two_wall, two_work, _ = best["two"]
+    one_wall, one_work, one_inside = best["one"]
     text = f"""## Batch: a recipe over many cubes (`benchmarks/batch.py`)
 
-{n} simulated cells of {args.size} x {args.size} x {args.bands} (.npz), recipe = default denoising (hybrid) +
-band map at 1450 cm⁻¹ + NNLS with the simulator's five endmembers; every result written. All measured in the
-same run, {args.repeats} interleaved rounds, the best of each; the cluster's start (worker processes and their
-imports) is in the wall time and left out of the next column.
+{n} simulated cells of {args.size} x {args.size} x {args.bands} (.npz), recipe = default denoising + band map at
+1450 cm⁻¹ + NNLS with the simulator's five endmembers; every result written. Measured in the same run, in
+{args.repeats} interleaved rounds, the best of each (the default-threads loop in the first round only); the
+cluster's start (worker processes and their imports) and stop are in the wall time and left out of the next
+column.
 
 {table}
 
 - LocalCluster of 2 workers against one process in a plain loop: **{base / two_wall:.2f}x** against the loop
-  with BLAS at one thread ({base / two_work:.2f}x without the cluster's start), {best['loop'][0] / two_wall:.2f}x
+  with BLAS at one thread ({base / two_work:.2f}x without the cluster's start and stop), {reference / two_wall:.2f}x
   against the loop with the default BLAS threads.
-- Engine overhead per cube: **{(best['inline'][1] - base) / n * 1000:.0f} ms** in this process (the engine with
-  BLAS at one thread minus the plain loop with BLAS at one thread: the Unmix dock's full export with labels
-  and residual, the figures, provenance on every file, atomic writes and the marker), **{(best['one'][1] - base)
-  / n * 1000:.0f} ms** on a 1-worker cluster (its start excluded).
-- Cluster start: {two_wall - two_work:.1f} s for 2 workers, {best['one'][0] - best['one'][1]:.1f} s for 1.
+- Engine overhead per cube, in this process: **{statistics.mean(paired) * 1000:.0f} ms** (standard deviation
+  {statistics.stdev(paired) * 1000:.0f} ms over {len(paired)} cubes timed back to back with the plain loop's
+  work, BLAS at one thread; it writes the Unmix dock's full export with labels and residual, the figures,
+  provenance on every file, atomic writes and the marker).
+- Dask's own overhead per cube on the 1-worker cluster: **{(one_work - one_inside) / n * 1000:.0f} ms** (wall
+  time without the start and stop, minus the time inside the tasks); cluster start and stop: {two_wall - two_work:.1f} s
+  for 2 workers, {one_wall - one_work:.1f} s for 1.
 - Every round (wall s): {rounds}.
-- Load average (1 min) {loads[0]:.1f} before and {loads[1]:.1f} after, on 2 cores shared with other work: the
-  figures move with what else runs. With the default BLAS threads, a loaded machine makes OpenBLAS's two
-  threads fight over the cores, which is why the default loop is so slow here; the workers hold BLAS to one
-  thread each.
+- Load average (1 min) {loads[0]:.1f} before and {loads[1]:.1f} after, on 2 cores shared with other work: these
+  figures move with what else runs.
 
 Machine: {machine()}.
 """

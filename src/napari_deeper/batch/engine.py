@@ -84,6 +84,8 @@ class BatchReport:
     counts: dict = field(default_factory=dict)
     #: True when ``stop`` ended the batch before every input was done.
     stopped: bool = False
+    #: Seconds spent stopping the cluster and cleaning up at the end (``setup_seconds``: starting).
+    teardown_seconds: float = 0.0
 
 
 def load_recipe(recipe):
@@ -194,6 +196,7 @@ def batch_steps(recipe, inputs, out, scheduler=LOCAL, workers: int | None = None
                 _cancel(client, run_id, list(live))
         raise
     finally:
+        closing = time.perf_counter()
         with ctrl_c_ignored():
             if client is not None and client is not scheduler:
                 client.close()
@@ -203,9 +206,10 @@ def batch_steps(recipe, inputs, out, scheduler=LOCAL, workers: int | None = None
             if begun and len(rows) < total:  # cancelled or failed part-way: say so in the summary
                 _committed_meanwhile(jobs, rows)
                 write_summary(out, _ordered(jobs, rows))
+        closing = time.perf_counter() - closing
     ordered = _ordered(jobs, rows)
     return BatchReport(out, ordered, out / "summary.csv", run_id, time.perf_counter() - started, where,
-                       dashboard, jobs[0].recipe_hash, setup, _counts(ordered), stopped)
+                       dashboard, jobs[0].recipe_hash, setup, _counts(ordered), stopped, closing)
 
 
 def run_batch(recipe, inputs, out, callback=None, **options) -> BatchReport:
