@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -128,21 +130,71 @@ def test_five_hundred_bands_with_shipped_networks(rng):
         assert out.shape == (500, 24, 20)
 
 
-def test_untrained_network_is_exactly_bicubic(user_models, rng):
+def _smooth_cube(rng, bands=20, shape=(9, 8), components=3):
+    """A noise-free cube: spectra linear along the bands (their second differences, the noise
+    measure, are zero) times smooth maps."""
+    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    maps = np.stack([np.sin(y / 2.0 + k) * np.cos(x / 3.0 - k) + 1.5 for k in range(components)])
+    w = np.linspace(0, 1, bands)
+    spectra = np.stack([1.0 + (k - 1.0) * (w - 0.5) + 0.2 * k for k in range(components)])
+    return np.tensordot(spectra.T, maps, 1).astype(np.float32)
+
+
+def test_untrained_network_on_a_noise_free_cube_is_exactly_bicubic(user_models, rng):
     from napari_deeper.models import build, save_model
 
     model = build("hyrisr", TINY)
     save_model(model, "zero", "hyrisr", TINY, {"task": "superres"}, user_models)
-    data = rng.random((20, 9, 8), dtype=np.float32)
-    np.testing.assert_allclose(upscale(data, 3, "zero"), upscale(data, 3, "bicubic"), atol=1e-5)
+    data = _smooth_cube(rng)
+    np.testing.assert_allclose(upscale(data, 3, "zero", adapt="off"), upscale(data, 3, "bicubic"), atol=1e-5)
+
+
+@pytest.mark.parametrize("adapt", ["off", "auto", "on"])
+def test_networks_keep_the_measured_pixels(adapt, user_models, rng):
+    """Output pixel f*i + f//2 is input pixel i, exactly, whatever the network and adaptation do."""
+    _tiny_model("tiny", user_models, tail_std=0.2)
+    data = (_smooth_cube(rng, shape=(18, 17)) + 0.05 * rng.standard_normal((20, 18, 17))).astype(np.float32)
+    for scale in SCALES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "on" warns where the cube is too small
+            out = upscale(data, scale, "tiny", adapt=adapt, adapt_steps=3)
+        np.testing.assert_array_equal(out[:, scale // 2::scale, scale // 2::scale], data)
+
+
+def test_noise_between_the_measured_pixels_is_treated_as_noise(user_models, rng):
+    """A featureless noisy cube: between the measured pixels the estimate is close to the mean
+    spectrum (its clean signal), far closer than interpolated noise."""
+    from napari_deeper.models import build, save_model
+
+    save_model(build("hyrisr", TINY), "zero", "hyrisr", TINY, {"task": "superres"}, user_models)
+    mean = np.linspace(5.0, 9.0, 60, dtype=np.float32)[:, None, None]
+    data = (mean + rng.standard_normal((60, 12, 12))).astype(np.float32)
+    between = np.ones((24, 24), bool)
+    between[1::2, 1::2] = False
+    estimates = {"zero": upscale(data, 2, "zero", adapt="off"), "bilinear": upscale(data, 2, "bilinear")}
+    error = {name: np.mean((out[:, between] - mean[:, :, 0]) ** 2) for name, out in estimates.items()}
+    assert error["zero"] < 0.1 * error["bilinear"]
+
+
+def test_noise_level_is_measured_along_the_bands(rng):
+    from napari_deeper.superres.deep import band_noise
+
+    clean = np.tensordot(np.sin(np.linspace(0, 3, 80)) + 2, rng.random((20, 20)), 0)
+    noisy = clean + 0.3 * rng.standard_normal(clean.shape)
+    measured = band_noise(noisy)  # the variance 0.09 of each band, from 400 pixels
+    np.testing.assert_allclose(measured.mean(), 0.09, rtol=0.1)
+    np.testing.assert_allclose(measured, 0.09, rtol=0.5)
+    assert band_noise(clean).max() < 1e-4
+    assert np.all(band_noise(noisy[:2]) == 0)  # two bands: no second difference to measure it
 
 
 def test_units_and_offsets_come_back(user_models, rng):
     _tiny_model("tiny", user_models)
     data = rng.random((30, 10, 10), dtype=np.float32)
-    base = upscale(data, 2, "tiny")
+    # the pipeline itself (noise shares included); adaptation's choices are tested on their own
+    base = upscale(data, 2, "tiny", adapt="off")
     assert np.abs(base - upscale(data, 2, "bicubic")).max() > 1e-3  # the network does something
-    scaled = upscale(data * 1000.0 + 50.0, 2, "tiny")
+    scaled = upscale(data * 1000.0 + 50.0, 2, "tiny", adapt="off")
     np.testing.assert_allclose(scaled, base * 1000.0 + 50.0, rtol=1e-4, atol=2e-2)
 
 
@@ -186,6 +238,170 @@ def test_progress_is_reported():
     seen = []
     compute.run(upscale_steps(data, 2, "bilinear"), seen.append)
     assert seen and seen[-1].done == seen[-1].total
+
+
+# --- zero-shot adaptation -----------------------------------------------------------------------
+
+
+def _fibres(n: int = 48, bands: int = 60, seed: int = 0) -> np.ndarray:
+    """Thin crossing fibres of three species: a texture the shipped networks never saw (cells)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:n, 0:n].astype(float)
+    maps = []
+    for _ in range(3):
+        image = np.zeros((n, n))
+        for _ in range(6):
+            angle, (cy, cx) = rng.uniform(0, np.pi), rng.uniform(0, n, 2)
+            distance = np.abs((y - cy) * np.cos(angle) - (x - cx) * np.sin(angle))
+            image += np.exp(-(distance**2) / (2 * rng.uniform(0.6, 1.5) ** 2))
+        maps.append(image)
+    w = np.linspace(0, 1, bands)
+    spectra = np.stack([np.exp(-((w - c) ** 2) / 0.005) for c in (0.3, 0.5, 0.7)]) + 0.2
+    return np.tensordot(spectra.T, np.stack(maps), 1).astype(np.float32)
+
+
+def test_adaptation_improves_a_cube_the_network_never_saw_within_its_budget():
+    _shipped("hyrisr")
+    from napari_deeper import metrics
+    from napari_deeper.models.registry import cached_model
+    from napari_deeper.superres.deep import Report, network_upscale_steps
+
+    hr = _fibres()
+    lr = np.ascontiguousarray(hr[:, 1::2, 1::2])
+    model, _ = cached_model("hyrisr")
+    psnr, reports = {}, {}
+    for adapt in ("off", "on"):
+        reports[adapt] = Report()
+        out = compute.run(network_upscale_steps(model, lr, 2, "cpu", adapt=adapt, adapt_steps=100000,
+                                                adapt_seconds=2.0, report=reports[adapt]))
+        psnr[adapt] = metrics.psnr(out, hr, float(np.ptp(hr)))
+    assert psnr["on"] > psnr["off"] + 0.5, psnr
+    tuned = reports["on"]
+    assert 1 <= tuned.adapted < 100000 and tuned.seconds < 2.0 + 10.0  # stopped by its budget
+    assert any("the 2 s budget was spent" in note for note in tuned.notes)
+    assert reports["off"].adapted == 0 and reports["off"].check is None
+
+
+def test_self_check_scores_the_cube_it_would_make(user_models, rng):
+    """The check's closed-form errors are those of the cube assembled at its weight, the best in 0..1."""
+    import torch
+
+    from napari_deeper.models.registry import cached_model
+    from napari_deeper.superres import adapt
+    from napari_deeper.superres.deep import Report, assemble_steps, band_noise, correction_steps, prepare
+
+    _tiny_model("tiny", user_models, tail_std=0.3)
+    model, _ = cached_model("tiny")
+    cpu = torch.device("cpu")
+    data = (_smooth_cube(rng, bands=30, shape=(16, 14)) + 0.1 * rng.standard_normal((30, 16, 14))).astype(np.float32)
+    small = np.ascontiguousarray(data[:, 1::2, 1::2])
+    between = np.ones((16, 14), bool)
+    between[1::2, 1::2] = False
+    weight, best, plain = compute.run(
+        adapt._variant_steps(model, small, small, data, between, band_noise(data), None, cpu, 96, 12))
+    prep = prepare(small, model.n_components, band_noise(data))
+    correction = compute.run(correction_steps(model, prep.scores, 2, cpu))
+
+    def error(w):
+        out = compute.run(assemble_steps(small, 2, prep, correction, w))
+        return float(np.mean((out[:, between].astype(np.float64) - data[:, between]) ** 2))
+
+    assert 0.0 < weight <= 1.0
+    np.testing.assert_allclose(best, error(weight), rtol=1e-4)
+    np.testing.assert_allclose(plain, error(0.0), rtol=1e-4)
+    assert all(best <= error(w) * (1 + 1e-4) for w in (0.0, 0.25, 0.5, 0.75, 1.0))
+    check = compute.run(adapt.self_check_steps(model, data, 2, cpu, 96, 12, Report(), bicubic=prep.shrink.bicubic))
+    np.testing.assert_allclose(check.errors["network"], best, rtol=1e-6)
+    assert set(check.errors) == {"network", "denoised network", "bilinear", "bicubic", "interpolation"}
+    candidates = ("network", "denoised network", "bilinear", "bicubic")
+    assert check.method == min(candidates, key=check.errors.get)
+
+
+def test_a_cube_too_small_to_adapt_says_so_and_uses_the_network_as_trained(user_models, rng):
+    _tiny_model("tiny", user_models, tail_std=0.2)
+    data = _smooth_cube(rng, shape=(10, 10))
+    with pytest.warns(RuntimeWarning, match=r"10 x 10 pixels is too small to fine-tune at 2x \(it needs 16 x 16\)"):
+        upscale(data, 2, "tiny", adapt="on")  # the self-check still runs
+    tiny = np.ascontiguousarray(data[:, :5, :5])
+    with pytest.warns(RuntimeWarning) as caught:
+        out = upscale(tiny, 2, "tiny", adapt="on")
+    assert [str(w.message).split(" (")[0] for w in caught] == [
+        "5 x 5 pixels is too small to fine-tune at 2x", "5 x 5 pixels is too small for the self-check"]
+    # nothing can check the network on it, so it is not used: any network gives the same cube
+    from napari_deeper.models import build, save_model
+
+    save_model(build("hyrisr", TINY), "zero", "hyrisr", TINY, {"task": "superres"}, user_models)
+    with pytest.warns(RuntimeWarning):
+        np.testing.assert_array_equal(out, upscale(tiny, 2, "zero", adapt="on"))
+    assert not np.array_equal(out, upscale(tiny, 2, "tiny", adapt="off"))
+    messages = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "auto" says so in its progress messages, without warning
+        compute.run(upscale_steps(tiny, 2, "tiny"), lambda progress: messages.append(progress.message))
+    assert any("5 x 5 pixels is too small to fine-tune" in m for m in messages)
+
+
+def test_too_few_bands_for_the_basis_still_adapts(user_models, rng):
+    """Fewer bands than the network's components: the missing components are empty, the noise
+    cannot be measured along two bands (so nothing is shrunk), and adaptation runs."""
+    from napari_deeper.models.registry import cached_model
+    from napari_deeper.superres.deep import Report, network_upscale_steps
+
+    _tiny_model("tiny", user_models, tail_std=0.2)
+    model, _ = cached_model("tiny")
+    data = _smooth_cube(rng, bands=2, shape=(20, 20), components=2)
+    report = Report()
+    out = compute.run(network_upscale_steps(model, data, 2, "cpu", adapt="on", adapt_steps=3, report=report))
+    assert out.shape == (2, 40, 40) and np.all(np.isfinite(out))
+    assert report.adapted == 3 and report.check is not None
+    np.testing.assert_array_equal(out[:, 1::2, 1::2], data)
+
+
+def test_out_of_memory_while_adapting_halves_the_batch_then_moves_to_the_cpu(user_models, rng, monkeypatch):
+    import torch
+
+    from napari_deeper.models.registry import cached_model
+    from napari_deeper.superres import adapt
+    from napari_deeper.superres.deep import Report, prepare
+
+    _tiny_model("tiny", user_models)
+    model, _ = cached_model("tiny")
+    seen = []
+    train_step = adapt._train_step
+
+    def short_of_memory(network, optimizer, inputs, targets, scale, device):
+        seen.append((device.type, len(inputs)))
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return train_step(network, optimizer, inputs, targets, scale, device)
+
+    monkeypatch.setattr(adapt, "_train_step", short_of_memory)
+    data = _smooth_cube(rng, shape=(20, 20))
+    prep = prepare(data, model.n_components)
+    report = Report()
+    with pytest.warns(RuntimeWarning, match="ran out of memory fine-tuning on one crop; continuing on the CPU"):
+        tuned = compute.run(adapt.fine_tune_steps(model, data, 2, torch.device("cuda"), prep, 3, 60.0, report))
+    assert seen[:4] == [("cuda", 8), ("cuda", 4), ("cuda", 2), ("cuda", 1)]
+    assert seen[4:] == [("cpu", 1)] * 3 and report.adapted == 3
+    assert next(tuned.parameters()).device.type == "cpu"
+
+
+def test_adaptation_reports_its_loss_and_can_be_stopped(user_models, rng):
+    """Progress carries the fine-tuning loss; closing the generator (a dock's Cancel) ends it there."""
+    _tiny_model("tiny", user_models)
+    steps = upscale_steps(_smooth_cube(rng, shape=(20, 20)), 2, "tiny", adapt="on", adapt_steps=100000,
+                          adapt_seconds=600.0)
+    losses = []
+    for progress in steps:
+        if progress.loss is not None:
+            losses.append(progress.loss)
+            assert "adapting: step" in progress.message
+        if len(losses) == 3:
+            break
+    steps.close()
+    with pytest.raises(StopIteration):
+        next(steps)
+    assert all(np.isfinite(losses))
 
 
 # --- registry, fine-tuning ---------------------------------------------------------------------
@@ -246,6 +462,12 @@ def test_fast_scan_restore_returns_both_stages(user_models, rng):
     assert result.time_saving == pytest.approx(90.0)
     assert result.upscale_method == "tiny"
     np.testing.assert_allclose(result.upscaled, upscale(result.denoised, 3, "tiny"), atol=1e-5)
+    # the upscaler's parameters pass through, checked before the denoiser runs
+    fixed = compute.run(restore_steps(lr, 2, upscale_method="tiny", upscale_params={"adapt": "off"}))
+    np.testing.assert_allclose(fixed.upscaled, upscale(fixed.denoised, 2, "tiny", adapt="off"), atol=1e-5)
+    np.testing.assert_array_equal(fixed.upscaled[:, 1::2, 1::2], fixed.denoised)
+    with pytest.raises(ValueError, match="has no parameter 'adapt'"):
+        compute.run(restore_steps(lr, 2, upscale_method="bicubic", upscale_params={"adapt": "off"}))
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -274,6 +496,10 @@ def test_bad_inputs_have_clear_messages():
         upscale(good, 2, "bicubic", tile=16)
     with pytest.raises(ValueError, match="'tile' must be between 8 and 1024"):
         upscale(good, 2, "hyrisr", tile=2)
+    with pytest.raises(ValueError, match="'adapt' must be auto, on or off"):
+        upscale(good, 2, "hyrisr", adapt="maybe")
+    with pytest.raises(ValueError, match="1 NaN and 1 Inf"):
+        upscale(bad, 2, "hyrisr", adapt="on")
     with pytest.raises(ValueError, match="3-D"):
         upscale(np.ones((6, 6), np.float32), 2, "bicubic")
     with pytest.raises(ValueError, match="wavenumbers"):
@@ -305,9 +531,10 @@ def test_command_line_super_resolves_a_file(tmp_path, user_models, rng, capsys):
     axis = np.linspace(500.0, 600.0, 12)
     source, target = tmp_path / "in.npz", tmp_path / "out.npz"
     nd.save_cube(lr, source, wavenumbers=axis, metadata={"spectral_unit": "nm"})
-    assert main([str(source), str(target), "--scale", "3", "--method", "tiny", "--set", "tile=8"]) == 0
+    assert main([str(source), str(target), "--scale", "3", "--method", "tiny", "--set", "tile=8",
+                 "--set", "adapt=off"]) == 0
     written = nd.load_cube(target)
-    np.testing.assert_array_equal(written.data, upscale(lr, 3, "tiny", tile=8))
+    np.testing.assert_array_equal(written.data, upscale(lr, 3, "tiny", tile=8, adapt="off"))
     np.testing.assert_array_equal(written.wavenumbers, axis)
     assert written.spectral_unit == "nm"
     assert "wrote" in capsys.readouterr().out
@@ -318,6 +545,7 @@ def test_command_line_super_resolves_a_file(tmp_path, user_models, rng, capsys):
     assert main(["--list"]) == 0
     listed = capsys.readouterr().out
     assert "scale (int, default 2, one of 2, 3, 4)" in listed and "tile (int, default 96, in [8, 1024])" in listed
+    assert "adapt (str, default auto, one of auto, on, off)" in listed and "adapt_seconds (float" in listed
     assert "tiny:" in listed  # saved models are methods of the command line too
 
 

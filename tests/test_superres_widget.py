@@ -100,6 +100,7 @@ def test_fast_scan_restore_keeps_both_layers(qtbot, viewer_and_widget):
     assert record["time_saving"] == pytest.approx(40.0)
     assert record["intermediate"] == denoised.name
     assert record["params"]["upscale_method"] == "hyrisr" and record["model"] == "hyrisr"
+    assert record["params"]["upscale_params"]["adapt"] == "auto"  # the hyrisr panel's own values
     assert denoised.metadata["napari_deeper"]["pipeline"] == "fast_scan_restore"
     np.testing.assert_allclose(final.data_to_world((0, 5, 7)), denoised.data_to_world((0, 2, 3)))
     assert "40x" in widget.restore_info.value
@@ -116,6 +117,38 @@ def test_cancel_leaves_no_layers(qtbot, viewer_and_widget):
     wait(qtbot, widget.runner)
     assert [layer.name for layer in viewer.layers] == before
     assert widget.runner.last_error is None
+
+
+def test_adaptation_is_a_parameter_of_the_network_panels(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    adapt = widget.params["tiny"].controls["adapt"]
+    assert list(adapt.choices) == ["auto", "on", "off"] and adapt.value == "auto"
+    assert "adapt" not in widget.params["bicubic"].controls
+    widget.methods.value = ["tiny"]
+    assert not widget.params["tiny"].native.isHidden()  # its panel shows while it is ticked
+    adapt.value = "off"
+    widget.runner.run_button.click()
+    wait(qtbot, widget.runner)
+    assert widget.runner.last_error is None, widget.runner.last_error
+    record = viewer.layers["scan · tiny ×2"].metadata["napari_deeper"]
+    assert record["params"]["adapt"] == "off" and record["params"]["adapt_steps"] == 60
+
+
+def test_cancel_during_adaptation_leaves_no_layers(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    viewer.layers["scan"].data = np.random.default_rng(1).random((16, 40, 40)).astype(np.float32)
+    widget.methods.value = ["tiny"]
+    controls = widget.params["tiny"].controls
+    controls["adapt"].value, controls["adapt_steps"].value, controls["adapt_seconds"].value = "on", 100000, 600.0
+    before = [layer.name for layer in viewer.layers]
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: "adapting: step" in widget.runner.status.text(), timeout=60000)
+    assert "loss" in widget.runner.status.text()  # the adaptation loss shows while it runs
+    widget.runner.cancel_button.click()
+    wait(qtbot, widget.runner)
+    assert [layer.name for layer in viewer.layers] == before
+    assert widget.runner.last_error is None
+    assert "no layers were made" in widget.runner.status.text()
 
 
 def test_bad_choice_is_reported_without_layers(qtbot, viewer_and_widget):

@@ -12,7 +12,8 @@ results in napari's grid. Removing the input layer during a run does not stop it
 are added and a warning says the input is gone.
 
 *Fast scan restore* is the DeepeR pipeline for a fast, noisy, coarse scan: denoise (default
-method) then super-resolve (default method). Both the denoised and the final layer are kept so
+method) then super-resolve (default method, with the parameters its panel shows, adaptation
+included). Both the denoised and the final layer are kept so
 each step can be compared, and the equivalent imaging-time saving is shown: ``f²`` fewer points
 times the exposure ratio (how many times shorter each point's dwell was than the reference).
 """
@@ -162,17 +163,18 @@ class SuperResWidget(QWidget):
         scale = int(self.scale.value)
         ratio = float(self.exposure_ratio.value)
         device = self.device.value
+        upscale_params = self.panels.panels[DEFAULT].params  # the upscaler's own panel (adapt, tile...)
         self.restore_runner.start(
             restore_steps,
-            lambda result: self._add_restored(source, device, result),
-            np.asarray(source.data), scale, None, None, wavenumbers_of(source), device, ratio,
+            lambda result: self._add_restored(source, device, result, upscale_params),
+            np.asarray(source.data), scale, None, None, wavenumbers_of(source), device, ratio, upscale_params,
             viewer=self.viewer, inputs=[source],
         )
 
-    def _add_restored(self, source, device, result) -> None:
+    def _add_restored(self, source, device, result, upscale_params: dict) -> None:
         params = {"scale": result.scale, "denoise_method": result.denoise_method,
-                  "upscale_method": result.upscale_method, "exposure_ratio": result.exposure_ratio,
-                  "device": device}
+                  "upscale_method": result.upscale_method, "upscale_params": upscale_params,
+                  "exposure_ratio": result.exposure_ratio, "device": device}
         denoised_name = result_name(source.name, result.denoise_method)
         denoise_step = provenance.step("denoise", {"method": result.denoise_method})
         denoised_record = provenance.record("denoise", source, {"method": result.denoise_method, "device": device},
@@ -180,8 +182,9 @@ class SuperResWidget(QWidget):
         denoised = self.viewer.add_image(
             result.denoised, **cube_layer_kwargs(source, denoised_name, denoised_record)
         )
-        # replayed as the two steps it ran: the denoiser, then the upscaler, each with its defaults
-        upscale_step = provenance.step("superres", {"method": result.upscale_method, "scale": result.scale})
+        # replayed as the two steps it ran: the denoiser with its defaults, then the upscaler
+        upscale_step = provenance.step("superres", {"method": result.upscale_method, "scale": result.scale,
+                                                    **upscale_params})
         final_record = self._record(source, "fast_scan_restore", params, result.upscale_method,
                                     replay=[denoise_step, upscale_step])
         final_record["time_saving"] = result.time_saving

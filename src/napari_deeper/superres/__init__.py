@@ -13,6 +13,11 @@ family :data:`FAMILY` whose shared parameter is ``scale``):
   images of the cube, correcting their bicubic upscale; any band count, tiled for large images.
 - ``srresnet``: SRResNet (16 residual blocks, sub-pixel upsampling) used the same way.
 
+The networks keep the measured pixels, treat what the cube's noise level says is noise as noise
+between them (:mod:`napari_deeper.superres.deep`), and by default (``adapt="auto"``) adapt to the
+cube: fine-tuned on its own pairs (the cube skip-sampled again) when it is large enough, and
+weighed against interpolation by a self-check on those pairs (:mod:`napari_deeper.superres.adapt`).
+
 Models the user fine-tuned (task ``"superres"`` in the model registry) are methods too, under
 their own names: see :func:`available_methods`. A user model shadows a shipped one of the same
 name, as in every family (see :mod:`napari_deeper.methods`).
@@ -30,6 +35,7 @@ import numpy as np
 from .. import compute
 from .._validation import as_cube, as_wavenumbers
 from ..methods import Family, Method, Param, saved_models
+from .adapt import ADAPT_SECONDS, ADAPT_STEPS
 
 SCALES = (2, 3, 4)
 DEFAULT = "hyrisr"
@@ -64,9 +70,31 @@ def check_scale(scale) -> int:
 
 #: The family parameter every method takes.
 SCALE = Param("scale", int, 2, choices=SCALES, help="upscaling factor along y and x", parse=check_scale)
+ADAPT_CHOICES = ("auto", "on", "off")
+
+
+def check_adapt(value) -> str:
+    """``adapt`` as "auto", "on" or "off" (True/False/None accepted), or a ``ValueError``."""
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = str(value).strip().lower()
+    aliases = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}
+    text = aliases.get(text, text)
+    if text not in ADAPT_CHOICES:
+        raise ValueError(f"parameter 'adapt' must be auto, on or off (or True/False), got {value!r}")
+    return text
+
+
 _NETWORK_PARAMS = (
     Param("tile", int, 96, (8, 1024), help="low-resolution tile size (pixels); smaller tiles use less memory"),
     Param("overlap", int, 12, (0, 64), help="context added on each side of a tile (low-resolution pixels)"),
+    Param("adapt", str, "auto", choices=ADAPT_CHOICES, parse=check_adapt,
+          help="adapt the network to this cube: fine-tune on its own pairs (at least 16 x 16 pixels at 2x) "
+               "and choose its weight by a self-check; auto: whenever the cube is large enough"),
+    Param("adapt_steps", int, ADAPT_STEPS, (0, 100000), help="most fine-tuning steps on the cube's own pairs"),
+    Param("adapt_seconds", float, ADAPT_SECONDS, (0.1, 3600.0), help="time budget of the fine-tuning (seconds)"),
 )
 
 
@@ -80,8 +108,10 @@ def _interpolation(name: str):
 
 
 def _network(model_name: str):
-    def steps(data, scale: int, device, tile: int, overlap: int) -> compute.Steps[np.ndarray]:
-        return (yield from _network_steps(model_name, data, scale, device, model_name, tile, overlap))
+    def steps(data, scale: int, device, tile: int, overlap: int, adapt: str, adapt_steps: int,
+              adapt_seconds: float) -> compute.Steps[np.ndarray]:
+        return (yield from _network_steps(model_name, data, scale, device, model_name, tile, overlap,
+                                          adapt=adapt, adapt_steps=adapt_steps, adapt_seconds=adapt_seconds))
 
     return steps
 
@@ -144,7 +174,7 @@ available_methods = FAMILY.available
 
 
 def _network_steps(model_name: str, data: np.ndarray, scale: int, device, label: str,
-                   tile: int, overlap: int) -> compute.Steps[np.ndarray]:
+                   tile: int, overlap: int, **adaptation) -> compute.Steps[np.ndarray]:
     from ..models.registry import cached_model
     from .deep import network_upscale_steps
 
@@ -154,7 +184,7 @@ def _network_steps(model_name: str, data: np.ndarray, scale: int, device, label:
             f"model {model_name!r} was trained for scales {tuple(model.scales)}, not {scale}"
         )
     return (yield from network_upscale_steps(model, data, scale, device, tile, overlap,
-                                             f"{label} x{scale}"))
+                                             f"{label} x{scale}", **adaptation))
 
 
 def upscale_steps(data, scale: int = 2, method: str = DEFAULT, wavenumbers=None, device=None,
@@ -195,13 +225,16 @@ class RestoreResult:
 
 def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
                   upscale_method: str | None = None, wavenumbers=None, device=None,
-                  exposure_ratio: float | None = None) -> compute.Steps[RestoreResult]:
+                  exposure_ratio: float | None = None, upscale_params: dict | None = None
+                  ) -> compute.Steps[RestoreResult]:
     """Fast scan restore: denoise a low-SNR LR scan, then super-resolve it by ``scale``.
 
-    ``denoise_method`` / ``upscale_method`` default to each family's default. ``exposure_ratio``
-    is how many times longer the reference dwell time is than this scan's (None: 1, only the
-    fewer points count). Returns a :class:`RestoreResult` holding the denoised LR cube and the
-    upscaled one.
+    ``denoise_method`` / ``upscale_method`` default to each family's default; ``upscale_params``
+    are the upscaler's parameters (e.g. ``{"adapt": "off"}``; checked before anything runs).
+    ``exposure_ratio`` is how many times longer the reference dwell time is than this scan's
+    (None: 1, only the fewer points count). Returns a :class:`RestoreResult` holding the denoised
+    LR cube and the upscaled one. The upscaler keeps the values it is given at the measured
+    pixels: here the denoised ones, so the result is the clean estimate everywhere.
     """
     scale = check_scale(scale)
     cube = as_cube(data)
@@ -212,14 +245,16 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     from .. import denoise
 
     denoise_method = denoise.get_method(denoise_method).name
-    upscale_method = FAMILY.lookup(upscale_method).name
+    upscale_params = dict(upscale_params or {})
+    upscale_method = FAMILY.check(upscale_method, {"scale": scale, **upscale_params})[0].name
     _check_size(cube.shape, scale)
     denoised = yield from compute.stage(
         denoise.denoise_steps(cube, denoise_method, wavenumbers, device), 0, 2, "denoising"
     )
     denoised = np.asarray(denoised, dtype=np.float32)
     upscaled = yield from compute.stage(
-        upscale_steps(denoised, scale, upscale_method, wavenumbers, device), 1, 2, "super-resolving"
+        upscale_steps(denoised, scale, upscale_method, wavenumbers, device, **upscale_params), 1, 2,
+        "super-resolving"
     )
     return RestoreResult(
         denoised, upscaled, scale, ratio, float(scale * scale * ratio), denoise_method, upscale_method,
@@ -228,7 +263,7 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
 
 def restore(data, scale: int = 2, denoise_method: str | None = None,
             upscale_method: str | None = None, wavenumbers=None, device=None,
-            exposure_ratio: float | None = None) -> RestoreResult:
+            exposure_ratio: float | None = None, upscale_params: dict | None = None) -> RestoreResult:
     """Plain-call version of :func:`restore_steps`."""
     return compute.run(restore_steps(data, scale, denoise_method, upscale_method, wavenumbers,
-                                     device, exposure_ratio))
+                                     device, exposure_ratio, upscale_params))

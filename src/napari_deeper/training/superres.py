@@ -31,6 +31,7 @@ import numpy as np
 from .. import compute
 from .._validation import as_cube
 from ..superres import SCALES, check_scale
+from ..superres.adapt import dihedral
 from ..superres.deep import fit_basis
 from ..superres.interpolation import interpolate
 from . import cards
@@ -70,12 +71,6 @@ def score_pair(source_hr: np.ndarray, target_hr: np.ndarray, scale: int,
     return ScorePair(basis.scores(source_hr), basis.scores(target_hr))
 
 
-def _dihedral(patch: np.ndarray, k: int) -> np.ndarray:
-    """One of the 8 rotations/flips of a square ``(..., S, S)`` patch."""
-    out = np.rot90(patch, k % 4, axes=(-2, -1))
-    return out[..., ::-1] if k >= 4 else out
-
-
 def sample_batch(pairs: list[ScorePair], scale: int, batch: int, rng: np.random.Generator,
                  patch: int | None = None):
     """``(inputs (N, K, p, p), targets (N, K, f(p-2m), f(p-2m)))`` float32 training samples.
@@ -92,8 +87,8 @@ def sample_batch(pairs: list[ScorePair], scale: int, batch: int, rng: np.random.
         y0 = int(rng.integers(0, ny - side + 1))
         x0 = int(rng.integers(0, nx - side + 1))
         k = int(rng.integers(8))
-        source = _dihedral(pair.source[:, y0:y0 + side, x0:x0 + side], k)
-        target = _dihedral(pair.target[:, y0:y0 + side, x0:x0 + side], k)
+        source = dihedral(pair.source[:, y0:y0 + side, x0:x0 + side], k)
+        target = dihedral(pair.target[:, y0:y0 + side, x0:x0 + side], k)
         inputs.append(source[:, f // 2::f, f // 2::f])
         hr_crops.append(target)
     inputs = np.ascontiguousarray(np.stack(inputs), dtype=np.float32)
