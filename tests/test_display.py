@@ -201,7 +201,19 @@ def test_maps_get_a_colour_bar(qtbot, make_napari_viewer):
     qtbot.waitUntil(lambda: not peaks.runner.busy, timeout=30000)
     assert peaks.runner.last_error is None, peaks.runner.last_error
     peak_map = viewer.layers[-1]
-    assert peak_map.ndim == 2 and peak_map.colorbar.visible
+    assert peak_map.ndim == 2 and peak_map.colorbar.visible  # the new map is the selected layer
     assert not viewer.layers[0].colorbar.visible  # cubes: the band changes, no fixed bar
+    # two maps overlaid: only the selected one has a colour bar; in grid mode each has its own
+    peaks.layers.value = [viewer.layers[1]]
+    peaks.runner.run_button.click()
+    qtbot.waitUntil(lambda: not peaks.runner.busy, timeout=30000)
+    second = viewer.layers[-1]
+    assert second.colorbar.visible and not peak_map.colorbar.visible
+    viewer.layers.selection.active = peak_map
+    assert peak_map.colorbar.visible and not second.colorbar.visible
+    viewer.canvas.grid.enabled = True
+    assert peak_map.colorbar.visible and second.colorbar.visible
+    second.visible = False
+    assert not second.colorbar.visible
     plain = viewer.add_image(nd.simulate.simulate_cell((8, 8), n_bands=40, seed=1).noisy[0], name="user's own")
     assert not plain.colorbar.visible  # not the plugin's: left as napari shows it

@@ -51,6 +51,10 @@ def test_every_dock_open_fits_the_screen(qtbot, make_napari_viewer):
     assert params[0].height() >= min(needed, 200)
     # the dock's own controls still work after being put in a scroll area
     assert denoise.methods.choices and denoise.input_layer.choices
+    # every dock's viewer (napari hands each a proxy) shares the one set of display rules
+    from napari_deeper._widgets import _display
+
+    assert denoise.viewer is not viewer and _display.install(denoise.viewer) is _display.install(viewer)
     # a dock opened again is the same widget (napari's registry still holds it)
     _, again = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise")
     assert again is denoise

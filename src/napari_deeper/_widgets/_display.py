@@ -8,7 +8,8 @@ viewer
 - give the spectral layers the plugin opens or makes a contrast from the 1st-99.5th percentiles of
   the band on screen, recomputed as the slider moves (on that band only, subsampled), until the
   user sets a contrast by hand;
-- show a colour bar on the maps the plugin makes (peak, abundance, residual and difference maps);
+- show a colour bar on the maps the plugin makes (peak, abundance, residual and difference maps):
+  on the selected one, or on each of them in grid mode;
 - keep units consistent: a layer added with napari's default "pixel" units where the others say
   otherwise (a Shapes or Points layer drawn over a cube, a map) takes the others' units, so that
   napari does not warn "Inconsistent units across layers" on every layer added afterwards;
@@ -119,6 +120,7 @@ def install(viewer) -> Display | None:
     """Give ``viewer`` the display behaviour described in this module; a no-op the second time."""
     if viewer is None:
         return None
+    viewer = getattr(viewer, "__wrapped__", viewer)  # docks get napari's proxy of the viewer
     display = _installed.get(viewer)
     if display is None:
         display = Display(viewer)
@@ -138,6 +140,12 @@ def text_overlay(viewer):
     canvas = getattr(viewer, "canvas", None)
     overlays = getattr(canvas, "overlays", None)
     return overlays.text if overlays is not None else viewer.text_overlay
+
+
+def grid_of(viewer):
+    """The viewer's grid-mode model (``viewer.canvas.grid`` since napari 0.9)."""
+    grid = getattr(getattr(viewer, "canvas", None), "grid", None)
+    return grid if grid is not None else viewer.grid
 
 
 def displayed_band(viewer, layer) -> int:
@@ -200,6 +208,7 @@ class Display:
         self._viewer = weakref.ref(viewer)
         self._auto: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> limits we set
         self._setting = False
+        self._maps: "weakref.WeakSet" = weakref.WeakSet()  # the plugin's maps (they get colour bars)
         self._overlay_text = ""
         self.readout: dict | None = None
         viewer.dims.events.current_step.connect(self._on_step)
@@ -209,6 +218,8 @@ class Display:
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self.refresh_readout)
         viewer.layers.selection.events.active.connect(self.refresh_readout)
+        viewer.layers.selection.events.active.connect(self._show_colorbars)
+        grid_of(viewer).events.enabled.connect(self._show_colorbars)
         viewer.events.status.connect(self._on_status)
         for layer in list(viewer.layers):
             self._adopt(layer)
@@ -237,9 +248,23 @@ class Display:
             layer.events.visible.connect(self._on_visible)
             self._autocontrast(layer)
         elif is_map(layer):
-            layer.colorbar.visible = True
+            self._maps.add(layer)
+            layer.events.visible.connect(self._show_colorbars)
+            self._show_colorbars()
         elif is_cube(layer):
             layer.events.visible.connect(self.refresh_readout)
+
+    def _show_colorbars(self, event=None) -> None:
+        """A colour bar on the selected map, or on every map in grid mode (one per panel).
+
+        Maps overlaid in one view (an abundance map per component) would otherwise stack one
+        colour bar per layer over the image.
+        """
+        viewer = self.viewer
+        active = viewer.layers.selection.active
+        grid = grid_of(viewer).enabled
+        for layer in list(self._maps):
+            layer.colorbar.visible = layer.visible and (grid or layer is active)
 
     def _autocontrast(self, layer) -> None:
         band = displayed_band(self.viewer, layer)

@@ -109,6 +109,7 @@ def scrolled(widget) -> None:
     The widget keeps its identity (napari's dock registry and callers hold it); its layout moves
     into a scroll area that becomes its only child, its controls keeping their state.
     """
+    from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
     if widget is None or widget.findChild(QScrollArea, SCROLLED) is not None or widget.layout() is None:
@@ -128,6 +129,9 @@ def scrolled(widget) -> None:
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setWidget(content)
+    # it scrolls up and down only: the dock stays as wide as its content needs, as before
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setMinimumWidth(content.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)

@@ -259,7 +259,7 @@ class SpectraWidget(QWidget):
         self.display = _display.install(napari_viewer)
         self.figure = Figure(figsize=(5, 3.2), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(200)
+        self.canvas.setMinimumHeight(160)
         self.axes = self.figure.add_subplot()
         self.axes.set_ylabel("Intensity")
         self.axes_norm = self.axes.twinx()
