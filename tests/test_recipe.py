@@ -192,6 +192,9 @@ def test_three_docks_then_a_peak_map_replay_bit_identically(qtbot, opened, tmp_p
     assert not superres.params["srresnet"].native.isHidden()  # the dock shows tile and overlap
     superres.params["srresnet"].controls["tile"].value = 8
     superres.params["srresnet"].controls["overlap"].value = 2
+    # a few fine-tuning steps and no time limit: adaptation replays exactly when no budget cut it short
+    superres.params["srresnet"].controls["adapt_steps"].value = 5
+    superres.params["srresnet"].controls["adapt_seconds"].value = 600.0
     superres.device.value = "cpu"
     _run(qtbot, superres.runner)
     upscaled = viewer.layers["cell · preprocessed · savgol · srresnet ×2"]
@@ -207,7 +210,8 @@ def test_three_docks_then_a_peak_map_replay_bit_identically(qtbot, opened, tmp_p
     steps = Recipe.from_layer(heatmap).steps
     assert [(s["operation"], s["method"]) for s in steps] == [
         ("preprocess", "standard"), ("denoise", "savgol"), ("superres", "srresnet"), ("band_map", "height")]
-    assert steps[2]["params"] == {"scale": 2, "tile": 8, "overlap": 2}
+    assert steps[2]["params"] == {"scale": 2, "tile": 8, "overlap": 2, "adapt": "auto", "adapt_steps": 5,
+                                  "adapt_seconds": 600.0}
     for index, made in enumerate([cleaned, viewer.layers["cell · preprocessed · hybrid"], smooth, upscaled, heatmap]):
         replayed = _replayed(made, path, tmp_path, f"layer{index}")
         assert np.array_equal(replayed.final, made.data), made.name
@@ -224,6 +228,8 @@ def test_fast_scan_restore_and_unmixing_replay_bit_identically(qtbot, opened, tm
     superres = SuperResWidget(viewer)
     superres.input_layer.value = layer
     superres.device.value = "cpu"
+    superres.params["hyrisr"].controls["adapt_steps"].value = 5  # no time limit: the replay is exact
+    superres.params["hyrisr"].controls["adapt_seconds"].value = 600.0
     _run(qtbot, superres.restore_runner, superres.restore_runner.run_button)
     denoised, final = viewer.layers[-2], viewer.layers[-1]
     assert [s["operation"] for s in Recipe.from_layer(final).steps] == ["denoise", "superres"]

@@ -272,14 +272,26 @@ def test_adaptation_improves_a_cube_the_network_never_saw_within_its_budget():
     psnr, reports = {}, {}
     for adapt in ("off", "on"):
         reports[adapt] = Report()
-        out = compute.run(network_upscale_steps(model, lr, 2, "cpu", adapt=adapt, adapt_steps=100000,
-                                                adapt_seconds=2.0, report=reports[adapt]))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = compute.run(network_upscale_steps(model, lr, 2, "cpu", adapt=adapt, adapt_steps=100000,
+                                                    adapt_seconds=2.0, report=reports[adapt]))
         psnr[adapt] = metrics.psnr(out, hr, float(np.ptp(hr)))
+        assert any(str(w.message).startswith("fine-tuning stopped after") for w in caught) == (adapt == "on")
     assert psnr["on"] > psnr["off"] + 0.5, psnr
     tuned = reports["on"]
     assert 1 <= tuned.adapted < 100000 and tuned.seconds < 2.0 + 10.0  # stopped by its budget
     assert any("the 2 s budget was spent" in note for note in tuned.notes)
     assert reports["off"].adapted == 0 and reports["off"].check is None
+
+
+def test_adaptation_is_reproducible_within_its_steps(user_models, rng):
+    """Same cube, same steps: the same result (a recipe replays it), as long as the time budget
+    does not cut the fine-tuning short."""
+    _tiny_model("tiny", user_models)
+    data = (_smooth_cube(rng, shape=(20, 20)) + 0.05 * rng.standard_normal((20, 20, 20))).astype(np.float32)
+    runs = [upscale(data, 2, "tiny", adapt="on", adapt_steps=5, adapt_seconds=600.0) for _ in range(2)]
+    np.testing.assert_array_equal(*runs)
 
 
 def test_self_check_scores_the_cube_it_would_make(user_models, rng):
@@ -437,7 +449,7 @@ def test_finetune_loop_runs_and_saves_a_method(user_models, rng):
     assert card["fine_tuned_scale"] == 2 and card["training"]["steps"] == 6
     save_model(model, "tiny-tuned", card["arch"], card["config"], card, user_models)
     assert "tiny-tuned" in available_methods()
-    out = upscale(hr[:, 1::2, 1::2], 2, "tiny-tuned")
+    out = upscale(hr[:, 1::2, 1::2], 2, "tiny-tuned", adapt="off")
     assert out.shape == hr.shape
     assert np.abs(out - upscale(hr[:, 1::2, 1::2], 2, "bicubic")).max() > 0  # weights changed
 

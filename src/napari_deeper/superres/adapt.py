@@ -175,7 +175,8 @@ def fine_tune_steps(model, data: np.ndarray, scale: int, device, prep: Prepared,
                                    loss=float(np.mean(losses[-10:])))
             if time.perf_counter() - started > seconds and done < steps:
                 _note(report, f"fine-tuning stopped after {done} of {steps} steps: the {seconds:g} s budget "
-                      "was spent", False)
+                      "was spent (a rerun may stop at another step; for a reproducible result raise "
+                      "adapt_seconds or set adapt_steps)", True)
                 break
     finally:
         tuned.eval()
