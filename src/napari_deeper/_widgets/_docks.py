@@ -109,8 +109,15 @@ def scrolled(widget) -> None:
     The widget keeps its identity (napari's dock registry and callers hold it); its layout moves
     into a scroll area that becomes its only child, its controls keeping their state.
     """
-    from qtpy.QtCore import Qt
+    from qtpy.QtCore import QSize, Qt
     from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+    class VerticalScroll(QScrollArea):
+        """Scrolls up and down only: as wide as its content needs (so is the dock), any height."""
+
+        def minimumSizeHint(self):  # noqa: N802 - Qt's name
+            inner = self.widget().minimumSizeHint().width() if self.widget() is not None else 0
+            return QSize(inner + self.verticalScrollBar().sizeHint().width(), super().minimumSizeHint().height())
 
     if widget is None or widget.findChild(QScrollArea, SCROLLED) is not None or widget.layout() is None:
         return
@@ -124,14 +131,12 @@ def scrolled(widget) -> None:
                 quiet.enter_context(signal.blocked())
         content.setLayout(widget.layout())  # Qt moves the layout and its widgets over
     content.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-    area = QScrollArea()
+    area = VerticalScroll()
     area.setObjectName(SCROLLED)
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setWidget(content)
-    # it scrolls up and down only: the dock stays as wide as its content needs, as before
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    area.setMinimumWidth(content.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    area.setWidget(content)
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)
