@@ -90,8 +90,9 @@ def _build_registry() -> dict[str, Method]:
             (
                 Param("n_components", int, None, (1, 10000),
                       help="components kept (auto: chosen by rank_rule)", optional=True),
-                Param("rank_rule", str, "bcv", choices=classical.RANK_RULES,
-                      help="automatic rank: bi-cross-validation over pixels and bands, or Gavish-Donoho"),
+                Param("rank_rule", str, "gavish-donoho", choices=classical.RANK_RULES,
+                      help="automatic rank, on the cube with its noise evened out: Gavish-Donoho threshold, "
+                           "or bi-cross-validation over pixels and bands"),
                 stabilise,
             ),
             "PCA (low-rank) denoising over all pixels",

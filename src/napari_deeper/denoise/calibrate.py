@@ -103,35 +103,69 @@ def savgol_windows(n_bands: int, order: int) -> list[int]:
     return [int(w) for w in grid if order + 1 < w <= n_bands]
 
 
-def calibrate_savgol(data: np.ndarray, orders=SAVGOL_ORDERS) -> dict:
-    """Savitzky-Golay ``window`` and ``order`` with the lowest leave-one-out loss on the cube."""
+def _smoothing_pays(smoothed: np.ndarray, spectra: np.ndarray, diagonal: np.ndarray, noise) -> bool:
+    """Whether a linear smoother's SURE under the noise model is below leaving the data as they are.
+
+    SURE of ``H y`` is ``|Hy - y|^2 - sum(var) + 2 sum(H_ii var)``; the data themselves have risk
+    ``sum(var)``. Leave-one-out ranks the smoothers against each other but cannot rank them
+    against no smoothing (whose leave-one-out prediction is undefined); this does.
+    """
+    variance = value_variance(spectra, noise)
+    risk = np.mean((smoothed - spectra) ** 2) - np.mean(variance) + 2.0 * np.mean(diagonal[:, None] * variance)
+    return bool(risk < np.mean(variance))
+
+
+def _noise(data, noise):
+    from .noise import estimate_noise
+
+    return estimate_noise(data, max_values=500_000, spikes=False) if noise is None else noise
+
+
+def calibrate_savgol(data: np.ndarray, orders=SAVGOL_ORDERS, noise=None) -> dict:
+    """Savitzky-Golay ``window`` and ``order`` with the lowest leave-one-out loss on the cube.
+
+    When even the best of them does not beat the data themselves (SURE under ``noise``, the cube's
+    noise model, estimated when None), returns window 3, order 2: the data left as they are.
+    """
     spectra = sample_spectra(data)
     n_bands = spectra.shape[0]
     best = None
     for order in orders:
         for window in savgol_windows(n_bands, order):
             smoothed = savgol_smooth(spectra, window, order)
-            loss = _loo_loss(smoothed, spectra, savgol_hat_diagonal(n_bands, window, order))
+            diagonal = savgol_hat_diagonal(n_bands, window, order)
+            loss = _loo_loss(smoothed, spectra, diagonal)
             if best is None or loss < best[0]:
-                best = (loss, {"window": window, "order": order})
+                best = (loss, {"window": window, "order": order}, smoothed, diagonal)
     if best is None:
         raise ValueError(f"{n_bands} bands are too few to calibrate a Savitzky-Golay filter (need at least 5)")
+    if not _smoothing_pays(best[2], spectra, best[3], _noise(data, noise)):
+        return {"window": 3, "order": 2}
     return best[1]
 
 
-def whittaker_loss(spectra: np.ndarray, lam: float) -> float:
-    """Leave-one-out loss of the Whittaker smoother with ``lam`` on ``(B, n)`` spectra."""
+def _whittaker(spectra: np.ndarray, lam: float):
+    """Whittaker-smoothed ``spectra`` and the smoother's diagonal."""
     from scipy.linalg import cho_solve_banded
 
     from .classical import whittaker_factor, whittaker_hat_diagonal
 
     factor = whittaker_factor(spectra.shape[0], lam)
-    smoothed = cho_solve_banded((factor, False), spectra)
-    return _loo_loss(smoothed, spectra, whittaker_hat_diagonal(spectra.shape[0], lam, factor))
+    return cho_solve_banded((factor, False), spectra), whittaker_hat_diagonal(spectra.shape[0], lam, factor)
 
 
-def calibrate_whittaker(data: np.ndarray, lambdas=WHITTAKER_LAMBDAS) -> float:
-    """The Whittaker ``lam`` with the lowest leave-one-out loss (grid, then a finer look around it)."""
+def whittaker_loss(spectra: np.ndarray, lam: float) -> float:
+    """Leave-one-out loss of the Whittaker smoother with ``lam`` on ``(B, n)`` spectra."""
+    smoothed, diagonal = _whittaker(spectra, lam)
+    return _loo_loss(smoothed, spectra, diagonal)
+
+
+def calibrate_whittaker(data: np.ndarray, lambdas=WHITTAKER_LAMBDAS, noise=None) -> float:
+    """The Whittaker ``lam`` with the lowest leave-one-out loss (grid, then a finer look around it).
+
+    0 (the data left as they are) when even that one does not beat the data themselves (SURE
+    under ``noise``, the cube's noise model, estimated when None).
+    """
     spectra = sample_spectra(data)
     grid = np.asarray(lambdas, dtype=np.float64)
     losses = np.array([whittaker_loss(spectra, lam) for lam in grid])
@@ -139,7 +173,9 @@ def calibrate_whittaker(data: np.ndarray, lambdas=WHITTAKER_LAMBDAS) -> float:
     low, high = grid[max(0, i - 1)], grid[min(grid.size - 1, i + 1)]
     fine = np.geomspace(low, high, 9)
     fine_losses = np.array([whittaker_loss(spectra, lam) for lam in fine])
-    return float(fine[int(np.argmin(fine_losses))])
+    lam = float(fine[int(np.argmin(fine_losses))])
+    smoothed, diagonal = _whittaker(spectra, lam)
+    return lam if _smoothing_pays(smoothed, spectra, diagonal, _noise(data, noise)) else 0.0
 
 
 def sure_loss(fn, spectra: np.ndarray, variance: np.ndarray, delta: float = 0.01, seed: int = 0) -> float:
@@ -249,12 +285,88 @@ def bcv_rank(data: np.ndarray, max_rank: int = 60, max_pixels: int = 8192) -> in
     return int(max(1, np.argmin(errors)))
 
 
+def sinkhorn_scaling(variance: np.ndarray, rounds: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Scalings ``u`` (rows) and ``v`` (columns) that make ``u_b var_bp v_p`` average 1 along
+    every row and column (Sinkhorn; Landa, Zhang & Kluger, SIAM J. Math. Data Sci. 4, 2022)."""
+    n_rows, n_cols = variance.shape
+    u, v = np.ones(n_rows), np.ones(n_cols)
+    for _ in range(rounds):
+        u = n_cols / (variance @ v)
+        v_new = n_rows / (variance.T @ u)
+        if np.allclose(v_new, v, rtol=1e-4):
+            v = v_new
+            break
+        v = v_new
+    return u, v
+
+
+def model_variance(block: np.ndarray, noise) -> np.ndarray:
+    """The noise model's variance of every value of ``block`` (at least its lowest measured), float32."""
+    a, b, floor = (np.float32(x) for x in (noise.gain, noise.read_variance, noise.min_variance))
+    return np.maximum(a * np.asarray(block, dtype=np.float32) + b, floor)
+
+
+def noise_scales_steps(data: np.ndarray, flat: np.ndarray, slices, noise, message: str = "evening out the noise"):
+    """One scale per band and one per pixel that even out the cube's noise: ``(band, pixel)``.
+
+    ``sqrt(u_b)`` and ``sqrt(v_p)`` with ``u`` from Sinkhorn scaling of the noise model's variance
+    on at most 4096 evenly spaced spectra and ``v`` from every pixel's spectrum in one pass over
+    ``flat`` (``(B, N)``, read in ``slices``), so that ``y * band * pixel`` has noise variance 1 on
+    average along every band and every pixel. A two-sided diagonal scaling keeps a low-rank cube
+    low-rank, and the noise's singular values then follow the Marchenko-Pastur law, which is what
+    rank rules for white noise assume.
+    """
+    from ..compute import Progress
+
+    u, _ = sinkhorn_scaling(model_variance(sample_spectra(data, 4096), noise).astype(np.float64))
+    pixel = np.empty(flat.shape[1])
+    for i, sl in enumerate(slices):
+        pixel[sl] = flat.shape[0] / (u.astype(np.float32) @ model_variance(flat[:, sl], noise))
+        yield Progress(i + 1, len(slices), message)
+    return np.sqrt(u), np.sqrt(pixel)
+
+
+def evened_rank_steps(data: np.ndarray, rule: str = "gavish-donoho", noise=None, max_rank: int = 60):
+    """PCA rank of a cube whose noise has been evened out first (:func:`noise_scales_steps`).
+
+    ``rule`` is "gavish-donoho" (singular values of the evened cube above Gavish & Donoho's
+    optimal hard threshold for an unknown noise level: the rank that is best for plain truncation
+    when the noise is white) or "bcv" (bi-cross-validation on at most 8192 evenly spaced evened
+    spectra). ``noise`` is the cube's noise model (estimated when None).
+    """
+    from ..compute import Progress
+    from .classical import gavish_donoho_rank, pixel_blocks, principal_axes
+    from .noise import estimate_noise
+
+    yield Progress(0, 1, "estimating the noise")
+    noise = estimate_noise(data, max_values=500_000, spikes=False) if noise is None else noise
+    flat, slices = pixel_blocks(data)
+    band, pixel = yield from noise_scales_steps(data, flat, slices, noise)
+    n_bands, n = flat.shape
+    if rule == "bcv":
+        index = np.unique(np.linspace(0, n - 1, min(n, 8192)).round().astype(int))
+        sample = (np.asarray(flat[:, index], dtype=np.float64) * band[:, None] * pixel[None, index]).T
+        return int(max(1, np.argmin(bcv_errors(sample - sample.mean(axis=0), max_rank))))
+    mean = np.zeros(n_bands)
+    gram = np.zeros((n_bands, n_bands))
+    for i, sl in enumerate(slices):
+        z = np.multiply(flat[:, sl], band[:, None], dtype=np.float64)
+        z *= pixel[None, sl]
+        mean += z.sum(axis=1)
+        gram += z @ z.T
+        yield Progress(i + 1, len(slices), "rank on the evened cube")
+    mean /= n
+    gram -= n * np.outer(mean, mean)
+    singular, _ = principal_axes(gram)
+    return gavish_donoho_rank(singular[: min(n_bands, n) - 1], (n, n_bands))
+
+
 def _calibrated(name: str, data: np.ndarray, noise, params: dict) -> dict:
     """``params`` with the ones method ``name`` calibrates replaced by their values on ``data``."""
     if name == "savgol":
-        return {**params, **calibrate_savgol(data)}
+        return {**params, **calibrate_savgol(data, noise=noise)}
     if name == "whittaker":
-        return {**params, "lam": calibrate_whittaker(data)}
+        return {**params, "lam": calibrate_whittaker(data, noise=noise)}
     if name == "wavelet":
         found = calibrate_wavelet(data, params["wavelet"], params["mode"], params["threshold"], noise)
         return {**params, **found}

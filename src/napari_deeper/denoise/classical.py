@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..compute import Progress, chunk_size, chunks
+from ..compute import Progress, chunk_size, chunks, share
 
 # Gavish & Donoho (2014): optimal hard threshold for singular values with unknown noise level is
 # omega(beta) * median singular value; this cubic is their published approximation of omega.
@@ -233,17 +233,18 @@ def principal_axes(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.maximum(eigvals[order], 0.0)), eigvecs[:, order]
 
 
-RANK_RULES = ("bcv", "gavish-donoho")
+RANK_RULES = ("gavish-donoho", "bcv")
 
 
-def pca_steps(data: np.ndarray, n_components: int | None = None, rank_rule: str = "bcv"):
+def pca_steps(data: np.ndarray, n_components: int | None = None, rank_rule: str = "gavish-donoho"):
     """Low-rank (PCA) denoising: keep the first ``n_components`` principal components.
 
-    With ``n_components`` None (or 0) the rank is chosen on the data by ``rank_rule``:
-    ``"bcv"``, bi-cross-validation over pixels and bands
-    (:func:`~napari_deeper.denoise.calibrate.bcv_rank`), or ``"gavish-donoho"``, the number of
-    singular values of the centred ``(pixels, bands)`` matrix above Gavish & Donoho's optimal
-    hard threshold for an unknown noise level, ``omega(beta) * median(singular values)``.
+    With ``n_components`` None (or 0) the rank is chosen on the data, after evening out its noise
+    with the cube's own noise model (one scale per band and per pixel,
+    :func:`~napari_deeper.denoise.calibrate.evened_rank_steps`): ``rank_rule`` "gavish-donoho",
+    the singular values above Gavish & Donoho's optimal hard threshold for an unknown noise
+    level, ``omega(beta) * median(singular values)``, or "bcv", bi-cross-validation over pixels
+    and bands. The reconstruction itself is plain PCA of the data as they are.
     """
     rule = str(rank_rule).lower()
     if rule not in RANK_RULES:
@@ -253,17 +254,17 @@ def pca_steps(data: np.ndarray, n_components: int | None = None, rank_rule: str 
     n_pixels = flat.shape[1]
     if n_pixels < 2:
         raise ValueError("PCA denoising needs at least 2 pixels")
-    message = "PCA denoising"
-    mean, gram = yield from spectral_gram_steps(flat, slices, message)
-    singular, loadings = principal_axes(gram)
-    if (n_components is None or int(n_components) <= 0) and rule == "bcv":
-        from .calibrate import bcv_rank
+    automatic = n_components is None or int(n_components) <= 0
+    parts = 3 if automatic else 2  # (rank,) Gram matrix, reconstruction
+    if automatic:
+        from .calibrate import evened_rank_steps
 
-        rank = min(bcv_rank(data), n_bands, n_pixels)
-    elif n_components is None or int(n_components) <= 0:
-        rank = gavish_donoho_rank(singular, (n_pixels, n_bands))
+        rank = yield from share(evened_rank_steps(data, rule), 0, 1, parts, "PCA rank")
     else:
-        rank = min(int(n_components), n_bands, n_pixels)
+        rank = int(n_components)
+    mean, gram = yield from share(spectral_gram_steps(flat, slices, "PCA denoising"), parts - 2, 1, parts)
+    _, loadings = principal_axes(gram)
+    rank = min(rank, n_bands, n_pixels)
     basis = loadings[:, :rank].astype(np.float32)
     mean32 = mean.astype(np.float32)[:, None]
     out = np.empty(data.shape, dtype=np.float32)
@@ -272,5 +273,5 @@ def pca_steps(data: np.ndarray, n_components: int | None = None, rank_rule: str 
     for i, sl in enumerate(slices):
         block = np.asarray(flat[:, sl], dtype=np.float32) - mean32
         out_flat[:, sl] = basis @ (basis.T @ block) + mean32
-        yield Progress(len(slices) + i + 1, 2 * len(slices), message)
+        yield Progress((parts - 1) * len(slices) + i + 1, parts * len(slices), message)
     return out

@@ -7,7 +7,8 @@ the same few chemical species. This method uses both kinds of redundancy. With `
 1. **Noise model** (:func:`~napari_deeper.denoise.noise.estimate_noise`): the Poisson-Gaussian
    variance ``a * E[y] + b`` of every value.
 2. **Even noise** (``whiten="biwhite"``): one scale per band and one per pixel (Sinkhorn
-   scaling of the model's variance matrix, Landa, Zhang & Kluger 2022) make the noise variance
+   scaling of the model's variance matrix, Landa, Zhang & Kluger 2022,
+   :func:`~napari_deeper.denoise.calibrate.noise_scales_steps`) make the noise variance
    average 1 along every band and every pixel. A two-sided diagonal scaling keeps a low-rank cube
    low-rank (a square-root transform would not), and the singular values of the noise then
    follow the Marchenko-Pastur law. ``"vst"`` uses the generalised Anscombe transform instead,
@@ -250,26 +251,12 @@ def edge_rank(singular: np.ndarray, shape: tuple[int, int]) -> int:
     return int(max(1, np.count_nonzero(values > sigma * (np.sqrt(n) + np.sqrt(m)))))
 
 
-def _sinkhorn(variance: np.ndarray, rounds: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Scalings ``u`` (rows) and ``v`` (columns) that make ``u_b var_bp v_p`` average 1 along
-    every row and column (Sinkhorn; Landa, Zhang & Kluger, SIAM J. Math. Data Sci. 4, 2022)."""
-    n_rows, n_cols = variance.shape
-    u, v = np.ones(n_rows), np.ones(n_cols)
-    for _ in range(rounds):
-        u = n_cols / (variance @ v)
-        v_new = n_rows / (variance.T @ u)
-        if np.allclose(v_new, v, rtol=1e-4):
-            v = v_new
-            break
-        v = v_new
-    return u, v
-
-
 def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: int | None = None,
                       spatial: str = "tv", whiten: str = "biwhite", smooth_spectra: bool = True,
                       rank_rule: str = "edge", noise=None):
     """The hybrid denoiser with every choice made on the cube itself (see the module notes)."""
-    from .calibrate import bcv_errors, sample_spectra
+    from ..compute import share
+    from .calibrate import bcv_errors, model_variance, noise_scales_steps
     from .classical import pixel_blocks, principal_axes
     from .noise import estimate_noise
     from .vst import Anscombe
@@ -281,23 +268,14 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
     done = 0
     yield Progress(done, total, "hybrid: estimating the noise")
     noise = estimate_noise(data, max_values=NOISE_VALUES, spikes=False) if noise is None else noise
-    a, b, floor = noise.gain, noise.read_variance, noise.min_variance
-
-    def value_variance(block):
-        """The model's variance of each value (never below the lowest variance measured), float32."""
-        return np.maximum(np.float32(a) * np.asarray(block, dtype=np.float32) + np.float32(b), np.float32(floor))
 
     band_scale = np.ones(n_bands)
     pixel_scale = np.ones(n)
     transform = Anscombe.from_noise(noise) if whiten == "vst" else None
     if whiten == "biwhite":
-        sample = sample_spectra(data, 4096)
-        u, _ = _sinkhorn(value_variance(sample).astype(np.float64))
-        for sl in slices:
-            pixel_scale[sl] = n_bands / (u.astype(np.float32) @ value_variance(flat[:, sl]))
-            done += 1
-            yield Progress(done, total, "hybrid: whitening the noise")
-        band_scale, pixel_scale = np.sqrt(u), np.sqrt(pixel_scale)
+        band_scale, pixel_scale = yield from share(
+            noise_scales_steps(data, flat, slices, noise), done, len(slices), total, "hybrid: evening out the noise")
+        done += len(slices)
 
     def to_z(block, sl):
         """The scaled (or transformed) values of the pixels ``sl``: one float64 array."""
@@ -313,7 +291,7 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
         if transform is not None:
             return np.repeat(weights.sum(axis=1, keepdims=True), block.shape[1], axis=1)
         scaled = (weights * band_scale[None] ** 2).astype(np.float32)
-        return (scaled @ value_variance(block)) * pixel_scale[None, sl] ** 2
+        return (scaled @ model_variance(block, noise)) * pixel_scale[None, sl] ** 2
 
     # Mean and centred Gram matrix of z, block by block.
     mean = np.zeros(n_bands)
