@@ -278,8 +278,9 @@ def test_rerun_skips_complete_inputs_force_and_a_changed_recipe_redo_them(tmp_pa
     folder = tmp_path / "cells"
     write_cells(folder, 2)
     out = tmp_path / "out"
-    first = run_batch(recipe_file, [folder], out, scheduler=INLINE)
+    first = run_batch(recipe_file, [folder], out, scheduler=INLINE, noise=True)
     assert first.counts["ok"] == 2
+    assert first.rows[0]["figures"]["noise.gain"] > 0  # the input's noise model, asked for with noise=True
     written = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.parent != out}
 
     again = run_batch(recipe_file, [folder], out, scheduler=INLINE)
