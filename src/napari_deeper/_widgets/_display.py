@@ -208,7 +208,7 @@ class Display:
         self._viewer = weakref.ref(viewer)
         self._auto: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> limits we set
         self._setting = False
-        self._maps: "weakref.WeakSet" = weakref.WeakSet()  # the plugin's maps (they get colour bars)
+        self._maps: weakref.WeakSet = weakref.WeakSet()  # the plugin's maps (they get colour bars)
         self._overlay_text = ""
         self.readout: dict | None = None
         viewer.dims.events.current_step.connect(self._on_step)
