@@ -465,7 +465,7 @@ def test_worker_killed_mid_batch_every_input_ends_once(tmp_path, recipe_file):
     assert seen, "the worker was never caught in the middle of an input"
     assert victim.returncode == -signal.SIGKILL
     rows = read_summary(out / "summary.csv")
-    assert len(rows) == 32 and {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 32 and {r["status"] for r in rows} == {"ok"}, [r.get("error") for r in rows if r["status"] != "ok"]
     assert report.counts["ok"] == 32
     assert_complete(out, report.rows)
 

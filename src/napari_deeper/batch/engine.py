@@ -264,14 +264,17 @@ def _on_dask(client, jobs, pending, rows, out, block_mb, progress, futures: dict
             yield progress()
             continue
         for future in batch:
+            if future.status not in ("finished", "error", "cancelled"):
+                finished.add(future)  # its result was lost with a worker: the scheduler computes it again
+                continue
             index = futures.pop(future)
             rows[index] = _row_of(future, jobs[index])
             future.release()
             remaining -= 1
-        if time.monotonic() - written > SUMMARY_EVERY:
-            write_summary(out, _ordered(jobs, rows))
-            written = time.monotonic()
-        yield progress(f"{jobs[index].name}: {rows[index]['status']}")
+            if time.monotonic() - written > SUMMARY_EVERY:
+                write_summary(out, _ordered(jobs, rows))
+                written = time.monotonic()
+            yield progress(f"{jobs[index].name}: {rows[index]['status']}")
 
 
 def _committed_meanwhile(jobs, rows: dict) -> None:
