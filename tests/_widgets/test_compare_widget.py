@@ -10,6 +10,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 import napari_deeper as nd
+from napari_deeper._widgets._grid import panel_title
 from napari_deeper._widgets.compare import CompareWidget
 
 pytestmark = pytest.mark.gui
@@ -45,12 +46,6 @@ def pick(widget, *layer_names):
     widget.candidates.value = [widget.viewer.layers[name] for name in layer_names]
 
 
-def run_compare(qtbot, widget):
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=20000)
-    assert widget.runner.last_error is None, widget.runner.last_error
-
-
 def column(widget, title):
     return widget.column_titles().index(title)
 
@@ -60,11 +55,11 @@ def cell_texts(widget, title):
     return [widget.table.item(r, c).text() for r in range(widget.table.rowCount())]
 
 
-def test_table_matches_the_metrics_module_and_sorts_and_exports(qtbot, widget, cubes, tmp_path):
+def test_table_matches_the_metrics_module_and_sorts_and_exports(widget, cubes, tmp_path, run_dock):
     assert widget.reference.value is widget.viewer.layers["reference"]
     assert names(widget.candidates.choices) == ["noisy", "identical", "lr"]
     assert names(widget.candidates.value) == ["noisy", "identical", "lr"]
-    run_compare(qtbot, widget)
+    run_dock(widget)
 
     rows = {row["name"]: row for row in widget.rows}
     expected = nd.metrics.all_metrics(cubes["noisy"], cubes["reference"])
@@ -101,10 +96,10 @@ def test_table_matches_the_metrics_module_and_sorts_and_exports(qtbot, widget, c
     assert table[2]["psnr"] == "" and table[2]["shape"] == "12x10x12"
 
 
-def test_crop_to_overlap_scores_the_low_resolution_scan(qtbot, widget, cubes):
+def test_crop_to_overlap_scores_the_low_resolution_scan(widget, cubes, run_dock):
     pick(widget, "lr")
     widget.crop.value = True
-    run_compare(qtbot, widget)
+    run_dock(widget)
     (row,) = widget.rows
     assert row["note"].startswith("cropped to overlap")
     assert row["mse"] == pytest.approx(nd.metrics.mse(cubes["lr"], cubes["reference"], crop="overlap"))
@@ -112,31 +107,30 @@ def test_crop_to_overlap_scores_the_low_resolution_scan(qtbot, widget, cubes):
 
 def test_side_by_side_toggles_the_grid_with_linked_contrast_and_titles(widget):
     viewer = widget.viewer
-    viewer.layers["noisy"].contrast_limits = (0.0, 5.0)
     pick(widget, "noisy", "identical")
     widget.side_by_side_button.click()
     shown = ["reference", "noisy", "identical"]
     assert viewer.canvas.grid.enabled
     assert [layer.name for layer in viewer.layers if layer.visible] == shown
     limits = {tuple(viewer.layers[name].contrast_limits) for name in shown}
-    assert len(limits) == 1 and limits.pop()[1] == pytest.approx(5.0)
-    assert all(viewer.layers[name].name_overlay.visible for name in shown)
+    assert len(limits) == 1
+    assert [panel_title(viewer.layers[name]) for name in shown] == shown
     viewer.layers["identical"].contrast_limits = (0.5, 2.0)  # linked while side by side
     assert tuple(viewer.layers["reference"].contrast_limits) == pytest.approx((0.5, 2.0))
 
     widget.normal_view_button.click()
     assert not viewer.canvas.grid.enabled
     assert all(layer.visible for layer in viewer.layers)
-    assert not any(layer.name_overlay.visible for layer in viewer.layers)
+    assert all(panel_title(layer) is None for layer in viewer.layers)
     viewer.layers["identical"].contrast_limits = (0.0, 1.0)  # unlinked again
     assert tuple(viewer.layers["reference"].contrast_limits) == pytest.approx((0.5, 2.0))
 
 
-def test_difference_maps_become_layers_with_provenance(qtbot, widget, cubes):
+def test_difference_maps_become_layers_with_provenance(widget, cubes, run_dock):
     viewer = widget.viewer
     pick(widget, "noisy", "lr")
     widget.differences.value = "per band (candidate - reference)"
-    run_compare(qtbot, widget)
+    run_dock(widget)
     cube = viewer.layers["noisy · difference to reference"]
     np.testing.assert_allclose(cube.data, cubes["noisy"] - cubes["reference"], atol=1e-6)
     assert cube.metadata["napari_deeper"]["operation"] == "difference"
@@ -148,7 +142,7 @@ def test_difference_maps_become_layers_with_provenance(qtbot, widget, cubes):
 
     widget.differences.value = "band-averaged |difference|"
     pick(widget, "noisy")
-    run_compare(qtbot, widget)
+    run_dock(widget)
     integrated = viewer.layers["noisy · |difference| to reference"]
     assert integrated.ndim == 2
     np.testing.assert_allclose(
@@ -156,7 +150,7 @@ def test_difference_maps_become_layers_with_provenance(qtbot, widget, cubes):
     )
 
 
-def test_accuracy_column_appears_when_unmix_labels_exist(qtbot, widget):
+def test_accuracy_column_appears_when_unmix_labels_exist(widget, run_dock):
     viewer = widget.viewer
     reference_labels = np.ones((20, 24), dtype=np.int32)
     reference_labels[:, 12:] = 2
@@ -170,7 +164,7 @@ def test_accuracy_column_appears_when_unmix_labels_exist(qtbot, widget):
     assert widget.labels_for("noisy").name == "noisy · labels"
     assert "noisy · abundance" not in names(widget.candidates.choices)
     pick(widget, "noisy", "identical")
-    run_compare(qtbot, widget)
+    run_dock(widget)
     assert "Accuracy" in widget.column_titles()
     rows = {row["name"]: row for row in widget.rows}
     assert rows["noisy"]["accuracy"] == pytest.approx(1 - 120 / 480)
@@ -178,7 +172,7 @@ def test_accuracy_column_appears_when_unmix_labels_exist(qtbot, widget):
     assert cell_texts(widget, "Accuracy") == ["75.0%", "—"]
 
 
-def test_layer_lists_follow_the_viewer_and_empty_choices_do_not_run(widget, cubes):
+def test_layer_lists_follow_the_viewer_and_empty_choices_do_not_run(widget, cubes, run_dock):
     viewer = widget.viewer
     viewer.add_image(cubes["noisy"] * 2, name="brighter")
     assert "brighter" in names(widget.candidates.choices)
@@ -187,14 +181,14 @@ def test_layer_lists_follow_the_viewer_and_empty_choices_do_not_run(widget, cube
     widget.reference.value = viewer.layers["noisy"]
     assert "noisy" not in names(widget.candidates.choices) and "reference" in names(widget.candidates.choices)
     widget.candidates.value = []
-    widget.runner.run_button.click()
+    run_dock(widget, fails=True)
     assert not widget.runner.busy and widget.rows == []
     assert "at least one candidate" in widget.runner.status.text()
     with pytest.raises(ValueError, match="nothing to export"):
         widget.export_csv("unused.csv")
 
 
-def test_accuracy_from_the_unmix_dock(qtbot, widget, cubes):
+def test_accuracy_from_the_unmix_dock(widget, cubes, run_dock):
     """Endmembers from the reference, applied to it and to a copy: the copy keeps every class."""
     from napari_deeper._widgets.unmix import UnmixWidget
 
@@ -203,12 +197,10 @@ def test_accuracy_from_the_unmix_dock(qtbot, widget, cubes):
     unmix.source.value = viewer.layers["reference"]
     unmix.targets.value = [viewer.layers["reference"], viewer.layers["identical"], viewer.layers["noisy"]]
     unmix.n_endmembers.value = 2
-    unmix.runner.run_button.click()
-    qtbot.waitUntil(lambda: not unmix.runner.busy, timeout=20000)
-    assert unmix.runner.last_error is None, unmix.runner.last_error
+    run_dock(unmix)
     assert "reference · abundance" not in names(widget.candidates.choices)
     pick(widget, "identical", "noisy", "lr")
-    run_compare(qtbot, widget)
+    run_dock(widget)
     rows = {row["name"]: row for row in widget.rows}
     labels = {name: viewer.layers[f"{name} · labels"].data for name in ("reference", "noisy")}
     assert rows["identical"]["accuracy"] == 1.0

@@ -10,6 +10,7 @@ from napari.layers import Image
 
 from .. import provenance
 from . import _display, _docks
+from ._grid import restore_view, show_side_by_side, toggle_side_by_side  # noqa: F401 (the docks' grid)
 
 
 def is_spectral(layer) -> bool:
@@ -164,33 +165,3 @@ def cube_layer_kwargs(source: Image, name: str, record: dict, scale_factor: floa
 
 def result_name(source_name: str, method: str) -> str:
     return f"{source_name} · {method}"
-
-
-def show_side_by_side(viewer, layers, link_contrast: bool = True) -> None:
-    """Show ``layers`` (only them) in napari's grid mode, with one set of contrast limits."""
-    layers = list(layers)
-    for layer in viewer.layers:
-        layer.visible = layer in layers
-    if link_contrast and layers:
-        lows, highs = zip(*(layer.contrast_limits for layer in layers))
-        limits = (float(min(lows)), float(max(highs)))
-        for layer in layers:
-            layer.contrast_limits = limits
-    viewer.canvas.grid.enabled = True
-    viewer.canvas.grid.stride = 1
-    viewer.canvas.grid.shape = (-1, -1)
-
-
-def toggle_side_by_side(viewer, on: bool, layers) -> None:
-    """The docks' side-by-side switch: the grid of ``layers`` (those still there), or back."""
-    alive = [layer for layer in layers if layer in viewer.layers]
-    if on and alive:
-        show_side_by_side(viewer, alive)
-    elif not on:
-        restore_view(viewer)
-
-
-def restore_view(viewer) -> None:
-    viewer.canvas.grid.enabled = False
-    for layer in viewer.layers:
-        layer.visible = True

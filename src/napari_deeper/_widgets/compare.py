@@ -5,8 +5,9 @@ raw scan, every method's output). *Compare* computes MSE, NMSE, PSNR, SSIM, SAM 
 candidate in a worker (:func:`napari_deeper.metrics.compare_steps`), plus the classification
 accuracy when the unmix widget has made labels for both the reference and the candidate (found
 through ``metadata["napari_deeper"]["source"]``). The table sorts by any column and exports to
-CSV. *Side by side* shows the reference and the candidates in napari's grid with one set of
-contrast limits and the layer names as titles; *Normal view* undoes it. Optional difference maps
+CSV. *Side by side* shows the reference and the candidates in napari's grid (see :mod:`._grid`): each
+panel titled with the part of its name that differs, the view reset, one percentile contrast
+linked across the panels; *Normal view* undoes it. Optional difference maps
 (candidate - reference per band, or the band-averaged absolute difference) become new layers.
 """
 
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Select
-from napari.experimental import link_layers, unlink_layers
 from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
@@ -65,8 +65,6 @@ METRIC_COLUMNS = (
     ("snr", "SNR (dB)", "{:.2f}"),
 )
 ACCURACY_COLUMN = ("accuracy", "Accuracy", "{:.1%}")
-LINKED_ATTRIBUTES = ("contrast_limits", "gamma")
-TITLE_FONT_SIZE = 8  # grid panels are narrow; napari's default title size (10) cuts long names
 CSV_FIELDS = ("name", *metrics.METRIC_NAMES, "accuracy", "shape", "note")
 
 
@@ -134,8 +132,6 @@ class CompareWidget(QWidget):
         self.viewer = napari_viewer
         self.rows: list[dict] = []
         self.reference_name: str | None = None
-        self._titled_layers: list = []
-        self._linked_layers: list = []
 
         self.reference = ComboBox(label="Reference", choices=layer_choices(self.viewer, is_comparable))
         self.candidates = Select(label="Candidates", choices=layer_choices(self.viewer, self._is_candidate))
@@ -316,38 +312,19 @@ class CompareWidget(QWidget):
 
     # ----------------------------------------------------------------------------- views
     def side_by_side(self) -> None:
-        """Grid view of the reference and the candidates, one contrast, names as titles.
+        """Grid view of the reference and the candidates: titled panels, the view reset, one contrast.
 
-        The contrast limits stay linked while the grid is shown: changing them on one layer
-        changes them on all, until *Normal view*.
+        Each panel's title is the part of its layer's name that differs from the others; the
+        contrast comes from the panels' 1st-99.5th percentiles and stays linked while the grid
+        is shown (changing it on one layer changes it on all), until *Normal view*.
         """
         chosen = [self.reference.value, *self.candidates.value]
         layers = [layer for layer in chosen if layer is not None]
         if not layers:
             show_info("Choose a reference and candidates to show side by side.")
             return
-        self._remove_titles()
         show_side_by_side(self.viewer, layers)
-        if len(layers) > 1:
-            link_layers(layers, LINKED_ATTRIBUTES)
-            self._linked_layers = layers
-        for layer in layers:
-            self._titled_layers.append((layer, layer.name_overlay.font_size))
-            layer.name_overlay.font_size = TITLE_FONT_SIZE
-            layer.name_overlay.visible = True
-
-    def _remove_titles(self) -> None:
-        """Remove the titles and contrast links this widget put on layers."""
-        for layer, font_size in self._titled_layers:
-            layer.name_overlay.visible = False
-            layer.name_overlay.font_size = font_size
-        self._titled_layers = []
-        alive = [layer for layer in self._linked_layers if layer in self.viewer.layers]
-        if len(alive) > 1:
-            unlink_layers(alive, LINKED_ATTRIBUTES)
-        self._linked_layers = []
 
     def normal_view(self) -> None:
-        """Leave the grid, show every layer again and remove the titles."""
-        self._remove_titles()
+        """Leave the grid, show every layer again and remove the titles and the contrast link."""
         restore_view(self.viewer)

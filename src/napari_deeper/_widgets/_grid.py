@@ -1,0 +1,194 @@
+"""Side-by-side grids (Denoise, Super-resolve, Compare): titled panels, the view reset, one robust contrast.
+
+:func:`show_side_by_side` shows only the given layers in napari's grid, one per panel, and
+
+- titles every panel with the part of its layer's name that tells it apart from the others
+  ("resunet", "savgol"), not the whole name, whose common prefix would fill a narrow panel;
+- resets the view, so every panel shows its whole image;
+- gives the panels one contrast from the 1st-99.5th percentiles of their displayed bands (a few
+  hot pixels or cosmic rays do not set it), linked while the grid is shown: changing it on one
+  panel changes it on all.
+
+:func:`restore_view` leaves the grid, removes the titles and the link and shows every layer again.
+
+napari's own panel title (``layer.name_overlay``) can only show the full layer name; the titles
+here are a layer overlay of napari's layer-name kind whose text is set, registered with napari's
+canvas once. Where a napari version does not offer that hook, the full layer name is shown.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from ._display import PERCENTILES, displayed_band, grid_of, robust_limits
+
+#: key of the title overlay among a layer's overlays
+TITLE_KEY = "napari_deeper_title"
+TITLE_FONT_SIZE = 9
+#: a title longer than this keeps its end (where names differ) behind an ellipsis
+TITLE_MAX_CHARS = 36
+SEPARATOR = " · "
+LINKED_ATTRIBUTES = ("contrast_limits", "gamma")
+
+_state: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # viewer -> layers titled and linked
+
+
+def _real(obj):
+    """The object behind napari's proxy (docks get the viewer and its layers through one)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+# ------------------------------------------------------------------------------ pure helpers
+def distinct_titles(names) -> list[str]:
+    """What tells each name apart: the names' ``" · "``-parts with the parts all share removed.
+
+    ``["cell · resunet", "cell · savgol"]`` gives ``["resunet", "savgol"]``; a name that is
+    nothing but the shared parts (the input of the results beside it) keeps its last part, and
+    names with nothing in common stay whole. Long titles keep their end.
+    """
+    names = [str(name) for name in names]
+    parts = [name.split(SEPARATOR) for name in names]
+    if len(names) > 1:
+        lead = 0
+        while all(len(p) > lead for p in parts) and len({p[lead] for p in parts}) == 1:
+            lead += 1
+        trail = 0
+        while all(len(p) > lead + trail for p in parts) and len({p[-1 - trail] for p in parts}) == 1:
+            trail += 1
+        trimmed = [p[lead : len(p) - trail] or p[-1:] for p in parts]
+        titles = [SEPARATOR.join(p) for p in trimmed]
+        if len(set(titles)) < len(set(names)):  # trimming made two names alike: keep them whole
+            titles = names
+    else:
+        titles = names
+    return [t if len(t) <= TITLE_MAX_CHARS else "…" + t[-(TITLE_MAX_CHARS - 1) :] for t in titles]
+
+
+def shared_limits(layers, viewer) -> tuple[float, float]:
+    """One contrast for ``layers``: the widest of their displayed bands' robust limits."""
+    lows, highs = [], []
+    for layer in layers:
+        data = layer.data
+        image = data[displayed_band(viewer, layer)] if data.ndim == 3 else data
+        low, high = robust_limits(np.asarray(image), PERCENTILES)
+        lows.append(low)
+        highs.append(high)
+    return float(min(lows)), float(max(highs))
+
+
+# ------------------------------------------------------------------------------ titles
+def _title_overlay_class():
+    """The overlay model of a panel title, registered with napari's canvas; None without the hook."""
+    try:
+        from napari._vispy.overlays.text import VispyLayerNameOverlay
+        from napari._vispy.utils.visual import overlay_to_visual
+        from napari.components.overlays import LayerNameOverlay
+    except ImportError:
+        return None
+    for model in overlay_to_visual:
+        if model.__name__ == "PanelTitleOverlay":
+            return model
+
+    class PanelTitleOverlay(LayerNameOverlay):
+        """A layer's panel title with a text of its own."""
+
+        text: str = ""
+
+    class VispyPanelTitleOverlay(VispyLayerNameOverlay):
+        def _connect_events(self):
+            self.overlay.events.text.connect(self._on_text_change)
+
+        def _on_text_change(self):
+            self.node.text = self.overlay.text
+            self._on_position_change()
+
+    overlay_to_visual[PanelTitleOverlay] = VispyPanelTitleOverlay
+    return PanelTitleOverlay
+
+
+def panel_title(layer) -> str | None:
+    """The title shown on ``layer``'s grid panel, or None when it has none."""
+    layer = _real(layer)
+    overlay = layer._overlays.get(TITLE_KEY)
+    if overlay is not None and overlay.visible:
+        return overlay.text
+    return layer.name if layer.name_overlay.visible else None
+
+
+def _add_titles(layers) -> None:
+    model = _title_overlay_class()
+    for layer, title in zip(layers, distinct_titles([layer.name for layer in layers])):
+        if model is None:
+            layer.name_overlay.font_size = TITLE_FONT_SIZE
+            layer.name_overlay.visible = True
+        else:
+            layer._overlays[TITLE_KEY] = model(text=title, font_size=TITLE_FONT_SIZE, visible=True)
+
+
+def _remove_titles(layers) -> None:
+    for layer in layers:
+        if TITLE_KEY in layer._overlays:
+            del layer._overlays[TITLE_KEY]
+        else:
+            layer.name_overlay.visible = False
+
+
+# ------------------------------------------------------------------------------ the grid
+def show_side_by_side(viewer, layers, link_contrast: bool = True) -> None:
+    """Show ``layers`` (only them) in napari's grid: titled panels, the view reset, one contrast."""
+    from napari.experimental import link_layers
+
+    viewer = _real(viewer)
+    layers = [_real(layer) for layer in layers]
+    _undo(viewer)
+    for layer in viewer.layers:
+        layer.visible = any(layer is chosen for chosen in layers)
+    if not layers:
+        return
+    if link_contrast:
+        limits = shared_limits(layers, viewer)
+        for layer in layers:
+            layer.contrast_limits = limits
+        if len(layers) > 1:
+            link_layers(layers, LINKED_ATTRIBUTES)
+    _add_titles(layers)
+    _state[viewer] = {"layers": layers, "linked": link_contrast and len(layers) > 1}
+    grid = grid_of(viewer)
+    grid.stride = 1
+    grid.shape = (-1, -1)
+    grid.enabled = True
+    viewer.reset_view()
+
+
+def _undo(viewer) -> None:
+    """Remove the titles and the contrast link of the grid last shown in ``viewer``."""
+    from napari.experimental import unlink_layers
+
+    state = _state.pop(viewer, None)
+    if state is None:
+        return
+    alive = [layer for layer in state["layers"] if layer in viewer.layers]
+    _remove_titles(alive)
+    if state["linked"] and len(alive) > 1:
+        unlink_layers(alive, LINKED_ATTRIBUTES)
+
+
+def toggle_side_by_side(viewer, on: bool, layers) -> None:
+    """The docks' side-by-side switch: the grid of ``layers`` (those still there), or back."""
+    viewer = _real(viewer)
+    alive = [_real(layer) for layer in layers if layer in viewer.layers]
+    if on and alive:
+        show_side_by_side(viewer, alive)
+    elif not on:
+        restore_view(viewer)
+
+
+def restore_view(viewer) -> None:
+    """Leave the grid: titles and contrast link removed, every layer shown again."""
+    viewer = _real(viewer)
+    _undo(viewer)
+    grid_of(viewer).enabled = False
+    for layer in viewer.layers:
+        layer.visible = True
