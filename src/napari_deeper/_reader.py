@@ -1,5 +1,8 @@
-"""npe2 reader: open hyperspectral cubes (``.mat``, ``.npy``, ``.npz``, Renishaw ``.wdf``, Horiba ``.xml``,
-Trivista ``.tvf``, text tables) as napari image layers.
+"""npe2 reader: open hyperspectral cubes (``.mat``, ``.npy``, ``.npz``, ``.zarr`` stores, Renishaw ``.wdf``,
+Horiba ``.xml``, Trivista ``.tvf``, text tables) as napari image layers.
+
+Zarr stores, and ``.npy`` / MATLAB v7.3 cubes larger than a quarter of the RAM, open lazily: the
+layer's data is a dask array and napari reads only the chunks of the band it shows.
 
 Each file becomes one ``(B, Y, X)`` layer named after the file, with its spectral axis in
 ``metadata["wavenumbers"]`` and how it was read in ``metadata["napari_deeper"]``; paired arrays
@@ -29,7 +32,7 @@ NO_LAYERS = [(None,)]
 
 
 def get_reader(path):
-    """Return :func:`read_cubes` when every path is a ``.mat``, ``.npy`` or ``.npz`` file."""
+    """Return :func:`read_cubes` when every path is a file (or ``.zarr`` store) napari-deeper reads."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if not paths or any(Path(p).suffix.lower() not in EXTENSIONS for p in paths):
         return None

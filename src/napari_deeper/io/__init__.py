@@ -11,7 +11,7 @@ Layouts read, formats written and every guess the reader may make: docs/formats.
 from ._cube import MAX_ELEMENTS, Cube, count_nonfinite
 from ._read import load_cube
 from ._relayout import relayout, relayout_steps, replace_nonfinite, replace_nonfinite_steps
-from ._write import save_cube
+from ._write import save_cube, save_zarr, save_zarr_steps
 
 __all__ = [
     "MAX_ELEMENTS",
@@ -23,4 +23,6 @@ __all__ = [
     "replace_nonfinite",
     "replace_nonfinite_steps",
     "save_cube",
+    "save_zarr",
+    "save_zarr_steps",
 ]

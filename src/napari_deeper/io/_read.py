@@ -38,6 +38,7 @@ from ._cube import (
     spectral_axis_3d,
     to_byx,
 )
+from ._lazy import from_array, is_lazy, to_byx_lazy, wants_lazy
 from ._text import TEXT_EXTENSIONS, read_text
 from ._variables import (
     STREAM_ERRORS,
@@ -49,8 +50,9 @@ from ._variables import (
     read_npy_header,
 )
 from ._vendor import VENDOR_EXTENSIONS, read_vendor
+from ._zarr import ZARR_SUFFIX, holds_map, is_store, read_zarr
 
-EXTENSIONS = (".mat", ".npy", ".npz", *VENDOR_EXTENSIONS, *TEXT_EXTENSIONS)
+EXTENSIONS = (".mat", ".npy", ".npz", ZARR_SUFFIX, *VENDOR_EXTENSIONS, *TEXT_EXTENSIONS)
 
 #: Names under which files store the spectral axis, with the unit each name implies.
 WAVENUMBER_KEYS = ("wavenumbers", "wavenumber", "raman_shift", "ramanshift", "shift", "wn", "axis", "x")
@@ -67,10 +69,11 @@ DEFAULT_UNIT_NOTE = "the file does not state the spectral unit: assumed 1/cm"
 TEXT_BYTES_PER_VALUE = 100
 
 
-def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shift: bool | None = None) -> Cube:
-    """Read a hyperspectral cube from a ``.mat`` (v4-v7.3), ``.npy`` or ``.npz`` file, an instrument
-    file (Renishaw ``.wdf``, Horiba LabSpec 6 ``.xml``, Trivista ``.tvf``; needs the ``formats``
-    extra) or a text table (``.txt``, ``.csv``, ``.tsv``).
+def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shift: bool | None = None,
+              lazy: bool | None = None) -> Cube:
+    """Read a hyperspectral cube from a ``.mat`` (v4-v7.3), ``.npy`` or ``.npz`` file, a zarr store
+    (a ``.zarr`` folder), an instrument file (Renishaw ``.wdf``, Horiba LabSpec 6 ``.xml``,
+    Trivista ``.tvf``; needs the ``formats`` extra) or a text table (``.txt``, ``.csv``, ``.tsv``).
 
     Parameters
     ----------
@@ -89,6 +92,12 @@ def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shi
         Instrument files with a wavelength axis: None converts it to Raman shift (1/cm) when the
         file states the laser line and the data look like Raman data; True always converts,
         False keeps the wavelengths (see docs/formats.md).
+    lazy : bool, optional
+        Leave the values on disk and return a dask array that reads them chunk by chunk when
+        sliced: zarr stores always; ``.npy`` and MATLAB v7.3 (HDF5) 3-D cubes when True, or, with
+        None, when the cube is larger than a quarter of the RAM. Other files are read whole.
+        A lazy cube is not scanned for NaN / Inf at open (``nonfinite="zero"`` replaces them as
+        the chunks are read); ``metadata["lazy"]`` is then True.
 
     Returns a :class:`Cube` (``data`` float32 ``(B, Y, X)``; a float32 ``(B, Y, X)`` ``.npy``
     stays a read-only memory map). Anything that is not a readable cube raises a ValueError
@@ -97,6 +106,9 @@ def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shi
     if nonfinite not in NONFINITE_MODES:
         raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE_MODES)}; got {nonfinite!r}")
     path = as_path(path)
+    if path.suffix.lower() == ZARR_SUFFIX or is_store(path):
+        wants_lazy(lazy, ())  # checks the value; a zarr store always opens lazily
+        return _finish(read_zarr(path, layout), path, nonfinite)
     if not path.is_file():
         raise ValueError(f"{path} does not exist or is not a file")
     ext = path.suffix.lower()
@@ -111,8 +123,11 @@ def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shi
     elif ext in TEXT_EXTENSIONS:
         cube = read_text(path, shape, layout)
     else:
+        if ext == ZARR_SUFFIX:
+            raise ValueError(f"{path.name} is a file, not a zarr store (a folder)")
         reader = {".npy": _read_npy, ".npz": _read_npz, ".mat": _read_mat}[ext]
-        cube = reader(path, shape, layout)
+        wants_lazy(lazy, ())
+        cube = reader(path, shape, layout, lazy)
     return _finish(cube, path, nonfinite)
 
 
@@ -150,7 +165,7 @@ def check_npy_size(path: Path, shape, dtype, needed: int) -> None:
         )
 
 
-def _read_npy(path: Path, shape, layout) -> Cube:
+def _read_npy(path: Path, shape, layout, lazy=None) -> Cube:
     stored_shape, dtype, needed = npy_header(path)
     check_array_header(stored_shape, dtype, f"{path.name} {describe(stored_shape, dtype)}")
     check_npy_size(path, stored_shape, dtype, needed)
@@ -158,14 +173,14 @@ def _read_npy(path: Path, shape, layout) -> Cube:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, OverflowError) as error:
         raise ValueError(f"{path.name} could not be memory-mapped: {error}") from None
-    variable = Variable(path.stem, "numeric", tuple(stored_shape), dtype, lambda: array)
-    context = _Context(path, "npy", shape, layout)
+    variable = Variable(path.stem, "numeric", tuple(stored_shape), dtype, lambda: array, lazy_load=lambda: from_array(array))
+    context = _Context(path, "npy", shape, layout, lazy)
     wavenumbers = context.sidecar(stored_shape)
     data, axes, choices = context.arrange(variable, _length(wavenumbers))
     return context.cube(data, wavenumbers, f"npy:{axes_label(axes)}", axes, choices)
 
 
-def _read_npz(path: Path, shape, layout) -> Cube:
+def _read_npz(path: Path, shape, layout, lazy=None) -> Cube:
     try:
         variables = npz_variables(path)
     except (zipfile.BadZipFile, OSError, EOFError) as error:
@@ -175,7 +190,7 @@ def _read_npz(path: Path, shape, layout) -> Cube:
     return _guarded(path, lambda: _interpret(variables, _Context(path, "npz", shape, layout)))
 
 
-def _read_mat(path: Path, shape, layout) -> Cube:
+def _read_mat(path: Path, shape, layout, lazy=None) -> Cube:
     import scipy.io.matlab as matlab
 
     try:
@@ -198,9 +213,15 @@ def _read_mat(path: Path, shape, layout) -> Cube:
         h5file = h5py.File(path, "r")
     except OSError as error:
         raise ValueError(f"{path.name} is not a readable MATLAB v7.3 (HDF5) file: {error}") from None
-    with h5file:
-        context = _Context(path, "mat-v7.3", shape, layout)
-        return _guarded(path, lambda: _interpret(matlab_hdf5_variables(h5file, context.notes), context))
+    context = _Context(path, "mat-v7.3", shape, layout, lazy)
+    try:
+        cube = _guarded(path, lambda: _interpret(matlab_hdf5_variables(h5file, context.notes), context))
+    except BaseException:
+        h5file.close()
+        raise
+    if not (is_lazy(cube.data) or any(is_lazy(c) for c in cube.metadata.get("companions", {}).values())):
+        h5file.close()  # a lazy cube reads from the open file for as long as it is used
+    return cube
 
 
 def _guarded(path: Path, read):
@@ -482,12 +503,14 @@ def sidecar_names(stem: str) -> list[tuple[str, str | None]]:
 
 def is_plain_image(path) -> bool:
     """True for a ``.npy`` that holds an image, not a cube: a 2-D array (a map) or an RGB(A)
-    ``(Y, X, 3 or 4)`` one, with no spectral-axis file beside it.
+    ``(Y, X, 3 or 4)`` one, with no spectral-axis file beside it; and for a zarr store of a map.
 
     The napari reader leaves these to napari's own reader, so a map saved as ``.npy`` opens
     again as that map (``load_cube`` still reads a 2-D array as pixels x bands when asked).
     """
     path = Path(path)
+    if path.suffix.lower() == ZARR_SUFFIX and is_store(path):
+        return holds_map(path)
     if path.suffix.lower() != ".npy" or not path.is_file():
         return False
     try:
@@ -506,8 +529,9 @@ def is_plain_image(path) -> bool:
 class _Context:
     """What one load knows: the path, the container, the caller's overrides, and its notes."""
 
-    def __init__(self, path: Path, container: str, shape, layout):
+    def __init__(self, path: Path, container: str, shape, layout, lazy=None):
         self.path = path
+        self.lazy = lazy
         self.container = container
         self.shape = shape
         self.layout = layout
@@ -542,6 +566,12 @@ class _Context:
             n_pixels = shape[axes.index("n")]
             image, why = image_shape(n_pixels, self.shape, file_shape, self.pixel_order)
             choices.append(why)
+        if len(axes) == 3 and variable.lazy_load is not None and self.shape is None and wants_lazy(self.lazy, shape):
+            lazy = variable.lazy_load()
+            if not (axes == "byx" and variable.dtype == np.float32 and self.container == "npy"):
+                # (a float32 (B, Y, X) .npy stays the memory map it is: lazy already)
+                data = to_byx_lazy(lazy.reshape(shape) if lazy.shape != shape else lazy, axes)
+                return data, axes, [c for c in choices if c]
         array = variable.load()
         if not isinstance(array, np.ndarray) or not is_numeric(array.dtype):
             raise ValueError(f"{what} did not load as a numeric array")
@@ -662,6 +692,15 @@ def _finish(cube: Cube, path: Path, nonfinite: str) -> Cube:
     for name, data in arrays.items():
         if nonfinite == "keep" and isinstance(data, np.memmap):
             continue
+        if is_lazy(data):  # not read at open: NaN / Inf are met block by block when it is processed
+            if nonfinite == "zero":
+                fixed = data.map_blocks(np.nan_to_num, nan=0.0, posinf=0.0, neginf=0.0, dtype=np.float32)
+                if name:
+                    cube.metadata["companions"][name] = fixed
+                else:
+                    cube.data = fixed
+                notes.append(f"{path.name}" + (f" ({name})" if name else "") + ": NaN and Inf values read as 0")
+            continue
         n_nan, n_inf = count_nonfinite(data)
         counts[name] = (n_nan, n_inf)
         if not (n_nan or n_inf):
@@ -681,6 +720,8 @@ def _finish(cube: Cube, path: Path, nonfinite: str) -> Cube:
             notes.append(f"{what}: {n_nan} NaN and {n_inf} Inf values replaced with 0")
         else:
             notes.append(f"{what}: {n_nan} NaN and {n_inf} Inf values kept")
+    if is_lazy(cube.data) or isinstance(cube.data, np.memmap):
+        cube.metadata["lazy"] = True
     main = counts.get("")
     cube.metadata["nonfinite"] = None if main is None else {"nan": main[0], "inf": main[1]}
     return cube

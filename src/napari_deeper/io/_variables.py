@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._lazy import from_array
+
 #: How many times its own size a file may expand to: deflate's best ratio (1032:1), the
 #: compression MATLAB (v7, v7.3) and ``np.savez_compressed`` use. An array declaring more bytes
 #: than ``MAX_EXPANSION`` times the file's size cannot be in the file (damaged or forged header).
@@ -66,6 +68,8 @@ class Variable:
     _fields: Callable[[], dict] | None = None
     file_size: int | None = None
     source: str = ""
+    #: A dask array over the stored values, for files that can be read lazily (None: they cannot).
+    lazy_load: Callable[[], object] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -276,7 +280,8 @@ class _Hdf5:
             return Variable(name, "cell", shape, item.dtype, lambda: self.cell(item))
         if matlab_class == "logical" or item.dtype.kind not in "iuf":
             return Variable(name, "other", shape, item.dtype, lambda: np.asarray(item[()]).T)
-        return Variable(name, "numeric", shape, item.dtype, lambda: np.ascontiguousarray(np.asarray(item[()]).T))
+        return Variable(name, "numeric", shape, item.dtype, lambda: np.ascontiguousarray(np.asarray(item[()]).T),
+                        lazy_load=lambda: _lazy_dataset(item))
 
     def cell(self, dataset) -> np.ndarray:
         """A cell array: each object reference is read as a variable of this file."""
@@ -290,6 +295,11 @@ class _Hdf5:
                 raise ValueError(f"{self.source}: a cell of {dataset.name!r} refers to data that is not in this file")
             out[index] = self.variable("", item).load()
         return out
+
+
+def _lazy_dataset(item):
+    """A dask array over an HDF5 dataset in MATLAB's orientation (its axes reversed), unread."""
+    return from_array(item).T
 
 
 def _h5_class(item) -> str:

@@ -6,6 +6,9 @@ Layouts written (documented in docs/formats.md):
   ``<name>_wavenumbers.npy`` (``<name>_wavelengths.npy`` for data in nm).
 - ``.npz``: ``data`` ``(B, Y, X)`` float32, ``wavenumbers`` float64 (if any), ``napari_deeper``
   (the metadata as a JSON string, with ``spectral_unit``), and ``companion_<name>`` cubes.
+- ``.zarr`` (a folder, :func:`napari_deeper.io.save_zarr`): ``data`` ``(B, Y, X)`` float32 chunked
+  as every band of 64 x 64 pixels, ``wavenumbers``, the record as the ``napari_deeper`` attribute;
+  written tile by tile, so a lazy cube larger than memory is exported too.
 - ``.mat`` (MATLAB v5): ``data`` ``(Y, X, B)`` single (MATLAB's rows x columns x bands),
   ``wavenumbers`` 1 x B double, ``spectral_unit`` and ``napari_deeper`` (JSON) as text, and
   ``companion_<name>`` cubes as ``(Y, X, B)`` too.
@@ -25,7 +28,9 @@ import numpy as np
 
 from .._validation import as_cube, as_wavenumbers
 from ._cube import Cube, parse_unit
+from ._lazy import is_lazy
 from ._read import COMPANION_PREFIX, OWN_RECORD
+from ._zarr import ZARR_SUFFIX, write_zarr_steps
 
 SPECTRAL_UNITS = ("1/cm", "nm")
 FORMAT_VERSION = 1
@@ -36,7 +41,8 @@ _MAT_NAME_CHARS = 63
 
 
 def save_cube(cube, path, wavenumbers=None, metadata: dict | None = None) -> list[str]:
-    """Write ``cube`` (a :class:`Cube`, or a ``(B, Y, X)`` array) to ``.npy``, ``.npz`` or ``.mat``.
+    """Write ``cube`` (a :class:`Cube`, or a ``(B, Y, X)`` array) to ``.npy``, ``.npz``, ``.mat`` or
+    a ``.zarr`` store (see :func:`save_zarr`).
 
     ``wavenumbers`` and ``metadata`` override the Cube's own (or go with a bare array).
     NaN / Inf values are written as they are. Returns the paths written.
@@ -49,6 +55,15 @@ def save_cube(cube, path, wavenumbers=None, metadata: dict | None = None) -> lis
     else:
         data = cube
         metadata = dict(metadata or {})
+    if path.suffix.lower() == ZARR_SUFFIX:
+        if metadata.get("companions"):
+            raise ValueError(
+                f"a zarr store holds one cube; {path.name} cannot keep the companions "
+                f"{', '.join(map(str, metadata['companions']))}: save them as .npz, or each to its own store"
+            )
+        return [str(save_zarr(data, path, wavenumbers, metadata))]
+    if is_lazy(data):
+        raise ValueError(f"a lazy (dask) cube is written to a .zarr store, not to {path.name}: it may not fit in memory")
     data = as_cube(data, "cube data", allow_nonfinite=True, check_range=False)
     wavenumbers = as_wavenumbers(wavenumbers, data.shape[0])
     given_unit = metadata.get("spectral_unit") or "1/cm"
@@ -81,6 +96,39 @@ def save_cube(cube, path, wavenumbers=None, metadata: dict | None = None) -> lis
             np.savez(handle, **arrays)
         return [str(path)]
     return _save_mat(data, wavenumbers, unit, record, companions, path)
+
+
+def save_zarr_steps(data, path, wavenumbers=None, metadata: dict | None = None, *, chunks=None,
+                    overwrite: bool = True):
+    """Write a cube ``(B, Y, X)`` or a map ``(Y, X)`` / ``(k, Y, X)`` to a zarr store, tile by tile,
+    yielding progress; return the store's path.
+
+    ``data`` may be a NumPy array, a memory map or a dask array (read one tile of every band at a
+    time). ``chunks`` defaults to every band (or map) of 64 x 64 pixels, so a spectrum is one chunk.
+    The store is complete or absent: it is written beside its name and moved there at the end.
+    """
+    path = Path(path)
+    metadata = dict(metadata or {})
+    shape = getattr(data, "shape", None)
+    if shape is None or len(shape) not in (2, 3) or 0 in tuple(shape):
+        raise ValueError(f"a zarr store takes a (bands, y, x) cube or a (y, x) map; got shape {shape}")
+    if np.dtype(data.dtype).kind not in "iuf":
+        raise ValueError(f"cube data must hold real numbers (integers or floats), got dtype {data.dtype}")
+    n_bands = int(shape[0]) if len(shape) == 3 else 1
+    wavenumbers = as_wavenumbers(wavenumbers, n_bands) if len(shape) == 3 else None
+    given_unit = metadata.get("spectral_unit") or "1/cm"
+    unit = parse_unit(given_unit)
+    if unit not in SPECTRAL_UNITS:
+        raise ValueError(f"spectral_unit must be one of {SPECTRAL_UNITS}, got {given_unit!r}")
+    record = _record({k: v for k, v in metadata.items() if k not in ("lazy", "container", "source")}, unit)
+    return (yield from write_zarr_steps(data, path, wavenumbers, record, chunks=chunks, overwrite=overwrite))
+
+
+def save_zarr(data, path, wavenumbers=None, metadata: dict | None = None, *, chunks=None, overwrite: bool = True):
+    """:func:`save_zarr_steps` run to the end: the path of the store written."""
+    from ..compute import run
+
+    return run(save_zarr_steps(data, path, wavenumbers, metadata, chunks=chunks, overwrite=overwrite))
 
 
 def companion_names(companions: dict, max_chars: int | None = None) -> dict[str, str]:

@@ -10,6 +10,8 @@ save dialog asks before it replaces a file; the writers themselves write exactly
   ``tifffile.TiffFile(path).shaped_metadata[0]``).
 - :func:`write_npy`: the array as ``.npy``; a spectral cube is written by
   :func:`napari_deeper.io.save_cube` (wavenumbers in a ``<name>_wavenumbers.npy`` sidecar).
+- :func:`write_zarr`: a cube or map layer (lazy ones too, tile by tile) as a zarr store that
+  :func:`napari_deeper.io.load_cube` reads back with its spectral axis, pixel size and provenance.
 - :func:`write_labels_tiff`: a labels layer as an unsigned-integer TIFF (8 to 64 bits, the
   smallest that holds every label), with the component names of its classes.
 - :func:`write_endmembers_csv`: the endmember spectra of an unmixing result (kept in the layer's
@@ -69,6 +71,32 @@ def write_npy(path: str, data, attributes: dict) -> list[str]:
         return save_cube(array, path, wavenumbers=wavenumbers, metadata={"spectral_unit": unit})
     np.save(path, np.ascontiguousarray(array))
     return [str(path)]
+
+
+def write_zarr(path: str, data, attributes: dict) -> list[str]:
+    """Write an image layer (a cube or a map; a lazy one tile by tile) as a zarr store."""
+    from ._write import save_zarr
+
+    if attributes.get("multiscale"):
+        data = data[0]
+    if getattr(data, "ndim", 0) not in (2, 3):
+        raise ValueError(f"a zarr store takes a (bands, y, x) cube or a (y, x) map, got shape {getattr(data, 'shape', None)}")
+    metadata = attributes.get("metadata") or {}
+    wavenumbers = metadata.get("wavenumbers") if data.ndim == 3 else None
+    if wavenumbers is not None and len(wavenumbers) != data.shape[0]:
+        wavenumbers = None
+    units = _unit_names(attributes)
+    unit = provenance.WAVELENGTH if units and provenance.is_wavelength(units[0]) else provenance.RAMAN_SHIFT
+    saved = {"spectral_unit": unit, "name": attributes.get("name", "")}
+    scale, translate = list(attributes.get("scale") or []), list(attributes.get("translate") or [])
+    if len(scale) >= 2 and len(translate) >= 2:
+        labels = [str(label) for label in (attributes.get("axis_labels") or ["y", "x"])][-2:]
+        saved.update({"pixel_size": [float(v) for v in scale[-2:]], "origin": [float(v) for v in translate[-2:]],
+                      "space_units": (units or ["pixel", "pixel"])[-2:], "space_axes": labels})
+    record = provenance.of(metadata)
+    if record:
+        saved["layer_record"] = json.loads(json.dumps(record, default=_jsonable))
+    return [str(save_zarr(data, path, wavenumbers, saved))]
 
 
 def write_endmembers_csv(path: str, data, attributes: dict) -> list[str]:

@@ -1,0 +1,67 @@
+"""Lazy cubes: dask arrays over files that stay on disk, and the rule for when a cube is one.
+
+A lazy cube is a ``(B, Y, X)`` float32 dask array whose chunks are read from the file only when a
+slice is asked for (napari showing one band, a spectrum under the mouse, a streamed operation's
+block). ``load_cube(lazy=None)`` opens a file lazily when its cube would take more than
+:func:`lazy_threshold` bytes (a quarter of the machine's RAM); zarr stores always open lazily.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+#: Bytes of one chunk when a lazy cube is made over an unchunked array (a memory map, an HDF5
+#: dataset stored contiguously).
+CHUNK_BYTES = 64 << 20
+
+
+def physical_memory() -> int:
+    """Bytes of RAM in this machine (8 GiB when the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def lazy_threshold() -> int:
+    """Cubes (and results) larger than this many bytes stay on disk: a quarter of the RAM."""
+    return physical_memory() // 4
+
+
+def is_lazy(array) -> bool:
+    """Whether ``array`` is a dask array (read chunk by chunk when sliced)."""
+    return type(array).__module__.split(".")[0] == "dask"
+
+
+def wants_lazy(lazy, shape) -> bool:
+    """``load_cube``'s ``lazy=`` rule: True / False as given, None above :func:`lazy_threshold`."""
+    if lazy not in (None, True, False):
+        raise ValueError(f"lazy must be True, False or None (automatic, by size); got {lazy!r}")
+    if lazy is None:
+        return int(np.prod(shape)) * 4 > lazy_threshold()
+    return lazy
+
+
+def from_array(array, chunks=None):
+    """A dask array over ``array`` (memory map, HDF5 dataset, zarr array) without reading it.
+
+    ``chunks`` defaults to the array's own shards (zarr) or chunks when it has any, else about
+    :data:`CHUNK_BYTES` pieces along the first axis. A slice of the dask array reads only the
+    stored chunks it needs (dask passes the slice down to the array).
+    """
+    import dask.array as da
+
+    if chunks is None:
+        chunks = getattr(array, "shards", None) or getattr(array, "chunks", None)
+        if not (isinstance(chunks, tuple) and len(chunks) == len(array.shape)):
+            row = int(np.prod(array.shape[1:])) * np.dtype(array.dtype).itemsize
+            chunks = (max(1, CHUNK_BYTES // max(1, row)), *array.shape[1:])
+    return da.from_array(array, chunks=chunks, lock=False, asarray=True, fancy=False)
+
+
+def to_byx_lazy(array, axes: str):
+    """A lazy ``(B, Y, X)`` float32 view of a dask array stored with 3-D ``axes`` ("yxb", ...)."""
+    arranged = array.transpose([axes.index(c) for c in "byx"])
+    return arranged if arranged.dtype == np.float32 else arranged.astype(np.float32)

@@ -1,0 +1,113 @@
+"""Cubes larger than memory: lazy opening, zarr stores, streamed operations (docs/formats.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_deeper as nd
+from napari_deeper.io import load_cube, save_cube, save_zarr
+from napari_deeper.io._lazy import is_lazy
+from napari_deeper.io.layer_writers import write_zarr
+
+zarr = pytest.importorskip("zarr", reason="zarr is a dependency of napari-deeper; install it")
+
+
+@pytest.fixture(scope="module")
+def cell():
+    """A small simulated cell cube (float32 (B, Y, X)) and its wavenumbers."""
+    sim = nd.simulate.simulate_cell(shape=(40, 40), n_bands=120, seed=3)
+    return np.asarray(sim.noisy, dtype=np.float32), np.asarray(sim.wavenumbers, dtype=np.float64)
+
+
+def test_zarr_round_trip_keeps_axis_and_metadata(tmp_path, cell):
+    data, wn = cell
+    path = tmp_path / "cell.zarr"
+    cube = nd.Cube(data, wn, {"spectral_unit": "1/cm", "title": "THP-1 like", "pixel_size": [0.5, 0.5],
+                              "origin": [1.0, 2.0], "space_units": ["µm", "µm"], "space_axes": ["y", "x"]})
+    assert save_cube(cube, path) == [str(path)]
+    back = load_cube(path)
+    assert is_lazy(back.data) and back.metadata["lazy"] is True
+    assert back.data.shape == data.shape and back.data.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(back.data), data)
+    np.testing.assert_array_equal(back.wavenumbers, wn)
+    assert back.metadata["title"] == "THP-1 like" and back.metadata["pixel_size"] == [0.5, 0.5]
+    assert back.metadata["format"] == "napari-deeper:zarr" and back.metadata["spectral_unit"] == "1/cm"
+    store = zarr.open_group(str(path), mode="r")["data"]
+    assert store.shards[0] >= data.shape[0], "a shard holds every band of its pixels"
+    assert not list(tmp_path.glob(".*partial*")), "no partial store is left behind"
+
+
+def test_zarr_open_reads_only_the_chunks_asked_for(tmp_path, cell):
+    """Opening a store reads metadata only: shards deleted after writing are not missed at open,
+    and a spectrum is read from its own shard alone."""
+    data, wn = cell
+    path = save_zarr(np.tile(data, (1, 4, 4)), tmp_path / "big.zarr", wn, chunks=(data.shape[0], 32, 32))
+    shards = sorted(p for p in (path / "data" / "c").rglob("*") if p.is_file())
+    assert len(shards) == 25
+    first = path / "data" / "c" / "0" / "0" / "0"
+    for shard in shards:
+        if shard != first:
+            shard.unlink()
+    cube = load_cube(path)  # would fail or read NaN everywhere if it scanned the values
+    np.testing.assert_array_equal(np.asarray(cube.data[:, 3, 5]), data[:, 3, 5])
+    assert np.all(np.isnan(np.asarray(cube.data[:, 100, 100]))), "a missing shard reads as the fill value"
+
+
+def test_npy_and_hdf5_mat_open_lazily(tmp_path, cell):
+    import h5py
+
+    data, wn = cell
+    np.save(tmp_path / "c.npy", data)
+    np.save(tmp_path / "c_wavenumbers.npy", wn)
+    mapped = load_cube(tmp_path / "c.npy", lazy=True)
+    assert isinstance(mapped.data, np.memmap) and mapped.metadata["lazy"] is True
+    yxb = np.ascontiguousarray(data.transpose(1, 2, 0)).astype(np.float64)
+    np.save(tmp_path / "d.npy", yxb)
+    lazy = load_cube(tmp_path / "d.npy", lazy=True)
+    assert is_lazy(lazy.data) and lazy.data.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(lazy.data[7]), data[7], rtol=1e-6)
+    with h5py.File(tmp_path / "e.mat", "w") as handle:  # MATLAB v7.3 stores (Y, X, B) as (B, X, Y)
+        handle["cube"] = data.transpose(1, 2, 0).T
+        handle["wavenumbers"] = wn[None, :].T
+    from_mat = load_cube(tmp_path / "e.mat", lazy=True)
+    assert is_lazy(from_mat.data) and from_mat.data.shape == data.shape
+    np.testing.assert_array_equal(np.asarray(from_mat.data[:, 4, 9]), data[:, 4, 9])
+    np.testing.assert_array_equal(from_mat.wavenumbers, wn)
+    eager = load_cube(tmp_path / "e.mat")  # below the size threshold: read whole, as before
+    assert isinstance(eager.data, np.ndarray) and not isinstance(eager.data, np.memmap)
+    with pytest.raises(ValueError, match="lazy must be"):
+        load_cube(tmp_path / "e.mat", lazy="yes")
+
+
+def test_zarr_without_spectral_axis(tmp_path, cell):
+    data, _ = cell
+    flat = zarr.open_array(str(tmp_path / "map.zarr"), mode="w", shape=(40, 40), dtype="float32")
+    flat[:] = data[0]
+    with pytest.raises(ValueError, match="has no spectral axis.*2-D array is a map"):
+        load_cube(tmp_path / "map.zarr")
+    group = zarr.open_group(str(tmp_path / "bare.zarr"), mode="w")
+    group.create_array("counts", data=data)
+    bare = load_cube(tmp_path / "bare.zarr")
+    assert bare.wavenumbers is None and "no spectral axis" in "; ".join(bare.metadata["notes"])
+    np.testing.assert_array_equal(np.asarray(bare.data), data)
+    with pytest.raises(ValueError, match="not a zarr store"):
+        load_cube(tmp_path / "missing.zarr")
+
+
+def test_layer_writer_writes_maps_and_cubes(tmp_path, cell):
+    data, wn = cell
+    attributes = {"name": "cell", "metadata": {"wavenumbers": wn, "napari_deeper": {"operation": "load"}},
+                  "scale": (1.0, 0.25, 0.25), "translate": (0.0, 3.0, 4.0), "units": ("1/cm", "µm", "µm"),
+                  "axis_labels": ("Raman shift", "y", "x")}
+    [written] = write_zarr(str(tmp_path / "cube.zarr"), data, attributes)
+    back = load_cube(written)
+    np.testing.assert_array_equal(back.wavenumbers, wn)
+    assert back.metadata["pixel_size"] == [0.25, 0.25] and back.metadata["origin"] == [3.0, 4.0]
+    assert back.metadata["layer_record"] == {"operation": "load"}
+    [written] = write_zarr(str(tmp_path / "map.zarr"), data[5], {"name": "map", "metadata": {}})
+    np.testing.assert_array_equal(zarr.open_group(written, mode="r")["data"][:], data[5])
+    from napari_deeper._reader import get_reader
+
+    assert get_reader(str(tmp_path / "cube.zarr")) is not None
+    assert get_reader(written) is None, "a map store is left to napari's own reader"
