@@ -15,19 +15,10 @@ from napari_deeper.recipe import Recipe
 
 pytestmark = pytest.mark.gui
 S = nd.simulate
-TIMEOUT = 120_000
 PLUGIN = "napari-deeper"
 
 
 # -------------------------------------------------------------------------------- helpers
-def run(qtbot, runner, ok: bool = True) -> None:
-    """Press the runner's button and wait; with ``ok``, the run must not have failed."""
-    runner.run_button.click()
-    qtbot.waitUntil(lambda: not runner.busy, timeout=TIMEOUT)
-    if ok:
-        assert runner.last_error is None, runner.last_error
-
-
 def opened(viewer, tmp_path, data, wavenumbers, name="cell"):
     """Save a cube and open it through the plugin's reader, as a user drags a file in."""
     path = tmp_path / f"{name}.npz"
@@ -90,7 +81,7 @@ def test_analyse_dock_has_its_tabs(dock):
 
 
 # ------------------------------------------------------------------------------ baseline
-def test_baseline_preview_follows_the_mouse_and_the_parameters(dock, qtbot, tmp_path, cell):
+def test_baseline_preview_follows_the_mouse_and_the_parameters(dock, qtbot, tmp_path, cell, run_dock):
     viewer, widget = dock
     layer, path = opened(viewer, tmp_path, cell.noisy, cell.wavenumbers)
     tab = widget.baseline
@@ -119,7 +110,7 @@ def test_baseline_preview_follows_the_mouse_and_the_parameters(dock, qtbot, tmp_
     before = {layer.name for layer in viewer.layers}
     tab.method.value = "snip"
     tab.panels["snip"].controls["max_half_window"].value = 25
-    run(qtbot, tab.runner)
+    run_dock(tab.runner)
     (made,) = new_layers(viewer, before)
     assert made.name == "cell · snip baseline removed"
     assert np.array_equal(made.data, nd.remove_baseline(cell.noisy, cell.wavenumbers, "snip", max_half_window=25))
@@ -129,7 +120,7 @@ def test_baseline_preview_follows_the_mouse_and_the_parameters(dock, qtbot, tmp_
     assert np.array_equal(replayed(made, path, tmp_path).final, made.data)
 
 
-def test_baseline_tab_refuses_what_the_method_does_not_accept(dock, qtbot, tmp_path):
+def test_baseline_tab_refuses_what_the_method_does_not_accept(dock, tmp_path, run_dock):
     viewer, widget = dock
     w = np.linspace(500.0, 1800.0, 6)
     opened(viewer, tmp_path, np.ones((6, 4, 4), np.float32), w, "short")
@@ -139,13 +130,13 @@ def test_baseline_tab_refuses_what_the_method_does_not_accept(dock, qtbot, tmp_p
     tab.preview_at(1, 1)
     assert "poly_order must be between 0 and 4, got 5" in tab.preview_error
     before = len(viewer.layers)
-    run(qtbot, tab.runner, ok=False)
+    run_dock(tab.runner, fails=True)
     assert "poly_order must be between 0 and 4" in str(tab.runner.last_error)
     assert len(viewer.layers) == before
 
 
 # ------------------------------------------------------------------------------ peak fit
-def test_peak_fit_maps_recover_known_centres_and_mask_failures(dock, qtbot, tmp_path, shifted):
+def test_peak_fit_maps_recover_known_centres_and_mask_failures(dock, tmp_path, shifted, run_dock):
     viewer, widget = dock
     w, centre, noisy = shifted
     layer, path = opened(viewer, tmp_path, noisy, w, "shifted")
@@ -155,7 +146,7 @@ def test_peak_fit_maps_recover_known_centres_and_mask_failures(dock, qtbot, tmp_
     tab.maps.value = ["center", "fwhm", "height", "area", "r2"]
     tab.bands.value = "1004±15"
     before = {layer.name for layer in viewer.layers}
-    run(qtbot, tab.runner)
+    run_dock(tab.runner)
     made = {layer.name.split("· ")[-1]: layer for layer in new_layers(viewer, before)}
     assert set(made) == {f"1004 cm⁻¹ {kind}" for kind in ("centre", "FWHM", "height", "area", "R²", "fit failed")}
     found = made["1004 cm⁻¹ centre"].data
@@ -177,7 +168,7 @@ def test_peak_fit_maps_recover_known_centres_and_mask_failures(dock, qtbot, tmp_
         assert np.array_equal(replayed(one, path, tmp_path).final, one.data, equal_nan=True), one.name
 
 
-def test_peak_fit_of_two_bands_and_a_band_picked_on_the_spectra_plot(dock, qtbot, tmp_path, cell):
+def test_peak_fit_of_two_bands_and_a_band_picked_on_the_spectra_plot(dock, tmp_path, cell, run_dock):
     from napari_deeper._widgets.spectra import SpectraWidget
 
     viewer, widget = dock
@@ -189,7 +180,7 @@ def test_peak_fit_of_two_bands_and_a_band_picked_on_the_spectra_plot(dock, qtbot
     assert tab.bands.value == "1004±15, 1450±20"
     tab.maps.value = ["center", "area"]
     before = {layer.name for layer in viewer.layers}
-    run(qtbot, tab.runner)
+    run_dock(tab.runner)
     names = [layer.name for layer in new_layers(viewer, before) if "fit failed" not in layer.name]
     assert names == [f"cell · {c} cm⁻¹ {kind}" for c in (1004, 1450) for kind in ("centre", "area")]
     second = viewer.layers["cell · 1450 cm⁻¹ area"]
@@ -207,7 +198,7 @@ def test_peak_fit_of_two_bands_and_a_band_picked_on_the_spectra_plot(dock, qtbot
         ("", "bands is empty"),
     ],
 )
-def test_peak_fit_bad_bands_say_why_and_make_no_layer(dock, qtbot, tmp_path, cell, bands, message):
+def test_peak_fit_bad_bands_say_why_and_make_no_layer(dock, tmp_path, cell, bands, message, run_dock):
     import re
 
     viewer, widget = dock
@@ -215,14 +206,14 @@ def test_peak_fit_bad_bands_say_why_and_make_no_layer(dock, qtbot, tmp_path, cel
     tab = widget.peak_fit
     tab.bands.value = bands
     before = len(viewer.layers)
-    run(qtbot, tab.runner, ok=False)
+    run_dock(tab.runner, fails=True)
     assert re.search(message, str(tab.runner.last_error)), tab.runner.last_error
     assert tab.runner.status.text().startswith("Failed:")
     assert len(viewer.layers) == before
 
 
 # ---------------------------------------------------------------------------- band ratio
-def test_band_ratio_map_recovers_a_known_ratio_and_masks_noise(dock, qtbot, tmp_path):
+def test_band_ratio_map_recovers_a_known_ratio_and_masks_noise(dock, tmp_path, run_dock):
     viewer, widget = dock
     w = S.wavenumber_axis(400)
     yy, xx = np.mgrid[:12, :16]
@@ -238,7 +229,7 @@ def test_band_ratio_map_recovers_a_known_ratio_and_masks_noise(dock, qtbot, tmp_
     assert not tab.shape.enabled
     tab.mode.value = "fitted-height"
     assert tab.shape.enabled
-    run(qtbot, tab.runner)
+    run_dock(tab.runner)
     made = viewer.layers[-1]
     assert made.name == "ratio · 1660/1450 cm⁻¹ fitted-height ratio"
     assert np.isnan(made.data[:, :3]).all() and not np.isnan(made.data[:, 3:]).any()
@@ -250,10 +241,10 @@ def test_band_ratio_map_recovers_a_known_ratio_and_masks_noise(dock, qtbot, tmp_
 
     tab.denominator.value = "2900±20"  # off the axis
     before = len(viewer.layers)
-    run(qtbot, tab.runner, ok=False)
+    run_dock(tab.runner, fails=True)
     assert "lies outside the spectral axis" in str(tab.runner.last_error) and len(viewer.layers) == before
     tab.denominator.value = "1450±20, 1300±20"
-    run(qtbot, tab.runner, ok=False)
+    run_dock(tab.runner, fails=True)
     assert "give one band (centre±half-window), got 2" in str(tab.runner.last_error)
 
 
@@ -270,23 +261,21 @@ def three_regions():
     return w, truth, S.add_noise(clean, 200, np.random.default_rng(5)).astype(np.float32)
 
 
-def test_clusters_labels_spectra_in_their_colours_and_the_hint(dock, qtbot, tmp_path, three_regions):
+def test_clusters_labels_spectra_in_their_colours_and_the_hint(dock, tmp_path, three_regions, run_dock):
     from napari_deeper._widgets._analysis import PALETTE, component_color
 
     viewer, widget = dock
     w, truth, cube = three_regions
     layer, path = opened(viewer, tmp_path, cube, w, "regions")
     tab = widget.clusters
-    tab.suggest_button.clicked()
-    qtbot.waitUntil(lambda: not tab.runner.busy, timeout=TIMEOUT)
-    assert tab.runner.last_error is None
+    run_dock(tab, button=tab.suggest_button)
     assert tab.suggestion["best"] == 3 and shown(tab.hint).startswith("Hint: 3 clusters has the highest silhouette")
     assert tab.n_clusters.value == 4  # a hint: the count is the user's choice
 
     tab.n_clusters.value = 3
     tab.method.value = "ward"
     tab.pca.value = 5
-    run(qtbot, tab.runner)
+    run_dock(tab.runner)
     labels = tab.labels_layer
     assert labels.name == "regions · ward 3 clusters" and labels.data.shape == (20, 24)
     # the clusters are the regions (labels are ordered by size: 1 the largest)
@@ -309,7 +298,7 @@ def test_clusters_labels_spectra_in_their_colours_and_the_hint(dock, qtbot, tmp_
     before = len(viewer.layers)
     tab.n_clusters.value = 2
     tab.pca.value = 400  # more components than the 300 bands
-    run(qtbot, tab.runner, ok=False)
+    run_dock(tab.runner, fails=True)
     assert "pca must be between 1 and 300 components" in str(tab.runner.last_error)
     assert len(viewer.layers) == before
 
@@ -322,7 +311,7 @@ def silicon_scan(axis_true, offset, shape=(4, 5), seed=0):
     return np.broadcast_to(spectrum[:, None, None], (axis_true.size, *shape)).astype(np.float32), axis_true + offset
 
 
-def test_calibration_from_a_reference_scan_saved_and_applied(dock, qtbot, tmp_path, monkeypatch, cell):
+def test_calibration_from_a_reference_scan_saved_and_applied(dock, tmp_path, monkeypatch, cell, run_dock):
     monkeypatch.setenv("NAPARI_DEEPER_CALIBRATIONS", str(tmp_path / "calibrations"))
     viewer, widget = dock
     scan, recorded = silicon_scan(np.linspace(300.0, 1000.0, 600), 3.2)
@@ -333,7 +322,7 @@ def test_calibration_from_a_reference_scan_saved_and_applied(dock, qtbot, tmp_pa
     tab.reference_layer.value = reference
     tab.reference.value = "silicon"
     assert not tab.lines.enabled
-    run(qtbot, tab.find_runner)
+    run_dock(tab.find_runner)
     found = tab.found
     assert found.kind == "shift" and found.offset == pytest.approx(-3.2, abs=0.05)
     assert shown(tab.result).startswith("Found in silicon: silicon: 520.7 at 523.")
@@ -362,13 +351,13 @@ def test_calibration_from_a_reference_scan_saved_and_applied(dock, qtbot, tmp_pa
     fit_tab = widget.peak_fit
     fit_tab.layer.value = made
     fit_tab.maps.value = ["center"]
-    run(qtbot, fit_tab.runner)
+    run_dock(fit_tab.runner)
     centre = viewer.layers["cell · calibrated · 1004 cm⁻¹ centre"]
     assert [s["operation"] for s in Recipe.from_layer(centre).steps] == ["calibrate", "peak_fit"]
     assert np.array_equal(replayed(centre, path, tmp_path).final, centre.data, equal_nan=True)
 
 
-def test_calibration_peak_not_found_says_where_it_looked(dock, qtbot, tmp_path, monkeypatch):
+def test_calibration_peak_not_found_says_where_it_looked(dock, tmp_path, monkeypatch, run_dock):
     monkeypatch.setenv("NAPARI_DEEPER_CALIBRATIONS", str(tmp_path / "calibrations"))
     viewer, widget = dock
     axis = np.linspace(300.0, 1000.0, 600)
@@ -377,19 +366,19 @@ def test_calibration_peak_not_found_says_where_it_looked(dock, qtbot, tmp_path, 
     tab = widget.calibration
     tab.reference_layer.value = layer
     tab.targets.value = [layer]
-    tab.apply_button.clicked()  # nothing found or saved yet
+    run_dock(tab.find_runner, button=tab.apply_button, fails=True)  # nothing found or saved yet
     assert "find a calibration or save one first" in str(tab.find_runner.last_error)
-    run(qtbot, tab.find_runner, ok=False)
+    run_dock(tab.find_runner, fails=True)
     assert "no silicon line found within ±10 cm-1" in str(tab.find_runner.last_error)
     assert tab.found is None and not tab.save_button.enabled and len(viewer.layers) == 1
     tab.reference.value = "lines given below"
     tab.lines.value = "1004, quartz"
-    run(qtbot, tab.find_runner, ok=False)
+    run_dock(tab.find_runner, fails=True)
     assert "reference must be one of silicon, polystyrene or line positions" in str(tab.find_runner.last_error)
 
 
 # ---------------------------------------------------------------------------- cell table
-def test_cell_table_per_roi_per_label_and_per_cluster(dock, qtbot, tmp_path, three_regions):
+def test_cell_table_per_roi_per_label_and_per_cluster(dock, tmp_path, three_regions, run_dock):
     viewer, widget = dock
     w, truth, cube = three_regions
     layer = viewer.add_image(cube, name="regions", metadata={"wavenumbers": w}, scale=(1.0, 0.5, 0.5),
@@ -402,7 +391,7 @@ def test_cell_table_per_roi_per_label_and_per_cluster(dock, qtbot, tmp_path, thr
     shapes = viewer.add_shapes([np.array([[0, 0], [4.0, 4.0]]), np.array([[2.0, 2.0], [6.0, 6.0]])],
                                shape_type="rectangle", name="ROIs")
     tab.regions.value = shapes
-    run(qtbot, tab.runner)
+    run_dock(tab.runner)
     rows = tab.table.rows()
     assert [row["name"] for row in rows] == ["ROI 1", "ROI 2"]
     assert tab.table_view.rowCount() == 2 and tab.table_view.item(1, 1).text() == "ROI 2"
@@ -418,7 +407,7 @@ def test_cell_table_per_roi_per_label_and_per_cluster(dock, qtbot, tmp_path, thr
     tab.regions.value = labels
     tab.bands.value = "1004±12"
     tab.ratios.value = "1660±25/1450±25"
-    run(qtbot, tab.runner)
+    run_dock(tab.runner)
     rows = tab.table.rows()
     assert [row["name"] for row in rows] == ["label 1", "label 2", "label 3"]
     assert [row["pixels"] for row in rows] == [int((truth == k).sum()) for k in range(3)]
@@ -431,34 +420,34 @@ def test_cell_table_per_roi_per_label_and_per_cluster(dock, qtbot, tmp_path, thr
 
     # per cluster: the Clusters tab's labels layer, named as clusters
     widget.clusters.n_clusters.value = 3
-    run(qtbot, widget.clusters.runner)
+    run_dock(widget.clusters.runner)
     tab.regions.value = widget.clusters.labels_layer
-    run(qtbot, tab.runner)
+    run_dock(tab.runner)
     assert [row["name"] for row in tab.table.rows()] == ["cluster 1", "cluster 2", "cluster 3"]
 
 
-def test_cell_table_refuses_labels_of_another_size(dock, qtbot, tmp_path, three_regions):
+def test_cell_table_refuses_labels_of_another_size(dock, tmp_path, three_regions, run_dock):
     viewer, widget = dock
     w, truth, cube = three_regions
     opened(viewer, tmp_path, cube, w, "regions")
     tab = widget.cell_table
     tab.regions.value = viewer.add_labels(np.ones((10, 10), np.int32), name="other image")
-    run(qtbot, tab.runner, ok=False)
+    run_dock(tab.runner, fails=True)
     assert ("the labels layer 'other image' is 10 x 10 but the cube's image is 20 x 24 pixels"
             in str(tab.runner.last_error))
     assert tab.table is None and not tab.csv_button.enabled
     tab.regions.value = viewer.add_shapes(name="empty ROIs")
-    run(qtbot, tab.runner, ok=False)
+    run_dock(tab.runner, fails=True)
     assert "has no shape; draw the regions first" in str(tab.runner.last_error)
 
 
-def test_cell_table_h5ad_export(dock, qtbot, tmp_path, three_regions):
+def test_cell_table_h5ad_export(dock, tmp_path, three_regions, run_dock):
     viewer, widget = dock
     w, truth, cube = three_regions
     opened(viewer, tmp_path, cube, w, "regions")
     tab = widget.cell_table
     tab.regions.value = viewer.add_labels(truth + 1, name="segmentation")
-    run(qtbot, tab.runner)
+    run_dock(tab.runner)
     try:
         import anndata
     except ImportError:
@@ -471,19 +460,19 @@ def test_cell_table_h5ad_export(dock, qtbot, tmp_path, three_regions):
 
 
 # ------------------------------------------------------------------------------- THP-1
-def test_the_real_thp1_cell_through_every_tab(dock, qtbot, tmp_path, thp1_path, monkeypatch):
+def test_the_real_thp1_cell_through_every_tab(dock, tmp_path, thp1_path, monkeypatch, run_dock):
     """Baseline, phenylalanine fit, clusters, a calibration onto 1004 cm-1 and the cell table."""
     monkeypatch.setenv("NAPARI_DEEPER_CALIBRATIONS", str(tmp_path / "calibrations"))
     viewer, widget = dock
     (layer,) = viewer.open(str(thp1_path), plugin=PLUGIN)
-    run(qtbot, widget.baseline.runner)
+    run_dock(widget.baseline.runner)
     clean = viewer.layers[-1]
     assert clean.name.endswith("arpls baseline removed")
 
     fit = widget.peak_fit
     fit.layer.value = clean
     fit.maps.value = ["center"]
-    run(qtbot, fit.runner)
+    run_dock(fit.runner)
     centre = viewer.layers[f"{clean.name} · 1004 cm⁻¹ centre"]
     # the file's phenylalanine band sits at ~1008 cm-1 (docs/analysis.md): its axis wants a calibration
     assert 1006.5 < np.nanmedian(centre.data) < 1009.5
@@ -492,7 +481,7 @@ def test_the_real_thp1_cell_through_every_tab(dock, qtbot, tmp_path, thp1_path, 
     clusters = widget.clusters
     clusters.layer.value = clean
     clusters.n_clusters.value = 2
-    run(qtbot, clusters.runner)
+    run_dock(clusters.runner)
     labels = clusters.labels_layer.data
     table = clusters.table
     # the cell (the smaller cluster) is brighter in the 1004 band than the background
@@ -504,7 +493,7 @@ def test_the_real_thp1_cell_through_every_tab(dock, qtbot, tmp_path, thp1_path, 
     cal.reference_layer.value = layer
     cal.reference.value = "lines given below"
     cal.lines.value = "1004"
-    run(qtbot, cal.find_runner)
+    run_dock(cal.find_runner)
     assert cal.found.offset == pytest.approx(-4.5, abs=0.5)
     cal.targets.value = [layer]
     cal.apply_button.clicked()
@@ -515,7 +504,7 @@ def test_the_real_thp1_cell_through_every_tab(dock, qtbot, tmp_path, thp1_path, 
     cells.layer.value = clean
     cells.regions.value = clusters.labels_layer
     assert cells.pixel_size.value == 0.625  # the WITec map's µm per pixel
-    run(qtbot, cells.runner)
+    run_dock(cells.runner)
     rows = cells.table.rows()
     assert sum(row["pixels"] for row in rows) == 1600
     assert sum(row["area_um2"] for row in rows) == pytest.approx(1600 * 0.625**2)

@@ -14,7 +14,6 @@ from napari_deeper.batch import read_summary, store
 from napari_deeper.recipe import Recipe
 
 PLUGIN = "napari-deeper"
-TIMEOUT = 120_000
 
 
 def write_cells(folder, n, shape=(24, 24)):
@@ -24,13 +23,7 @@ def write_cells(folder, n, shape=(24, 24)):
         nd.save_cube(nd.Cube(sim.noisy.astype(np.float32), sim.wavenumbers, {}), folder / f"cell{i:02d}.npz")
 
 
-def run_and_wait(qtbot, widget):
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=TIMEOUT)
-    assert widget.runner.last_error is None, widget.runner.last_error
-
-
-def test_batch_dock_replays_a_layers_recipe_on_a_folder(make_napari_viewer, qtbot, tmp_path):
+def test_batch_dock_replays_a_layers_recipe_on_a_folder(make_napari_viewer, tmp_path, run_dock):
     folder = tmp_path / "cells"
     write_cells(folder, 2)
     (folder / "broken.npz").write_bytes(b"not a zip")
@@ -42,12 +35,12 @@ def test_batch_dock_replays_a_layers_recipe_on_a_folder(make_napari_viewer, qtbo
     _, denoise = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise")
     denoise.input_layer.value = source
     denoise.methods.value = ["hybrid"]
-    run_and_wait(qtbot, denoise)
+    run_dock(denoise)
     denoised = viewer.layers["cell00 · hybrid"]
     _, peaks = viewer.window.add_plugin_dock_widget(PLUGIN, "Peak heatmap")
     peaks.layers.value = [denoised]
     peaks.center.value, peaks.width.value = 1450.0, 30.0
-    run_and_wait(qtbot, peaks)
+    run_dock(peaks)
     band = viewer.layers[-1]
     assert band.data.ndim == 2
 
@@ -58,7 +51,7 @@ def test_batch_dock_replays_a_layers_recipe_on_a_folder(make_napari_viewer, qtbo
     assert batch.recipe_text.value.endswith("denoise hybrid → band_map area")
     batch.inputs.value = folder
     batch.out.value = tmp_path / "out"
-    run_and_wait(qtbot, batch)
+    run_dock(batch)
     statuses = [batch.table.item(row, 1).text() for row in range(batch.table.rowCount())]
     assert statuses == ["failed", "ok", "ok"]
     assert "not a readable .npz archive" in batch.table.item(0, 3).text()
@@ -82,12 +75,12 @@ def test_batch_dock_replays_a_layers_recipe_on_a_folder(make_napari_viewer, qtbo
     assert [row["status"] for row in rows] == statuses
 
 
-def test_batch_dock_refuses_bad_choices_and_cancels_cleanly(make_napari_viewer, qtbot, tmp_path):
+def test_batch_dock_refuses_bad_choices_and_cancels_cleanly(make_napari_viewer, tmp_path, run_dock):
     folder = tmp_path / "cells"
     write_cells(folder, 4, shape=(48, 48))
     viewer = make_napari_viewer()
     _, batch = viewer.window.add_plugin_dock_widget(PLUGIN, "Batch")
-    batch.runner.run_button.click()
+    run_dock(batch, fails=True)
     assert "Choose a recipe" in str(batch.runner.last_error)
 
     bad = tmp_path / "bad.json"
@@ -107,9 +100,7 @@ def test_batch_dock_refuses_bad_choices_and_cancels_cleanly(make_napari_viewer, 
         if getattr(progress, "done", 0) == 1 and getattr(progress, "within", 0) > 0.2:
             batch.runner.cancel_button.click()
 
-    batch.runner.run_button.click()
-    batch.runner.worker.yielded.connect(cancel_in_the_second_input)
-    qtbot.waitUntil(lambda: not batch.runner.busy, timeout=TIMEOUT)
+    run_dock(batch, on_start=lambda worker: worker.yielded.connect(cancel_in_the_second_input))
     assert batch.runner.last_error is None
     assert batch.counts.value.startswith("Cancelled: 3 inputs not done")
     assert [batch.table.item(row, 1).text() for row in range(4)] == ["ok", "cancelled", "cancelled", "cancelled"]

@@ -27,11 +27,6 @@ def dock(make_napari_viewer, cell):
     return viewer, widget, layer
 
 
-def _run(qtbot, widget, timeout=30000):
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=timeout)
-
-
 def test_controls_come_from_the_registry(dock):
     _, widget, _ = dock
     assert list(widget.methods.value) == [DEFAULT]
@@ -45,12 +40,12 @@ def test_controls_come_from_the_registry(dock):
     assert not savgol.native.isHidden() and widget.params["pca"].native.isHidden()
 
 
-def test_two_methods_make_named_layers_with_provenance(qtbot, dock, cell):
+def test_two_methods_make_named_layers_with_provenance(dock, cell, run_dock):
     viewer, widget, layer = dock
     widget.methods.value = ["savgol", "resunet"]
     widget.params["savgol"].controls["window"].value = 21
     widget.device.value = "cpu"
-    _run(qtbot, widget)
+    run_dock(widget)
     assert widget.runner.last_error is None
     smooth = viewer.layers["cell · savgol"]
     net = viewer.layers["cell · resunet"]
@@ -65,10 +60,10 @@ def test_two_methods_make_named_layers_with_provenance(qtbot, dock, cell):
     np.testing.assert_array_equal(layer.data, cell.noisy)  # input untouched
 
 
-def test_side_by_side_toggle(qtbot, dock):
+def test_side_by_side_toggle(dock, run_dock):
     viewer, widget, layer = dock
     widget.methods.value = ["savgol", "pca"]
-    _run(qtbot, widget)
+    run_dock(widget)
     widget.side_by_side.value = True
     assert viewer.canvas.grid.enabled
     shown = [lay for lay in viewer.layers if lay.visible]
@@ -78,7 +73,7 @@ def test_side_by_side_toggle(qtbot, dock):
     assert not viewer.canvas.grid.enabled
 
 
-def test_cancel_leaves_no_layers(qtbot, make_napari_viewer):
+def test_cancel_leaves_no_layers(make_napari_viewer, run_dock):
     from napari_deeper._widgets.denoise import DenoiseWidget
 
     viewer = make_napari_viewer()
@@ -87,27 +82,29 @@ def test_cancel_leaves_no_layers(qtbot, make_napari_viewer):
     widget = DenoiseWidget(viewer)
     widget.methods.value = ["resunet", "aunet"]
     widget.params["resunet"].controls["batch_size"].value = 32
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: widget.runner.progress.value() > 0, timeout=20000)
-    widget.runner.cancel_button.click()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=20000)
+
+    def cancel_once_under_way(value: int) -> None:
+        if value > 0:
+            widget.runner.cancel_button.click()
+
+    run_dock(widget, on_start=lambda worker: widget.runner.progress.valueChanged.connect(cancel_once_under_way))
     assert [lay.name for lay in viewer.layers] == ["big"]
     assert "Cancelled" in widget.runner.status.text()
 
 
-def test_bad_input_shows_an_error_and_no_layers(qtbot, dock, cell):
+def test_bad_input_shows_an_error_and_no_layers(dock, cell, run_dock):
     viewer, widget, layer = dock
     bad = cell.noisy.copy()
     bad[0, 0, 0] = np.nan
     viewer.add_image(bad, name="broken")
     widget.input_layer.value = viewer.layers["broken"]
     widget.methods.value = ["savgol"]
-    _run(qtbot, widget)
+    run_dock(widget, fails=True)
     assert "NaN" in str(widget.runner.last_error)
     assert [lay.name for lay in viewer.layers] == ["cell", "broken"]
     widget.methods.value = []
     widget.input_layer.value = layer
-    widget.runner.run_button.click()
+    run_dock(widget, fails=True)
     assert "tick at least one method" in str(widget.runner.last_error)
     assert len(viewer.layers) == 2
 
@@ -135,12 +132,12 @@ def test_automatic_integers_have_an_auto_switch(dock):
     assert widget.params["pca"].params["n_components"] is None
 
 
-def test_removing_the_input_during_a_run_adds_the_result_and_says_so(qtbot, dock, cell, removal_during_run):
+def test_removing_the_input_during_a_run_adds_the_result_and_says_so(dock, cell, removal_during_run, run_dock):
     """The run finishes on the data it read at the start; a warning says the input is gone."""
     viewer, widget, layer = dock
     widget.methods.value = ["savgol"]
     removal_during_run.arm(viewer, widget.runner, layer)
-    _run(qtbot, widget)
+    run_dock(widget)
     assert removal_during_run.busy_when_removed is True
     assert widget.runner.last_error is None
     [result] = viewer.layers

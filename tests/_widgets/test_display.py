@@ -122,19 +122,17 @@ def test_witec_pixel_size_in_micrometres(qtbot, thp1):
     assert viewer.layers.extent.world[1][-1] == pytest.approx(39 * 0.625)  # the last pixel centre, in µm
 
 
-def run_peak_map(qtbot, viewer, layer, center=1004.0):
+def run_peak_map(qtbot, run_dock, viewer, layer, center=1004.0):
     peaks = PeakMapWidget(viewer)
     qtbot.addWidget(peaks)
     peaks.layers.value = [layer]
     peaks.center.value = center
     peaks.width.value = 20.0
-    peaks.runner.run_button.click()
-    qtbot.waitUntil(lambda: not peaks.runner.busy, timeout=30000)
-    assert peaks.runner.last_error is None, peaks.runner.last_error
+    run_dock(peaks)
     return viewer.layers[-1]
 
 
-def test_drawing_rois_keeps_the_units_consistent(qtbot, thp1):
+def test_drawing_rois_keeps_the_units_consistent(qtbot, thp1, run_dock):
     """ROIs drawn over the µm cube, then maps: napari never finds the units inconsistent."""
     viewer, layer = thp1
     canvas_draw(qtbot, viewer)
@@ -145,18 +143,18 @@ def test_drawing_rois_keeps_the_units_consistent(qtbot, thp1):
     shapes = viewer.layers[-1]
     shapes.add_rectangles(np.array([[120, 5, 5], [120, 5, 15], [120, 15, 15], [120, 15, 5]], float))
     canvas_draw(qtbot, viewer)
-    peak_map = run_peak_map(qtbot, viewer, layer)
+    peak_map = run_peak_map(qtbot, run_dock, viewer, layer)
     canvas_draw(qtbot, viewer)
     viewer.layers.selection.active = peak_map
     viewer.window._qt_viewer.layerButtons.newPointsButton.click()
     canvas_draw(qtbot, viewer)
-    run_peak_map(qtbot, viewer, layer, center=1450.0)
+    run_peak_map(qtbot, run_dock, viewer, layer, center=1450.0)
     canvas_draw(qtbot, viewer)
     assert viewer.layers.extent.units is not None
     assert units_warnings() == before
 
 
-def test_a_layer_added_without_units_takes_the_others(qtbot, thp1):
+def test_a_layer_added_without_units_takes_the_others(qtbot, thp1, run_dock):
     """A script's Shapes layer in napari's default pixels gets the cube's units; later adds are quiet.
 
     napari draws a new layer before a plugin hears of it, so that one add may still warn once.
@@ -168,7 +166,7 @@ def test_a_layer_added_without_units_takes_the_others(qtbot, thp1):
     assert [str(u) for u in points.units] == ["micrometer", "micrometer"]
     canvas_draw(qtbot, viewer)
     after_adds = units_warnings()
-    run_peak_map(qtbot, viewer, layer)
+    run_peak_map(qtbot, run_dock, viewer, layer)
     viewer.add_shapes(np.array([[2.0, 2.0], [2.0, 8.0], [8.0, 8.0], [8.0, 2.0]]), units=("µm", "µm"))
     canvas_draw(qtbot, viewer)
     assert viewer.layers.extent.units is not None
@@ -188,7 +186,7 @@ def test_without_the_fix_napari_finds_the_units_inconsistent(make_napari_viewer)
     assert viewer.layers.extent.units is None
 
 
-def test_maps_get_a_colour_bar(qtbot, make_napari_viewer):
+def test_maps_get_a_colour_bar(qtbot, make_napari_viewer, run_dock):
     import napari_deeper as nd
 
     viewer = make_napari_viewer()
@@ -197,16 +195,13 @@ def test_maps_get_a_colour_bar(qtbot, make_napari_viewer):
     qtbot.addWidget(peaks)
     peaks.layers.value = [viewer.layers[0]]
     peaks.center.value = 1450.0
-    peaks.runner.run_button.click()
-    qtbot.waitUntil(lambda: not peaks.runner.busy, timeout=30000)
-    assert peaks.runner.last_error is None, peaks.runner.last_error
+    run_dock(peaks)
     peak_map = viewer.layers[-1]
     assert peak_map.ndim == 2 and peak_map.colorbar.visible  # the new map is the selected layer
     assert not viewer.layers[0].colorbar.visible  # cubes: the band changes, no fixed bar
     # two maps overlaid: only the selected one has a colour bar; in grid mode each has its own
     peaks.layers.value = [viewer.layers[1]]
-    peaks.runner.run_button.click()
-    qtbot.waitUntil(lambda: not peaks.runner.busy, timeout=30000)
+    run_dock(peaks)
     second = viewer.layers[-1]
     assert second.colorbar.visible and not peak_map.colorbar.visible
     viewer.layers.selection.active = peak_map

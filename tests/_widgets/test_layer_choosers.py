@@ -20,7 +20,7 @@ def combo_texts(combo) -> list[str]:
     return [combo.native.itemText(i) for i in range(combo.native.count())]
 
 
-def test_denoise_chooser_follows_a_rename_and_a_removal(qtbot, make_napari_viewer):
+def test_denoise_chooser_follows_a_rename_and_a_removal(make_napari_viewer, run_dock):
     from napari_deeper._widgets.denoise import DenoiseWidget
 
     viewer = make_napari_viewer()
@@ -38,9 +38,7 @@ def test_denoise_chooser_follows_a_rename_and_a_removal(qtbot, make_napari_viewe
     assert changes == []  # the same layer stays chosen: no change signal
 
     widget.methods.value = ["savgol"]
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=20000)
-    assert widget.runner.last_error is None, widget.runner.last_error
+    run_dock(widget)
     result = viewer.layers["scan renamed · savgol"]
     assert result.metadata["napari_deeper"]["source"] == "scan renamed"
     assert result.data.shape == scan.data.shape
@@ -53,7 +51,7 @@ def test_denoise_chooser_follows_a_rename_and_a_removal(qtbot, make_napari_viewe
     viewer.layers.remove(first)
     viewer.layers.remove(result)
     assert widget.input_layer.value is None
-    widget.runner.run_button.click()
+    run_dock(widget, fails=True)
     assert "choose an input layer" in str(widget.runner.last_error)
 
 

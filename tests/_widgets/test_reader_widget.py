@@ -90,7 +90,7 @@ def test_bad_file_shows_an_error_and_opens_nothing(make_napari_viewer, tmp_path,
     assert len(notifications["error"]) == 1 and "broken.mat" in notifications["error"][0]
 
 
-def test_nan_values_are_kept_with_a_warning_and_replaced_by_the_widget(make_napari_viewer, qtbot, tmp_path, notifications):
+def test_nan_values_are_kept_with_a_warning_and_replaced_by_the_widget(make_napari_viewer, tmp_path, notifications, run_dock):
     cube = cube_values()
     cube[0, 0, 0] = np.nan
     cube[1, 1, 1] = np.inf
@@ -101,8 +101,7 @@ def test_nan_values_are_kept_with_a_warning_and_replaced_by_the_widget(make_napa
     widget = CubeLayoutWidget(viewer)
     assert widget.layer.value is layer
     assert "1 NaN and 1 Inf" in widget.info.text()
-    widget.nonfinite_runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.nonfinite_runner.busy, timeout=10000)
+    run_dock(widget.nonfinite_runner)
     assert widget.nonfinite_runner.last_error is None
     [fixed] = list(viewer.layers)  # the original was removed
     assert fixed.name == "holes · finite"
@@ -111,7 +110,7 @@ def test_nan_values_are_kept_with_a_warning_and_replaced_by_the_widget(make_napa
     assert fixed.metadata["napari_deeper"]["replaced"] == {"nan": 1, "inf": 1}
 
 
-def test_layout_widget_folds_a_strip_into_an_image(make_napari_viewer, qtbot, tmp_path, notifications):
+def test_layout_widget_folds_a_strip_into_an_image(make_napari_viewer, tmp_path, notifications, run_dock):
     cube = cube_values(ny=5, nx=6)
     np.save(tmp_path / "strip.npy", cube.reshape(8, -1).T)  # 30 spectra, row by row
     np.save(tmp_path / "strip_wavenumbers.npy", np.arange(8.0))
@@ -122,8 +121,7 @@ def test_layout_widget_folds_a_strip_into_an_image(make_napari_viewer, qtbot, tm
     assert "strip" in widget.info.text()
     assert (widget.height.value, widget.width.value) == (1, 30)
     widget.height.value, widget.width.value = 5, 6
-    widget.layout_runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.layout_runner.busy, timeout=10000)
+    run_dock(widget.layout_runner)
     assert widget.layout_runner.last_error is None
     [image] = list(viewer.layers)
     assert image.name == "strip · relayout"
@@ -134,7 +132,7 @@ def test_layout_widget_folds_a_strip_into_an_image(make_napari_viewer, qtbot, tm
     assert record["source"] == "strip"
 
 
-def test_layout_widget_reorders_axes_and_can_keep_the_original(make_napari_viewer, qtbot):
+def test_layout_widget_reorders_axes_and_can_keep_the_original(make_napari_viewer, run_dock):
     cube = cube_values()
     viewer = make_napari_viewer()
     source = viewer.add_image(cube.transpose(1, 2, 0).copy(), name="bands last")
@@ -142,20 +140,19 @@ def test_layout_widget_reorders_axes_and_can_keep_the_original(make_napari_viewe
     widget.remove_original.value = False
     widget.order.value = "yxb"
     assert (widget.height.value, widget.width.value) == (5, 6)
-    widget.layout_runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.layout_runner.busy, timeout=10000)
+    run_dock(widget.layout_runner)
     assert widget.layout_runner.last_error is None
     assert [layer.name for layer in viewer.layers] == ["bands last", "bands last · relayout"]
     np.testing.assert_array_equal(viewer.layers["bands last · relayout"].data, cube)
     assert source.data.shape == (5, 6, 8)  # input untouched
 
 
-def test_layout_widget_reports_a_wrong_shape(make_napari_viewer, qtbot):
+def test_layout_widget_reports_a_wrong_shape(make_napari_viewer, run_dock):
     viewer = make_napari_viewer()
     viewer.add_image(cube_values(ny=1, nx=30), name="strip")
     widget = CubeLayoutWidget(viewer)
     widget.height.value, widget.width.value = 4, 4
-    widget.layout_runner.run_button.click()
+    run_dock(widget.layout_runner, fails=True)
     assert not widget.layout_runner.busy
     assert "must equal the layer's 30 pixels" in widget.layout_runner.status.text()
     assert [layer.name for layer in viewer.layers] == ["strip"]

@@ -12,7 +12,7 @@ from napari_deeper._widgets import _runner
 pytestmark = pytest.mark.gui
 
 
-def test_denoise_run_leaves_a_core_to_the_window(qtbot, make_napari_viewer):
+def test_denoise_run_leaves_a_core_to_the_window(make_napari_viewer, run_dock):
     import torch
 
     viewer = make_napari_viewer()
@@ -23,10 +23,7 @@ def test_denoise_run_leaves_a_core_to_the_window(qtbot, make_napari_viewer):
     widget.panels.panels["resunet"].controls["batch_size"].value = 16  # several progress reports
     before = torch.get_num_threads()
     during = []
-    widget.runner.run_button.click()
-    widget.runner.worker.yielded.connect(lambda progress: during.append(torch.get_num_threads()))
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60000)
-    assert widget.runner.last_error is None, widget.runner.last_error
+    run_dock(widget, on_start=lambda worker: worker.yielded.connect(lambda progress: during.append(torch.get_num_threads())))
     cores = os.cpu_count() or 1
     expected = max(1, min(before, cores - _runner.WINDOW_CORES)) if cores > _runner.WINDOW_CORES else before
     assert during and during[-1] == expected

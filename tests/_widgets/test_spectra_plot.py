@@ -172,7 +172,7 @@ def test_legend_is_a_list_that_folds_and_hides_curves(qtbot, spectra, viewer):
     assert pin.artists[0].get_visible()
 
 
-def test_normalised_layer_gets_its_own_axis(qtbot, viewer, spectra, cell):
+def test_normalised_layer_gets_its_own_axis(qtbot, viewer, spectra, cell, run_dock):
     """A layer the Preprocess dock normalised is drawn against a right-hand axis next to raw ones."""
     from napari_deeper._widgets.preprocess import PreprocessWidget
 
@@ -182,9 +182,7 @@ def test_normalised_layer_gets_its_own_axis(qtbot, viewer, spectra, cell):
     qtbot.addWidget(dock)
     dock.layer.value = counts
     dock.normalisation.value = "vector"
-    dock.runner.run_button.click()
-    qtbot.waitUntil(lambda: not dock.runner.busy, timeout=30000)
-    assert dock.runner.last_error is None, dock.runner.last_error
+    run_dock(dock)
     normalised = viewer.layers["counts · preprocessed"]
     spectra.update_live(world(normalised, 6, 6))
     assert spectra.axes_norm.get_visible()

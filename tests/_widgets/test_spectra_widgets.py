@@ -158,13 +158,7 @@ def test_csv_and_figure_export(qtbot, spectra, cell, tmp_path):
         assert (tmp_path / f"spectra.{suffix}").stat().st_size > 1000
 
 
-def run_and_wait(qtbot, widget):
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=20000)
-    assert widget.runner.last_error is None, widget.runner.last_error
-
-
-def test_peak_maps_of_two_layers(qtbot, viewer, cell):
+def test_peak_maps_of_two_layers(qtbot, viewer, cell, run_dock):
     widget = PeakMapWidget(viewer)
     qtbot.addWidget(widget)
     hr, lr = viewer.layers["hr"], viewer.layers["lr"]
@@ -173,7 +167,7 @@ def test_peak_maps_of_two_layers(qtbot, viewer, cell):
     widget.width.value = 40
     widget.mode.value = "height"
     widget.baseline.value = True
-    run_and_wait(qtbot, widget)
+    run_dock(widget)
     for source in (hr, lr):
         layer = viewer.layers[f"{source.name} · 1004±20 cm⁻¹ height, baseline"]
         expected = spectral.band_map(source.data, cell.wavenumbers, 1004, 40, mode="height", baseline=True)
@@ -187,8 +181,7 @@ def test_peak_maps_of_two_layers(qtbot, viewer, cell):
     n_layers = len(viewer.layers)
     # the worker also re-raises the error into the Qt event loop (napari's default for workers)
     with qtbot.capture_exceptions():
-        widget.runner.run_button.click()
-        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=20000)
+        run_dock(widget, fails=True)
     assert "outside the spectral axis" in str(widget.runner.last_error)
     assert len(viewer.layers) == n_layers
 
@@ -215,7 +208,7 @@ def test_span_selection_sets_the_peak_widget(qtbot, viewer):
     assert (peak.center.value, peak.width.value) == (1410, 20)
 
 
-def test_preprocess_crop_and_normalise(qtbot, viewer, cell):
+def test_preprocess_crop_and_normalise(qtbot, viewer, cell, run_dock):
     widget = PreprocessWidget(viewer)
     qtbot.addWidget(widget)
     source = viewer.layers["hr"]
@@ -226,7 +219,7 @@ def test_preprocess_crop_and_normalise(qtbot, viewer, cell):
     widget.crop_start.value = 800
     widget.crop_stop.value = 1500
     widget.normalisation.value = "vector"
-    run_and_wait(qtbot, widget)
+    run_dock(widget)
     result = viewer.layers["hr · preprocessed"]
     keep = (cell.wavenumbers >= 800) & (cell.wavenumbers <= 1500)
     assert result.data.shape == (int(keep.sum()), 16, 18)

@@ -43,18 +43,13 @@ def viewer_and_widget(make_napari_viewer, tiny_model):
     return viewer, SuperResWidget(viewer)
 
 
-def wait(qtbot, runner, timeout=60000):
-    qtbot.waitUntil(lambda: not runner.busy, timeout=timeout)
-
-
-def test_two_methods_make_aligned_layers_with_provenance(qtbot, viewer_and_widget):
+def test_two_methods_make_aligned_layers_with_provenance(viewer_and_widget, run_dock):
     viewer, widget = viewer_and_widget
     assert list(widget.input_layer.choices) == [viewer.layers["scan"]]
     assert "tiny" in widget.methods.choices and "bicubic" in widget.methods.choices
     widget.scale.value = 3
     widget.methods.value = ["nearest", "tiny"]
-    widget.runner.run_button.click()
-    wait(qtbot, widget.runner)
+    run_dock(widget)
     assert widget.runner.last_error is None, widget.runner.last_error
 
     source = viewer.layers["scan"]
@@ -81,7 +76,7 @@ def test_two_methods_make_aligned_layers_with_provenance(qtbot, viewer_and_widge
     assert not viewer.canvas.grid.enabled
 
 
-def test_fast_scan_restore_keeps_both_layers(qtbot, viewer_and_widget):
+def test_fast_scan_restore_keeps_both_layers(viewer_and_widget, run_dock):
     viewer, widget = viewer_and_widget
     widget.exposure_ratio.value = 10
     widget.scale.value = 3
@@ -89,8 +84,7 @@ def test_fast_scan_restore_keeps_both_layers(qtbot, viewer_and_widget):
     widget.scale.value = 2
     assert "saving: 40x" in widget.restore_info.value
     before = len(viewer.layers)
-    widget.restore_runner.run_button.click()
-    wait(qtbot, widget.restore_runner)
+    run_dock(widget.restore_runner)
     assert widget.restore_runner.last_error is None, widget.restore_runner.last_error
     assert len(viewer.layers) == before + 2
     denoised, final = viewer.layers[-2], viewer.layers[-1]
@@ -106,20 +100,18 @@ def test_fast_scan_restore_keeps_both_layers(qtbot, viewer_and_widget):
     assert "40x" in widget.restore_info.value
 
 
-def test_cancel_leaves_no_layers(qtbot, viewer_and_widget):
+def test_cancel_leaves_no_layers(viewer_and_widget, run_dock):
     viewer, widget = viewer_and_widget
     viewer.layers["scan"].data = np.random.default_rng(0).random((16, 60, 60)).astype(np.float32)
     widget.scale.value = 4
     widget.methods.value = ["bicubic", "tiny", "bilinear"]
     before = [layer.name for layer in viewer.layers]
-    widget.runner.run_button.click()
-    widget.runner.cancel_button.click()
-    wait(qtbot, widget.runner)
+    run_dock(widget, on_start=lambda worker: widget.runner.cancel_button.click())
     assert [layer.name for layer in viewer.layers] == before
     assert widget.runner.last_error is None
 
 
-def test_adaptation_is_a_parameter_of_the_network_panels(qtbot, viewer_and_widget):
+def test_adaptation_is_a_parameter_of_the_network_panels(viewer_and_widget, run_dock):
     viewer, widget = viewer_and_widget
     adapt = widget.params["tiny"].controls["adapt"]
     assert list(adapt.choices) == ["auto", "on", "off"] and adapt.value == "auto"
@@ -127,45 +119,48 @@ def test_adaptation_is_a_parameter_of_the_network_panels(qtbot, viewer_and_widge
     widget.methods.value = ["tiny"]
     assert not widget.params["tiny"].native.isHidden()  # its panel shows while it is ticked
     adapt.value = "off"
-    widget.runner.run_button.click()
-    wait(qtbot, widget.runner)
+    run_dock(widget)
     assert widget.runner.last_error is None, widget.runner.last_error
     record = viewer.layers["scan · tiny ×2"].metadata["napari_deeper"]
     assert record["params"]["adapt"] == "off" and record["params"]["adapt_steps"] == 60
 
 
-def test_cancel_during_adaptation_leaves_no_layers(qtbot, viewer_and_widget):
+def test_cancel_during_adaptation_leaves_no_layers(viewer_and_widget, run_dock):
     viewer, widget = viewer_and_widget
     viewer.layers["scan"].data = np.random.default_rng(1).random((16, 40, 40)).astype(np.float32)
     widget.methods.value = ["tiny"]
     controls = widget.params["tiny"].controls
     controls["adapt"].value, controls["adapt_steps"].value, controls["adapt_seconds"].value = "on", 100000, 600.0
     before = [layer.name for layer in viewer.layers]
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: "adapting: step" in widget.runner.status.text(), timeout=60000)
-    assert "loss" in widget.runner.status.text()  # the adaptation loss shows while it runs
-    widget.runner.cancel_button.click()
-    wait(qtbot, widget.runner)
+    adapting = []
+
+    def cancel_while_adapting(progress) -> None:
+        status = widget.runner.status.text()  # the Runner has shown this progress already
+        if "adapting: step" in status and not adapting:
+            adapting.append(status)
+            widget.runner.cancel_button.click()
+
+    run_dock(widget, on_start=lambda worker: worker.yielded.connect(cancel_while_adapting))
+    assert adapting and "loss" in adapting[0]  # the adaptation loss shows while it runs
     assert [layer.name for layer in viewer.layers] == before
     assert widget.runner.last_error is None
     assert "no layers were made" in widget.runner.status.text()
 
 
-def test_bad_choice_is_reported_without_layers(qtbot, viewer_and_widget):
+def test_bad_choice_is_reported_without_layers(viewer_and_widget, run_dock):
     viewer, widget = viewer_and_widget
     widget.methods.value = []
     before = len(viewer.layers)
-    widget.runner.run_button.click()
+    run_dock(widget, fails=True)
     assert "at least one method" in str(widget.runner.last_error)
     viewer.layers["scan"].data = np.ones((16, 1, 14), np.float32)
     widget.methods.value = ["bicubic"]
-    widget.runner.run_button.click()
-    wait(qtbot, widget.runner)
+    run_dock(widget, fails=True)
     assert "at least 2 x 2" in str(widget.runner.last_error)
     assert len(viewer.layers) == before
 
 
-def test_removing_the_input_during_a_run_adds_the_result_and_says_so(qtbot, viewer_and_widget, removal_during_run):
+def test_removing_the_input_during_a_run_adds_the_result_and_says_so(viewer_and_widget, removal_during_run, run_dock):
     """The run finishes on the data it read at the start; a warning says the input is gone."""
     from napari_deeper.superres import upscale
 
@@ -174,8 +169,7 @@ def test_removing_the_input_during_a_run_adds_the_result_and_says_so(qtbot, view
     data = np.array(source.data)
     widget.methods.value = ["bicubic"]
     removal_during_run.arm(viewer, widget.runner, source)
-    widget.runner.run_button.click()
-    wait(qtbot, widget.runner)
+    run_dock(widget)
     assert removal_during_run.busy_when_removed is True
     assert widget.runner.last_error is None
     assert "scan" not in viewer.layers

@@ -29,7 +29,6 @@ TINY_UPSCALER = (
 )
 BASE_MODELS = (TINY_DENOISER, TINY_RESUNET, TINY_UPSCALER)
 BASE_NAMES = {name for name, *_rest in BASE_MODELS}
-TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(autouse=True)
@@ -73,24 +72,11 @@ def pair(make_napari_viewer):
     return viewer
 
 
-def run_and_wait(qtbot, widget, timeout=TIMEOUT_MS):
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=timeout)
-
-
-def run_expecting_failure(qtbot, widget) -> str:
-    """Run a job that must fail; returns the error message the dock reported."""
-    run_and_wait(qtbot, widget)
-    assert widget.runner.last_error is not None, "the run was expected to fail"
-    assert widget.runner.run_button.isEnabled()
-    return str(widget.runner.last_error)
-
-
 def saved_names(folder) -> set[str]:
     return {path.stem for path in folder.glob("*.pt")}
 
 
-def test_denoise_finetune_saves_a_model_that_loads_and_is_listed(qtbot, pair, models_dir):
+def test_denoise_finetune_saves_a_model_that_loads_and_is_listed(pair, models_dir, run_dock):
     widget = TrainWidget(pair)
     widget.task.value = "denoise"
     widget.base_model.value = "tiny-resunet"
@@ -100,7 +86,7 @@ def test_denoise_finetune_saves_a_model_that_loads_and_is_listed(qtbot, pair, mo
     widget.steps.value = 3
     assert widget.model_name.value == "tiny-resunet-finetuned-short-scan"  # "<base>-finetuned-<layer>"
 
-    run_and_wait(qtbot, widget)
+    run_dock(widget)
 
     assert widget.runner.last_error is None
     assert widget.saved_path == models_dir / "tiny-resunet-finetuned-short-scan.pt"
@@ -128,7 +114,7 @@ def test_denoise_finetune_saves_a_model_that_loads_and_is_listed(qtbot, pair, mo
     assert "tiny-resunet-finetuned-short-scan" in widget.base_model.choices
 
 
-def test_learn_instrument_noise_from_a_flat_scan(qtbot, make_napari_viewer, models_dir, rng):
+def test_learn_instrument_noise_from_a_flat_scan(make_napari_viewer, models_dir, rng, run_dock):
     viewer = make_napari_viewer()
     background = np.linspace(50, 80, N_BANDS, dtype=np.float32)[:, None, None]
     blank = background + rng.normal(0, 3, (N_BANDS, 10, 10)).astype(np.float32)
@@ -143,7 +129,7 @@ def test_learn_instrument_noise_from_a_flat_scan(qtbot, make_napari_viewer, mode
     widget.device.value = "cpu"
     widget.steps.value = 2
 
-    run_and_wait(qtbot, widget)
+    run_dock(widget)
 
     assert widget.runner.last_error is None
     assert widget.saved_path.stem == "tiny-aunet-noise-gold-film"
@@ -153,7 +139,7 @@ def test_learn_instrument_noise_from_a_flat_scan(qtbot, make_napari_viewer, mode
     assert "tiny-aunet-noise-gold-film" in [info.name for info in registry.list_models("denoise")]
 
 
-def test_superres_finetune_on_a_high_resolution_layer(qtbot, make_napari_viewer, models_dir):
+def test_superres_finetune_on_a_high_resolution_layer(make_napari_viewer, models_dir, run_dock):
     viewer = make_napari_viewer()
     cell = simulate_cell((16, 16), n_bands=N_BANDS, photons=2000, seed=2)
     add_cube(viewer, cell.noisy, "hr scan", cell.wavenumbers)
@@ -169,7 +155,7 @@ def test_superres_finetune_on_a_high_resolution_layer(qtbot, make_napari_viewer,
     widget.steps.value = 2
     widget.model_name.value = " My-Upscaler "  # saved lowercase, as every method name is
 
-    run_and_wait(qtbot, widget)
+    run_dock(widget)
 
     assert widget.runner.last_error is None
     assert widget.saved_path == models_dir / "my-upscaler.pt"
@@ -182,21 +168,21 @@ def test_superres_finetune_on_a_high_resolution_layer(qtbot, make_napari_viewer,
     assert len(widget.loss_plot.losses) == 2
 
 
-def test_mismatched_pair_is_refused_and_nothing_is_saved(qtbot, pair, models_dir):
+def test_mismatched_pair_is_refused_and_nothing_is_saved(pair, models_dir, run_dock):
     add_cube(pair, np.ones((N_BANDS, 10, 12)), "other field")
     widget = TrainWidget(pair)
     widget.base_model.value = "tiny-aunet"
     widget.noisy_layer.value = pair.layers["short scan"]
     widget.clean_layer.value = pair.layers["other field"]
 
-    run_and_wait(qtbot, widget)
+    run_dock(widget, fails=True)
 
     message = str(widget.runner.last_error)
     assert "(48, 12, 12)" in message and "(48, 10, 12)" in message and "same field" in message
     assert saved_names(models_dir) == BASE_NAMES
 
 
-def test_nonfinite_values_are_refused(qtbot, pair, models_dir):
+def test_nonfinite_values_are_refused(pair, models_dir, run_dock):
     data = np.array(pair.layers["short scan"].data)
     data[0, 0, 0] = np.nan
     add_cube(pair, data, "broken scan")
@@ -205,41 +191,43 @@ def test_nonfinite_values_are_refused(qtbot, pair, models_dir):
     widget.noisy_layer.value = pair.layers["broken scan"]
     widget.clean_layer.value = pair.layers["long scan"]
 
-    message = run_expecting_failure(qtbot, widget)
+    message = str(run_dock(widget, fails=True))
 
     assert "1 NaN" in message and "broken scan" in message
     assert saved_names(models_dir) == BASE_NAMES
 
 
-def test_superres_layer_too_small_for_the_scale(qtbot, make_napari_viewer, models_dir):
+def test_superres_layer_too_small_for_the_scale(make_napari_viewer, models_dir, run_dock):
     viewer = make_napari_viewer()
     add_cube(viewer, np.random.default_rng(0).random((N_BANDS, 8, 8)), "tiny scan")
     widget = TrainWidget(viewer)
     widget.task.value = "superres"
     widget.hr_layers.value = [viewer.layers["tiny scan"]]
 
-    message = run_expecting_failure(qtbot, widget)
+    message = str(run_dock(widget, fails=True))
 
     assert "too small" in message and "2x" in message
     assert saved_names(models_dir) == BASE_NAMES
 
 
-def test_cancel_saves_nothing(qtbot, pair, models_dir):
+def test_cancel_saves_nothing(pair, models_dir, run_dock):
     widget = TrainWidget(pair)
     widget.base_model.value = "tiny-aunet"
     widget.device.value = "cpu"
     widget.steps.value = 100_000
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: len(widget.loss_plot.losses) >= 2, timeout=TIMEOUT_MS)
-    widget.runner.cancel_button.click()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=TIMEOUT_MS)
+
+    def cancel_after_two_losses(progress) -> None:
+        if len(widget.loss_plot.losses) >= 2:
+            widget.runner.cancel_button.click()
+
+    run_dock(widget, on_start=lambda worker: worker.yielded.connect(cancel_after_two_losses))
 
     assert widget.saved_path is None
     assert "Cancelled" in widget.runner.status.text()
     assert saved_names(models_dir) == BASE_NAMES
 
 
-def test_existing_name_is_kept_unless_the_user_agrees(qtbot, pair, models_dir, monkeypatch):
+def test_existing_name_is_kept_unless_the_user_agrees(pair, models_dir, monkeypatch, run_dock):
     from qtpy.QtWidgets import QMessageBox
 
     widget = TrainWidget(pair)
@@ -253,7 +241,7 @@ def test_existing_name_is_kept_unless_the_user_agrees(qtbot, pair, models_dir, m
         return QMessageBox.StandardButton.No
 
     monkeypatch.setattr(QMessageBox, "question", decline)
-    widget.runner.run_button.click()
+    run_dock(widget, fails=True)
 
     assert len(asked) == 1
     assert not widget.runner.busy
@@ -264,7 +252,7 @@ def test_existing_name_is_kept_unless_the_user_agrees(qtbot, pair, models_dir, m
     widget.overwrite.value = True
     widget.steps.value = 1
     widget.device.value = "cpu"
-    run_and_wait(qtbot, widget)
+    run_dock(widget)
     assert len(asked) == 1
     assert widget.runner.last_error is None
     assert json.loads((models_dir / "tiny-hyrisr.json").read_text())["arch"] == "aunet"
@@ -295,7 +283,7 @@ def test_layer_choosers_follow_the_layer_list(make_napari_viewer, models_dir):
     assert widget.model_name.value == "my-model"
 
 
-def test_a_failure_inside_training_is_reported_and_saves_nothing(qtbot, pair, models_dir, monkeypatch):
+def test_a_failure_inside_training_is_reported_and_saves_nothing(pair, models_dir, monkeypatch, run_dock):
     from napari_deeper.compute import Progress
     from napari_deeper.training import denoise
 
@@ -307,7 +295,7 @@ def test_a_failure_inside_training_is_reported_and_saves_nothing(qtbot, pair, mo
     widget.base_model.value = "tiny-aunet"
     monkeypatch.setattr(denoise, "finetune_denoiser_steps", failing_steps)
 
-    message = run_expecting_failure(qtbot, widget)
+    message = str(run_dock(widget, fails=True))
 
     assert "device lost" in message
     assert widget.runner.run_button.isEnabled()

@@ -14,8 +14,6 @@ from napari_deeper._widgets.unmix import PER_COMPONENT, STACKED, UnmixWidget, co
 from napari_deeper.io.endmembers import save_endmembers_csv
 from napari_deeper.unmix import classify
 
-TIMEOUT = 60_000
-
 
 @pytest.fixture(scope="module")
 def cell():
@@ -33,12 +31,7 @@ def add_cube(viewer, data, name, wavenumbers, **kwargs):
     )
 
 
-def run_and_wait(widget, qtbot):
-    widget.runner.run_button.click()
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=TIMEOUT)
-
-
-def test_unmix_makes_maps_labels_residuals_and_exports(make_napari_viewer, qtbot, tmp_path, cell):
+def test_unmix_makes_maps_labels_residuals_and_exports(make_napari_viewer, tmp_path, cell, run_dock):
     viewer = make_napari_viewer()
     clean = add_cube(viewer, cell.clean, "clean", cell.wavenumbers)
     noisy = add_cube(viewer, cell.noisy, "noisy", cell.wavenumbers, scale=(1, 2, 2), translate=(0, 1, 1))
@@ -47,7 +40,7 @@ def test_unmix_makes_maps_labels_residuals_and_exports(make_napari_viewer, qtbot
     widget.targets.value = [clean, noisy]
     widget.n_endmembers.value = 5
     widget.output.value = STACKED
-    run_and_wait(widget, qtbot)
+    run_dock(widget)
     assert widget.runner.last_error is None
 
     made = {layer.name for layer in viewer.layers} - {"clean", "noisy"}
@@ -112,7 +105,7 @@ def test_unmix_makes_maps_labels_residuals_and_exports(make_napari_viewer, qtbot
     assert (tmp_path / "spectra.csv").read_text().startswith("wavenumber,lipids,")
 
 
-def test_one_layer_per_component_and_csv_endmembers(make_napari_viewer, qtbot, tmp_path, cell):
+def test_one_layer_per_component_and_csv_endmembers(make_napari_viewer, tmp_path, cell, run_dock):
     viewer = make_napari_viewer()
     noisy = add_cube(viewer, cell.noisy, "noisy", cell.wavenumbers)
     path = save_endmembers_csv(tmp_path / "truth.csv", cell.endmembers, cell.wavenumbers, cell.names)
@@ -122,7 +115,7 @@ def test_one_layer_per_component_and_csv_endmembers(make_napari_viewer, qtbot, t
     widget.targets.value = [noisy]
     assert widget.output.value == PER_COMPONENT  # the default
     widget.sum_to_one.value = True
-    run_and_wait(widget, qtbot)
+    run_dock(widget)
     assert widget.runner.last_error is None
     assert widget.result.pixel_indices is None  # VCA was skipped
     maps = [viewer.layers[f"noisy · {name}"] for name in cell.names]
@@ -138,14 +131,14 @@ def test_one_layer_per_component_and_csv_endmembers(make_napari_viewer, qtbot, t
     assert "cytoplasm" in saved.read_text().splitlines()[0]
 
 
-def test_bad_input_makes_no_layers_and_says_why(make_napari_viewer, qtbot, cell):
+def test_bad_input_makes_no_layers_and_says_why(make_napari_viewer, cell, run_dock):
     viewer = make_napari_viewer()
     tiny = add_cube(viewer, cell.noisy[:4], "four bands", cell.wavenumbers[:4])
     widget = UnmixWidget(viewer)
     widget.source.value = tiny
     widget.targets.value = [tiny]
     widget.n_endmembers.value = 5
-    run_and_wait(widget, qtbot)
+    run_dock(widget, fails=True)
     assert isinstance(widget.runner.last_error, ValueError)
     assert "must not exceed the number of bands" in widget.runner.status.text()
     assert [layer.name for layer in viewer.layers] == ["four bands"]
@@ -156,31 +149,26 @@ def test_bad_input_makes_no_layers_and_says_why(make_napari_viewer, qtbot, cell)
     other = add_cube(viewer, cell.noisy, "other axis", cell.wavenumbers + 5)
     widget.source.value = other
     widget.targets.value = [other, tiny]
-    widget.runner.run_button.click()
+    run_dock(widget, fails=True)
     assert not widget.runner.busy and "another spectral axis" in widget.runner.status.text()
 
 
-def test_suggested_number_of_endmembers_is_shown(make_napari_viewer, qtbot, cell):
+def test_suggested_number_of_endmembers_is_shown(make_napari_viewer, cell, run_dock):
     viewer = make_napari_viewer()
     clean = add_cube(viewer, cell.clean, "clean", cell.wavenumbers)
     widget = UnmixWidget(viewer)
     widget.source.value = clean
-    widget.suggest_button.native.click()
-    assert widget.runner.busy  # the estimate runs in the dock's Runner: progress and Cancel
-    qtbot.waitUntil(lambda: widget.suggested is not None, timeout=TIMEOUT)
-    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=TIMEOUT)
+    run_dock(widget, button=widget.suggest_button)  # the estimate runs in the dock's Runner: progress and Cancel
     assert widget.runner.last_error is None
     assert widget.suggested == nd.unmix.estimate_n_endmembers(cell.clean)
     assert f"suggest {widget.suggested} " in widget.hint.value
     assert widget.n_endmembers.value == 5  # a hint: the choice stays the user's
     viewer.layers.remove(clean)
-    widget.suggest_button.native.click()  # nothing to estimate from: refused like a run
+    run_dock(widget, button=widget.suggest_button, fails=True)  # nothing to estimate from: refused like a run
     assert not widget.runner.busy and "Choose the layer" in str(widget.runner.last_error)
 
 
-def test_removing_a_target_during_a_run_still_makes_its_maps_and_says_so(
-    make_napari_viewer, qtbot, cell, removal_during_run
-):
+def test_removing_a_target_during_a_run_still_makes_its_maps_and_says_so(make_napari_viewer, cell, removal_during_run, run_dock):
     """The run finishes on the data it read at the start; a warning names the removed layer."""
     viewer = make_napari_viewer()
     clean = add_cube(viewer, cell.clean, "clean", cell.wavenumbers)
@@ -191,7 +179,7 @@ def test_removing_a_target_during_a_run_still_makes_its_maps_and_says_so(
     widget.n_endmembers.value = 5
     widget.output.value = STACKED
     removal_during_run.arm(viewer, widget.runner, noisy)
-    run_and_wait(widget, qtbot)
+    run_dock(widget)
     assert removal_during_run.busy_when_removed is True
     assert widget.runner.last_error is None
     assert "noisy" not in viewer.layers
@@ -204,7 +192,7 @@ def test_removing_a_target_during_a_run_still_makes_its_maps_and_says_so(
     assert "removed during the run" in widget.runner.status.text()
 
 
-def test_nan_errors_name_the_layer_that_holds_them(make_napari_viewer, qtbot, cell):
+def test_nan_errors_name_the_layer_that_holds_them(make_napari_viewer, cell, run_dock):
     viewer = make_napari_viewer()
     holes = cell.noisy.copy()
     holes[3, 4, 5] = np.nan
@@ -215,12 +203,12 @@ def test_nan_errors_name_the_layer_that_holds_them(make_napari_viewer, qtbot, ce
     widget.source.value = clean
     widget.targets.value = list(viewer.layers)
     widget.n_endmembers.value = 3
-    run_and_wait(widget, qtbot)
+    run_dock(widget, fails=True)
     assert isinstance(widget.runner.last_error, ValueError)
     assert "target 'with holes': data contains 1 NaN" in widget.runner.status.text()
     assert [layer.name for layer in viewer.layers] == ["clean", "noisy", "with holes"]
 
     widget.source.value = broken
-    run_and_wait(widget, qtbot)
+    run_dock(widget, fails=True)
     assert "source 'with holes': data contains 1 NaN" in widget.runner.status.text()
     assert [layer.name for layer in viewer.layers] == ["clean", "noisy", "with holes"]
