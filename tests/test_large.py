@@ -111,3 +111,102 @@ def test_layer_writer_writes_maps_and_cubes(tmp_path, cell):
 
     assert get_reader(str(tmp_path / "cube.zarr")) is not None
     assert get_reader(written) is None, "a map store is left to napari's own reader"
+
+
+# --- streamed operations ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """Streamed results without ``out=`` land in a folder of the test's own."""
+    folder = tmp_path / "scratch"
+    monkeypatch.setenv(nd.stream.SCRATCH_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def wide(cell):
+    """A cube wider than one 64-pixel tile in both directions, so blocks and margins are crossed."""
+    data, wn = cell
+    return np.ascontiguousarray(np.tile(data, (1, 2, 4))[:, :75, :133]), wn
+
+
+@pytest.mark.parametrize(("method", "params"), [("savgol", {"window": 11, "order": 3}), ("whittaker", {"lam": 50.0})])
+def test_streamed_denoise_equals_in_memory(scratch, wide, method, params):
+    data, wn = wide
+    streamed = nd.stream.denoise(data, method, wn, stream=True, **params)
+    assert is_lazy(streamed) and len(list(scratch.glob("*.zarr"))) == 1
+    np.testing.assert_array_equal(np.asarray(streamed), nd.denoise(data, method, wn, **params))
+
+
+@pytest.mark.parametrize(("method", "scale"), [("bicubic", 2), ("bicubic", 3), ("bilinear", 2), ("nearest", 2)])
+def test_streamed_upscale_equals_in_memory(scratch, wide, method, scale):
+    """Tiles read with a margin: no seams (float32 rounding only)."""
+    data, _ = wide
+    streamed = np.asarray(nd.stream.upscale(data, scale, method, stream=True))
+    plain = nd.upscale(data, scale, method)
+    assert streamed.shape == plain.shape
+    np.testing.assert_allclose(streamed, plain, rtol=0, atol=2e-6 * np.abs(plain).max())
+
+
+@pytest.mark.parametrize("sum_to_one", [False, True])
+def test_streamed_unmixing_and_band_map_equal_in_memory(tmp_path, wide, sum_to_one):
+    data, wn = wide
+    endmembers, _ = nd.vca(data, 4, seed=0)
+    streamed = nd.stream.nnls(data, endmembers, sum_to_one, out=tmp_path / "abundances.zarr", stream=True)
+    np.testing.assert_array_equal(np.asarray(streamed), nd.nnls(data, endmembers, sum_to_one))
+    assert zarr.open_group(str(tmp_path / "abundances.zarr"), mode="r").attrs["napari_deeper"]["operation"] == "nnls"
+    band = nd.stream.band_map(data, wn, 1004.0, 30.0, out=tmp_path / "band.zarr", stream=True)
+    np.testing.assert_array_equal(np.asarray(band), nd.band_map(data, wn, 1004.0, 30.0))
+
+
+def test_lazy_input_streams_by_the_rule(tmp_path, scratch, cell):
+    data, wn = cell
+    cube = load_cube(save_zarr(data, tmp_path / "in.zarr", wn))
+    assert nd.stream.should_stream(cube.data, cube.data.shape)
+    assert not nd.stream.should_stream(data, data.shape)
+    result = nd.stream.denoise(cube.data, "savgol", cube.wavenumbers, window=9)
+    assert is_lazy(result)
+    np.testing.assert_array_equal(np.asarray(result), nd.denoise(data, "savgol", wn, window=9))
+    in_memory = nd.stream.denoise(data, "savgol", wn, window=9)
+    assert isinstance(in_memory, np.ndarray) and len(list(scratch.glob("*.zarr"))) == 1  # the lazy run's store only
+    with pytest.raises(ValueError, match="fitted on the whole cube.*savgol, whittaker"):
+        nd.stream.denoise(cube.data, "hybrid", cube.wavenumbers)
+    with pytest.raises(ValueError, match="auto=True"):
+        nd.stream.denoise(cube.data, "savgol", cube.wavenumbers, auto=True)
+    with pytest.raises(ValueError, match="cannot stream by tiles"):
+        nd.stream.upscale(cube.data, 2, "hyrisr")
+
+
+def test_cancel_removes_the_partial_store(tmp_path, wide):
+    data, wn = wide
+    out = tmp_path / "cancelled.zarr"
+    steps = nd.stream.denoise_steps(data, "savgol", wn, out=out, stream=True, window=7)
+    seen = [next(steps) for _ in range(4)]
+    assert seen[-1].done > 0 and list(tmp_path.glob(".cancelled.zarr.partial-*"))
+    steps.close()  # what the dock's Cancel does: the worker stops at the next yield
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_full_disk_gives_a_clear_error_and_no_store(tmp_path, wide, monkeypatch):
+    """ENOSPC from the store's writes, after the first block went through."""
+    import errno
+
+    data, wn = wide
+    original = zarr.Array.__setitem__
+    calls = []
+
+    def filling_up(self, where, value):
+        calls.append(where)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, where, value)
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", filling_up)
+    out = tmp_path / "full.zarr"
+    with pytest.raises(ValueError, match="disk filled up while writing full.zarr.*partial store was removed"):
+        nd.stream.denoise(data, "savgol", wn, out=out, stream=True)
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+    with pytest.raises(ValueError, match="disk filled up"):
+        save_zarr(data, tmp_path / "export.zarr", wn, chunks=(data.shape[0], 16, 16))
+    assert not list(tmp_path.iterdir())

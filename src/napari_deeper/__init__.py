@@ -39,6 +39,7 @@ _MODULES = {
     "spectral": "napari_deeper.spectral",
     "compute": "napari_deeper.compute",
     "analysis": "napari_deeper.analysis",
+    "stream": "napari_deeper.stream",
 }
 
 __all__ = ["__version__", *_API, *_MODULES]

@@ -1,0 +1,285 @@
+"""Streamed operations: results that would not fit in memory go block by block into a zarr store.
+
+    import napari_deeper as nd
+    from napari_deeper import stream
+    cube = nd.load_cube("scan.zarr")                                # lazy: a dask array
+    clean = stream.denoise(cube.data, "savgol", window=11)          # dask array over a zarr store
+    hr = stream.upscale(clean, 2, "bicubic", out="scan_x2.zarr")    # a store of your choosing
+    abundances = stream.nnls(hr, endmembers)
+
+**The rule** (:func:`should_stream`): an operation streams when its input is lazy (a dask
+array, e.g. a zarr store or a large ``.npy`` / v7.3 file opened lazily) or when its result would
+take more than a quarter of the RAM; ``stream=True`` / ``False`` forces the choice. Otherwise it
+is the plain in-memory call of the same method and returns a NumPy array.
+
+A streamed run reads one block of pixels (every band of a few 64 x 64 tiles) at a time, runs the
+method's own public ``*_steps`` function on it, and writes the block's result into the store
+(:class:`napari_deeper.io._zarr.StoreWriter`); upscaling reads each tile with a margin of
+:data:`MARGIN` pixels so the spline's reach is inside the tile and the seams vanish. Progress is
+reported per block and inside it, so cancelling (closing the generator) stops at the next step;
+a cancelled or failed run removes its partial store, and a full disk raises a ValueError that
+says so. Without ``out=``, stores go to :func:`scratch_folder`.
+
+Streamed methods are those whose result at a pixel depends on that pixel's spectrum (or, for
+upscaling, on a bounded neighbourhood): Savitzky-Golay and Whittaker denoising with fixed
+parameters, nearest / bilinear / bicubic upscaling, NNLS / FCLS abundances and band maps. Methods
+fitted on the whole cube (hybrid, PCA, ``auto`` parameters, the networks' per-cube normalisation,
+``stabilise``) are refused with a ValueError that names the streamed ones.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from .compute import Progress, Steps, run, share
+from .io._lazy import is_lazy, lazy_threshold
+from .io._zarr import TILE, StoreWriter, chunk_shape, open_result
+
+#: Denoisers whose result at a pixel is a function of that pixel's spectrum alone.
+DENOISERS = ("savgol", "whittaker")
+#: Upscalers that stream (separable interpolation, bounded reach).
+UPSCALERS = ("nearest", "bilinear", "bicubic")
+#: Input pixels around an upscaled tile: the cubic spline's weights fall below 1e-7 after 12.
+MARGIN = 16
+#: Bytes of input read per block (every band of whole 64 x 64 tiles along a row of tiles).
+BLOCK_BYTES = 96 << 20
+#: Environment variable naming the folder for streamed results made without ``out=``.
+SCRATCH_ENV = "NAPARI_DEEPER_SCRATCH"
+
+
+def scratch_folder() -> Path:
+    """Where streamed results without ``out=`` go: ``$NAPARI_DEEPER_SCRATCH``, else the user cache
+    folder (``platformdirs``), ``.../napari-deeper/streamed``; created when missing."""
+    given = os.environ.get(SCRATCH_ENV)
+    if given:
+        folder = Path(given)
+    else:
+        from platformdirs import user_cache_path
+
+        folder = user_cache_path("napari-deeper") / "streamed"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def should_stream(data, out_shape, stream=None) -> bool:
+    """The rule: True for a lazy input or a float32 result over a quarter of the RAM (or as forced)."""
+    if stream not in (None, True, False):
+        raise ValueError(f"stream must be True, False or None (automatic); got {stream!r}")
+    if stream is not None:
+        return stream
+    return is_lazy(data) or int(np.prod(out_shape)) * 4 > lazy_threshold()
+
+
+def _cube_shape(data) -> tuple[int, int, int]:
+    shape = tuple(int(n) for n in getattr(data, "shape", ()))
+    if len(shape) != 3 or 0 in shape:
+        raise ValueError(f"data must be a non-empty 3-D (bands, y, x) cube, got shape {shape}")
+    if np.dtype(data.dtype).kind not in "iuf":
+        raise ValueError(f"data must hold real numbers (integers or floats), got dtype {data.dtype}")
+    return shape
+
+
+def _destination(out, name: str) -> Path:
+    if out is not None:
+        return Path(out)
+    return scratch_folder() / f"{name}-{uuid.uuid4().hex[:10]}.zarr"
+
+
+def _read(data, where) -> np.ndarray:
+    """One block of ``data`` in memory as float32 (a dask array computes only its chunks)."""
+    return np.asarray(data[where], dtype=np.float32)
+
+
+def _column_groups(n_cols: int, tile: int, n_bands: int, rows: int) -> list[slice]:
+    """Column ranges of whole tiles whose every band of ``rows`` rows fits :data:`BLOCK_BYTES`."""
+    per_tile = n_bands * rows * tile * 4
+    width = tile * max(1, BLOCK_BYTES // max(1, per_tile))
+    return [slice(x, min(n_cols, x + width)) for x in range(0, n_cols, width)]
+
+
+def streamed_steps(out_shape, block_steps, *, out=None, name: str = "result", wavenumbers=None,
+                   record: dict | None = None, label: str = "", in_bands: int = 1, scale: int = 1) -> Steps:
+    """Fill a zarr store of ``out_shape`` block by block; return it as a lazy dask array.
+
+    ``block_steps(rows, cols)`` is a ``*_steps`` generator returning the result of the input
+    pixels ``rows`` x ``cols`` (output pixels ``scale`` times as many along each axis). Blocks
+    are rows of whole output shards, as wide as :data:`BLOCK_BYTES` of input allows (divided by
+    ``scale**2`` when the output is larger).
+    """
+    path = _destination(out, name)
+    rows_in, cols_in = (int(n) // scale for n in out_shape[-2:])
+    in_tile = max(1, TILE // scale)
+    shards = chunk_shape(out_shape, in_tile * scale)
+    with StoreWriter(path, out_shape, wavenumbers=wavenumbers, record=record, chunks=shards,
+                     overwrite=False) as writer:
+        blocks = [
+            (slice(y, min(rows_in, y + in_tile)), cols)
+            for y in range(0, rows_in, in_tile)
+            for cols in _column_groups(cols_in, in_tile, in_bands * scale * scale, in_tile)
+        ]
+        total = rows_in * cols_in
+        done = 0
+        yield Progress(0, total, label)
+        for rows, cols in blocks:
+            weight = (rows.stop - rows.start) * (cols.stop - cols.start)
+            block = yield from share(block_steps(rows, cols), done, weight, total, label)
+            where = (*(slice(None),) * (len(out_shape) - 2),
+                     slice(rows.start * scale, rows.stop * scale), slice(cols.start * scale, cols.stop * scale))
+            writer.write(where, block)
+            done += weight
+        writer.commit()
+    return open_result(path)
+
+
+# --- operations ------------------------------------------------------------------------------
+
+
+def denoise_steps(data, method: str = "savgol", wavenumbers=None, device=None, *, out=None, stream=None,
+                  **params) -> Steps:
+    """:func:`napari_deeper.denoise.denoise_steps`, streamed by the rule of :func:`should_stream`."""
+    from .denoise import FAMILY
+    from .denoise import denoise_steps as plain
+
+    shape = _cube_shape(data)
+    if not should_stream(data, shape, stream):
+        return (yield from plain(np.asarray(data), method, wavenumbers, device, **params))
+    chosen, checked = FAMILY.check(method, params)
+    whole_cube = [k for k in ("auto", "stabilise") if checked.get(k) not in (None, False, "off")]
+    if chosen.name not in DENOISERS or whole_cube:
+        why = f"{chosen.name!r}" + (f" with {', '.join(f'{k}={checked[k]!r}' for k in whole_cube)}" if whole_cube else "")
+        raise ValueError(
+            f"denoising {why} is fitted on the whole cube and cannot stream block by block; streamed "
+            f"denoisers (fixed parameters, auto=False, stabilise='off'): {', '.join(DENOISERS)}"
+        )
+
+    def block(rows, cols):
+        return plain(_read(data, (slice(None), rows, cols)), chosen.name, wavenumbers, device, **checked)
+
+    record = {"operation": "denoise", "method": chosen.name, "params": _plain(checked)}
+    return (yield from streamed_steps(shape, block, out=out, name=f"denoise-{chosen.name}", wavenumbers=wavenumbers,
+                                      record=record, label=f"{chosen.name} (streamed)", in_bands=shape[0]))
+
+
+def upscale_steps(data, scale: int = 2, method: str = "bicubic", *, out=None, stream=None) -> Steps:
+    """Interpolation upscaling (:data:`UPSCALERS`), streamed by tiles with a :data:`MARGIN`."""
+    from .superres import check_scale
+    from .superres import upscale_steps as plain
+
+    scale = check_scale(scale)
+    b, ny, nx = _cube_shape(data)
+    out_shape = (b, ny * scale, nx * scale)
+    if not should_stream(data, out_shape, stream):
+        return (yield from plain(np.asarray(data), scale, method))
+    name = str(method).lower()
+    if name not in UPSCALERS:
+        raise ValueError(f"upscaling with {method!r} cannot stream by tiles; streamed upscalers: {', '.join(UPSCALERS)}")
+
+    def block(rows, cols):
+        top, left = max(0, rows.start - MARGIN), max(0, cols.start - MARGIN)
+        bottom, right = min(ny, rows.stop + MARGIN), min(nx, cols.stop + MARGIN)
+        tile = _read(data, (slice(None), slice(top, bottom), slice(left, right)))
+        big = yield from plain(tile, scale, name)
+        y0, x0 = (rows.start - top) * scale, (cols.start - left) * scale
+        return big[:, y0 : y0 + (rows.stop - rows.start) * scale, x0 : x0 + (cols.stop - cols.start) * scale]
+
+    record = {"operation": "upscale", "method": name, "scale": scale}
+    return (yield from streamed_steps(out_shape, block, out=out, name=f"upscale-{name}-x{scale}", record=record,
+                                      label=f"{name} x{scale} (streamed)", in_bands=b, scale=scale))
+
+
+def nnls_steps(data, endmembers, sum_to_one: bool = False, device=None, *, out=None, stream=None) -> Steps:
+    """:func:`napari_deeper.unmix.nnls` abundances ``(k, Y, X)``, streamed by pixel blocks."""
+    from .unmix.abundances import check_endmembers
+    from .unmix.abundances import nnls_steps as plain
+
+    b, ny, nx = _cube_shape(data)
+    em = check_endmembers(endmembers, b)
+    out_shape = (em.shape[0], ny, nx)
+    if not should_stream(data, out_shape, stream):
+        return (yield from plain(np.asarray(data), em, sum_to_one, device))
+
+    def block(rows, cols):
+        return plain(_read(data, (slice(None), rows, cols)), em, sum_to_one, device)
+
+    what = "FCLS" if sum_to_one else "NNLS"
+    record = {"operation": "nnls", "sum_to_one": bool(sum_to_one), "endmembers": em.tolist()}
+    return (yield from streamed_steps(out_shape, block, out=out, name=what.lower(), record=record,
+                                      label=f"{what} (streamed)", in_bands=b))
+
+
+def band_map_steps(data, wavenumbers=None, center: float = 1450.0, width: float = 30.0, mode: str = "area",
+                   baseline: bool = False, *, out=None, stream=None) -> Steps:
+    """:func:`napari_deeper.band_map`, streamed: a ``(Y, X)`` store filled by pixel blocks."""
+    from .spectral import band_map_steps as plain
+
+    b, ny, nx = _cube_shape(data)
+    if not should_stream(data, (ny, nx), stream):
+        return (yield from plain(np.asarray(data), wavenumbers, center, width, mode, baseline))
+
+    def block(rows, cols):
+        return plain(data[:, rows, cols], wavenumbers, center, width, mode, baseline)
+
+    record = {"operation": "band_map", "center": float(center), "width": float(width), "mode": mode,
+              "baseline": bool(baseline)}
+    return (yield from streamed_steps((ny, nx), block, out=out, name="band-map", record=record,
+                                      label=f"band {center:g} (streamed)", in_bands=b))
+
+
+def denoise_many_steps(data, jobs: dict[str, dict], wavenumbers=None, device=None) -> Steps[dict]:
+    """The Denoise dock's run: :meth:`Family.many_steps` in memory, or every job streamed.
+
+    Returns ``{method: result}``; streamed results are dask arrays over their stores (in
+    :func:`scratch_folder`). A cancel or a failure leaves no store behind: those of the jobs
+    already complete are removed too.
+    """
+    import shutil
+
+    from .compute import many
+    from .denoise import FAMILY
+
+    shape = _cube_shape(data)
+    if not should_stream(data, shape):
+        return (yield from FAMILY.many_steps(np.asarray(data), jobs, wavenumbers, device))
+    for name, params in jobs.items():
+        FAMILY.check(name, params)
+    n = len(jobs)
+    outs = {name: _destination(None, f"denoise-{name}") for name in jobs}
+    try:
+        results = yield from many(
+            (f"{name} ({index + 1}/{n})", denoise_steps(data, name, wavenumbers, device, out=outs[name], stream=True, **params))
+            for index, (name, params) in enumerate(jobs.items())
+        )
+    except BaseException:
+        for path in outs.values():
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return dict(zip(jobs, results))
+
+
+def _plain(params: dict) -> dict:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()}
+
+
+def denoise(data, method: str = "savgol", wavenumbers=None, device=None, *, out=None, stream=None, **params):
+    """:func:`denoise_steps` run to the end."""
+    return run(denoise_steps(data, method, wavenumbers, device, out=out, stream=stream, **params))
+
+
+def upscale(data, scale: int = 2, method: str = "bicubic", *, out=None, stream=None):
+    """:func:`upscale_steps` run to the end."""
+    return run(upscale_steps(data, scale, method, out=out, stream=stream))
+
+
+def nnls(data, endmembers, sum_to_one: bool = False, device=None, *, out=None, stream=None):
+    """:func:`nnls_steps` run to the end."""
+    return run(nnls_steps(data, endmembers, sum_to_one, device, out=out, stream=stream))
+
+
+def band_map(data, wavenumbers=None, center: float = 1450.0, width: float = 30.0, mode: str = "area",
+             baseline: bool = False, *, out=None, stream=None):
+    """:func:`band_map_steps` run to the end."""
+    return run(band_map_steps(data, wavenumbers, center, width, mode, baseline, out=out, stream=stream))
