@@ -113,7 +113,7 @@ def test_one_layer_per_component_and_csv_endmembers(make_napari_viewer, tmp_path
     widget.load_endmembers(path)
     assert widget.use_loaded.value and widget.n_endmembers.value == len(cell.names)
     widget.targets.value = [noisy]
-    assert widget.output.value == PER_COMPONENT  # the default
+    widget.output.value = PER_COMPONENT
     widget.sum_to_one.value = True
     run_dock(widget)
     assert widget.runner.last_error is None

@@ -79,8 +79,8 @@ def shared_limits(layers, viewer) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------ titles
-def _title_overlay_class():
-    """The overlay model of a panel title, registered with napari's canvas; None without the hook."""
+def title_overlay_class():
+    """The overlay model of a text a layer shows on its panel, registered with napari's canvas (None without the hook)."""
     try:
         from napari._vispy.overlays.text import VispyLayerNameOverlay
         from napari._vispy.utils.visual import overlay_to_visual
@@ -118,7 +118,7 @@ def panel_title(layer) -> str | None:
 
 
 def _add_titles(layers) -> None:
-    model = _title_overlay_class()
+    model = title_overlay_class()
     for layer, title in zip(layers, distinct_titles([layer.name for layer in layers])):
         if model is None:
             layer.name_overlay.font_size = TITLE_FONT_SIZE

@@ -22,7 +22,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, Select, SpinBox
 from napari.layers import Labels
 from napari.utils.colormaps import Colormap, DirectLabelColormap
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -39,8 +39,10 @@ from .. import metrics, provenance
 from ..compute import devices
 from ..io.endmembers import default_names, load_endmembers_csv, save_endmembers_csv
 from ..io.unmixing import next_free_folder, write_unmixing
+from ..spectral.preprocess import find_spikes
 from ..unmix import unmix_steps
 from ..unmix.methods import ENDMEMBER_COUNT
+from ._grid import title_overlay_class
 from ._layers import (
     follow_layers,
     is_spectral,
@@ -50,8 +52,13 @@ from ._layers import (
 from ._runner import Runner
 
 OPERATION = "unmix"
+COMPOSITE = "one colour layer, components mixed"
 STACKED = "one layer, components stacked"
 PER_COMPONENT = "one layer per component"
+#: spike threshold of the removal before VCA (noise levels, :func:`~napari_deeper.spectral.preprocess.find_spikes`)
+DESPIKE_THRESHOLD = float(find_spikes.__defaults__[0])
+#: key of a class-legend entry among a labels layer's overlays (one per class, in its colour)
+LEGEND_KEY = "napari_deeper_legend_{}"
 #: Component colours (matplotlib's tab10), shared by the plot, the maps and the labels.
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -72,6 +79,30 @@ def component_color(index: int) -> np.ndarray:
     """RGBA (0-1) of component ``index`` (0-based), as used everywhere in this dock."""
     value = PALETTE[index % len(PALETTE)].lstrip("#")
     return np.array([int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [1.0])
+
+
+def composite(abundances) -> np.ndarray:
+    """An RGB ``(Y, X, 3)`` image of ``(k, Y, X)`` abundances: each component in its colour.
+
+    Each map is scaled by its own 99.5th percentile (so a weak component still shows), the
+    colours add up, and the sum is clipped to [0, 1].
+    """
+    a = np.asarray(abundances, dtype=np.float32)
+    scale = np.percentile(a.reshape(a.shape[0], -1), 99.5, axis=1)
+    scale[~(scale > 0)] = 1.0
+    weights = np.clip(a / scale[:, None, None].astype(np.float32), 0, 1)
+    colors = np.array([component_color(i)[:3] for i in range(a.shape[0])], dtype=np.float32)
+    return np.clip(np.tensordot(weights, colors, axes=(0, 0)), 0, 1)
+
+
+def compatible(layer, source) -> bool:
+    """Whether ``layer`` shares ``source``'s spectral axis (band count, and wavenumbers when both have them)."""
+    if source is None or layer.data.shape[0] != source.data.shape[0]:
+        return False
+    mine, theirs = wavenumbers_of(layer), wavenumbers_of(source)
+    if mine is None or theirs is None:
+        return True
+    return bool(np.allclose(mine, theirs, rtol=0, atol=1e-6 * max(np.ptp(theirs), 1e-12)))
 
 
 class UnmixWidget(QWidget):
@@ -96,8 +127,12 @@ class UnmixWidget(QWidget):
         self.use_loaded = CheckBox(text="Use the endmembers loaded from CSV (skip VCA)", value=False)
         self.use_loaded.enabled = False
         self.mask = ComboBox(label="VCA mask", choices=labels, nullable=True, value=None)
+        self.despike = CheckBox(text="Remove cosmic-ray spikes before VCA", value=True)
         self.targets = Select(label="Apply to", choices=cubes)
-        self.output = ComboBox(label="Abundances as", choices=[PER_COMPONENT, STACKED], value=PER_COMPONENT)
+        self.targets.tooltip = "Ctrl/Shift-click to choose several; only layers on the source's spectral axis start chosen"
+        self.output = ComboBox(label="Abundances as", choices=[COMPOSITE, STACKED, PER_COMPONENT], value=COMPOSITE)
+        self.background = CheckBox(text="Leave the background out of the classes", value=False)
+        self.warning = Label(value="")
         self.sum_to_one = CheckBox(text="Sum to one (FCLS)", value=False)
         self.device = ComboBox(label="Device", choices=devices(), value="auto")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
@@ -116,8 +151,10 @@ class UnmixWidget(QWidget):
                 self.hint,
                 self.use_loaded,
                 self.mask,
+                self.despike,
                 self.targets,
                 self.output,
+                self.background,
                 self.sum_to_one,
                 self.device,
                 self.seed,
@@ -159,6 +196,7 @@ class UnmixWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.controls.native)
         layout.addWidget(self.runner)
+        layout.addWidget(self.warning.native)
         layout.addWidget(self.canvas)
         layout.addWidget(self.names_table)
         layout.addLayout(csv_buttons)
@@ -173,20 +211,50 @@ class UnmixWidget(QWidget):
         self.export_button.clicked.connect(self._export_dialog)
         self.names_table.itemChanged.connect(self._on_name_edited)
         self.reference.changed.connect(self.update_accuracy)
-        self.targets.value = list(self.targets.choices)
+        self._auto_targets: list | None = None  # the targets this dock chose (None once the user chose)
+        active = napari_viewer.layers.selection.active
+        if active is not None and any(active is choice for choice in self.source.choices):
+            self.source.value = active  # the selected layer first
+        self._choose_targets()
+        self.source.changed.connect(self._on_source_changed)
+        self.targets.changed.connect(self._on_targets_changed)
         follow_layers(
             self.viewer, self.source, self.mask, self.reference, self.targets, then=self._select_new_target
         )
         self._plot()
 
     # ------------------------------------------------------------------------------ layer lists
+    def _choose_targets(self) -> None:
+        """Preselect in *Apply to* the layers on the source's spectral axis, the source first."""
+        source = self.source.value
+        chosen = [layer for layer in self.targets.choices if compatible(layer, source)]
+        chosen.sort(key=lambda layer: layer is not source)
+        self._auto_targets = chosen
+        with self.targets.changed.blocked():
+            self.targets.value = chosen
+
+    def _on_source_changed(self, value=None) -> None:
+        if self._auto_targets is not None:
+            self._choose_targets()
+
+    def _on_targets_changed(self, value=None) -> None:
+        """A choice the user made in *Apply to* is kept from then on."""
+        auto = self._auto_targets
+        if auto is not None:  # a removed layer leaves the list without being the user's choice
+            auto = [layer for layer in auto if any(layer is choice for choice in self.targets.choices)]
+        if auto is not None and not (len(auto) == len(value) and all(a is b for a, b in zip(auto, value))):
+            self._auto_targets = None
+
     def _select_new_target(self, event=None) -> None:
-        """A newly added cube starts selected in *Apply to*; the user's selection is kept."""
+        """A newly added cube on the source's axis starts selected in *Apply to*; the user's selection is kept."""
         if getattr(event, "type", None) != "inserted":
             return
         layer = event.value
-        if any(layer is choice for choice in self.targets.choices):
-            self.targets.value = [*self.targets.value, layer]
+        if any(layer is choice for choice in self.targets.choices) and compatible(layer, self.source.value):
+            if self._auto_targets is not None:
+                self._auto_targets = [*self._auto_targets, layer]
+            with self.targets.changed.blocked():
+                self.targets.value = [*self.targets.value, layer]
 
     # ---------------------------------------------------------------------------------- running
     def run(self) -> None:
@@ -194,8 +262,8 @@ class UnmixWidget(QWidget):
         if self.runner.busy:
             show_info("An unmixing run is in progress; cancel it or wait for it to finish.")
             return
-        targets = list(self.targets.value)
         source = self.source.value
+        targets = sorted(self.targets.value, key=lambda layer: layer is not source)  # the source first
         loaded = self.loaded if self.use_loaded.value else None
         if not targets:
             self.runner.refuse("Choose at least one layer to apply the endmembers to.")
@@ -224,7 +292,9 @@ class UnmixWidget(QWidget):
             "output": self.output.value,
             "mask": None if mask is None else self.mask.value.name,
             "wavenumbers": axis,
+            "despike": None if loaded is not None or not self.despike.value else DESPIKE_THRESHOLD,
         }
+        self.warning.value = ""
         self.runner.start(
             unmix_steps,
             lambda result: self._on_done(result, record),
@@ -237,6 +307,8 @@ class UnmixWidget(QWidget):
             seed=self.seed.value,
             mask=mask,
             source_name=record["source"],
+            despike=record["despike"],
+            background=self.background.value,
             viewer=self.viewer,
             inputs=[record["source_layer"], self.mask.value if mask is not None else None, *targets],
         )
@@ -256,6 +328,7 @@ class UnmixWidget(QWidget):
             self.made[name] = self._add_layers(layer, result.targets[name])
         self._fill_names_table()
         self._plot()
+        self._warn_spikes()
         self.save_button.setEnabled(True)
         self.export_button.setEnabled(True)
         if self.reference.value is None and self.run_record["source"] in self.made:
@@ -267,9 +340,11 @@ class UnmixWidget(QWidget):
         params = {**self.result.params, "output": self.run_record["output"], "mask": self.run_record["mask"]}
         if component is not None:
             extra["component"] = component
+        background = self.result.targets[target.name].background if target.name in self.result.targets else None
         replay = provenance.step(OPERATION, {
             "method": "fcls" if params["sum_to_one"] else "nnls", "endmembers": self.result.endmembers,
             "map": map, "component": component, "min_abundance": params["min_abundance"],
+            **({"background": background} if map == "labels" and background is not None else {}),
         })
         return provenance.record(
             OPERATION,
@@ -296,7 +371,17 @@ class UnmixWidget(QWidget):
             "units": tuple(target.units[-2:]),
         }
         layers = {"abundance": []}
-        if self.output.value == STACKED:
+        if self.output.value == COMPOSITE:
+            layers["abundance"].append(
+                self.viewer.add_image(
+                    composite(maps.abundances),
+                    name=f"{target.name} · abundances",
+                    metadata={provenance.KEY: self._record(target, map="abundance")},
+                    rgb=True,
+                    **grid,
+                )
+            )
+        elif self.output.value == STACKED:
             layers["abundance"].append(
                 self.viewer.add_image(
                     maps.abundances,
@@ -331,6 +416,7 @@ class UnmixWidget(QWidget):
             colormap=DirectLabelColormap(color_dict=colors),
             **grid,
         )
+        self._show_legend(layers["labels"], maps.background)
         layers["residual"] = self.viewer.add_image(
             maps.residual,
             name=f"{target.name} · residual",
@@ -340,6 +426,46 @@ class UnmixWidget(QWidget):
             **grid,
         )
         return layers
+
+    def _show_legend(self, labels, background: int | None) -> None:
+        """The class legend on the canvas beside the labels layer: one line per class, in its colour.
+
+        Shown while the labels layer is (napari's layer overlays follow the layer); the
+        background, when left out of the classes, is not listed.
+        """
+        model = title_overlay_class()
+        if model is None:
+            return
+        for key in [key for key in labels._overlays if key.startswith(LEGEND_KEY.format(""))]:
+            del labels._overlays[key]
+        for index, name in enumerate(self.names):
+            if index == background:
+                continue
+            labels._overlays[LEGEND_KEY.format(index)] = model(
+                text=f"■ {name}", color=component_color(index), position="top_right", font_size=10, visible=True
+            )
+
+    def legend(self, labels) -> list[str]:
+        """The class legend shown on the canvas with ``labels`` (a labels layer this dock made)."""
+        layer = getattr(labels, "__wrapped__", labels)
+        return [overlay.text for key, overlay in layer._overlays.items() if key.startswith(LEGEND_KEY.format(""))]
+
+    def _warn_spikes(self) -> None:
+        """Say which endmembers look like cosmic-ray spikes, where and how wide (see :mod:`napari_deeper.unmix.spikes`)."""
+        found = self.result.spike_like
+        if not found:
+            return
+        axis = self.run_record.get("wavenumbers")
+        parts = []
+        for spike in found:
+            where = f"band {spike['band']}" if axis is None else f"{axis[spike['band']]:.1f} cm⁻¹"
+            parts.append(f"{self.names[spike['component']]!r} (a peak at {where}, {spike['bands']} band"
+                         f"{'s' if spike['bands'] > 1 else ''} wide, in one pixel)")
+        remedy = ("tick 'Remove cosmic-ray spikes before VCA'" if self.run_record.get("despike") is None
+                  else "remove the spikes with Preprocess (a lower threshold) or choose fewer endmembers")
+        message = f"Endmembers that look like cosmic-ray spikes: {', '.join(parts)}; {remedy}."
+        self.warning.value = message
+        show_warning(message)
 
     # --------------------------------------------------------------------------- names and plot
     def _current_endmembers(self):
@@ -389,6 +515,7 @@ class UnmixWidget(QWidget):
                 layer = layers["abundance"][index]
                 if layer.name == f"{target} · {old}":
                     layer.name = f"{target} · {name}"
+            self._show_legend(layers["labels"], self.result.targets[target].background if self.result else None)
         self._fill_names_table()
         self._plot()
 

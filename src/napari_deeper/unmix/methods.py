@@ -40,14 +40,14 @@ def endmember_array(value) -> np.ndarray:
 
 
 def _abundances(sum_to_one: bool):
-    def steps(data, device, endmembers, map, component, min_abundance):
+    def steps(data, device, endmembers, map, component, min_abundance, background=None):
         if component is not None and map != "abundance":
             raise ValueError(f"parameter 'component' applies to the abundance map only, not to {map!r}")
         if component is not None and component >= len(endmembers):
             raise ValueError(f"component {component} asked for, but there are {len(endmembers)} endmembers")
         abundances, residual = yield from nnls_steps(data, endmembers, sum_to_one, device, return_residual=True)
         if map == "labels":
-            return classify(abundances, min_abundance)
+            return classify(abundances, min_abundance, background)
         if map == "residual":
             return residual
         return abundances if component is None else abundances[component]
@@ -66,6 +66,9 @@ _ABUNDANCE_PARAMS = (
           optional=True, none_means="all"),
     Param("min_abundance", float, None, help="labels: a pixel whose largest abundance is below this is unassigned",
           optional=True, none_means="off"),
+    Param("background", int, None, (0, MAX_ENDMEMBERS - 1),
+          help="labels: this component (0-based) is background, its pixels are unassigned",
+          optional=True, none_means="none"),
 )
 #: Abundances of given endmembers: the family behind the Unmix dock's maps.
 FAMILY = Family(

@@ -14,7 +14,8 @@ from .. import compute
 from .._validation import as_cube
 from .abundances import check_endmembers, nnls_steps
 from .endmembers import vca_steps
-from .labels import classify
+from .labels import background_component, classify
+from .spikes import spike_like_endmembers
 
 
 @dataclass
@@ -24,6 +25,7 @@ class TargetResult:
     abundances: np.ndarray  # (k, Y, X) float32
     residual: np.ndarray  # (Y, X) float32, RMS over bands of data - model
     labels: np.ndarray  # (Y, X) int32, 1 + dominant component, 0 = unassigned
+    background: int | None = None  # the component left out of the labels (0-based), if any
 
 
 @dataclass
@@ -34,6 +36,9 @@ class UnmixResult:
     pixel_indices: np.ndarray | None  # (k,) flat indices into the source image, None if given
     targets: dict[str, TargetResult] = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    #: endmembers that look like cosmic-ray spikes (:func:`~napari_deeper.unmix.spikes.spike_like_endmembers`)
+    spike_like: list = field(default_factory=list)
+    spikes_removed: int = 0  # spike values replaced in the source before VCA
 
 
 def unmix_steps(
@@ -47,8 +52,16 @@ def unmix_steps(
     mask=None,
     min_abundance: float | None = None,
     source_name: str | None = None,
+    despike: float | None = None,
+    background: bool = False,
 ) -> compute.Steps[UnmixResult]:
     """VCA on ``source`` (skipped when ``endmembers`` are given), then NNLS/FCLS on each target.
+
+    ``despike`` (a threshold, see :func:`napari_deeper.spectral.preprocess.remove_spikes`)
+    removes cosmic-ray spikes from the source before VCA, so no spike becomes an endmember; the
+    targets are unmixed as they are. Endmembers that still look like spikes are listed in the
+    result's ``spike_like``. ``background=True`` leaves each target's background component
+    (:func:`~napari_deeper.unmix.labels.background_component`) out of its labels.
 
     ``targets`` maps names to ``(B, Y, X)`` cubes; their spatial sizes may differ from the
     source's, their band count may not. Every input is checked before any work starts, so a bad
@@ -81,9 +94,21 @@ def unmix_steps(
     weights += [cube.shape[1] * cube.shape[2] for cube in cubes.values()]
     total = int(sum(weights))
     done = 0
+    removed = 0
+    label = "source" if source_name is None else f"source {source_name!r}"
+    if reference is not None and despike is not None:
+        from ..spectral.preprocess import find_spikes
+
+        try:
+            spikes, replacement = find_spikes(reference, despike)
+        except ValueError as error:
+            raise ValueError(f"{label}: {error}") from error
+        removed = int(spikes.sum())
+        if removed:
+            reference = np.where(spikes, replacement, reference).astype(np.float32)
     if reference is not None:
         found, pixel_indices = yield from _named(
-            "source" if source_name is None else f"source {source_name!r}",
+            label,
             compute.share(vca_steps(reference, n_endmembers, seed=seed, mask=mask), done, weights[0], total),
         )
         done += weights[0]
@@ -101,7 +126,11 @@ def unmix_steps(
             "seed": seed,
             "min_abundance": min_abundance,
             "device": "auto" if device is None else str(device),
+            "despike": despike,
+            "background": bool(background),
         },
+        spike_like=spike_like_endmembers(endmembers, reference, pixel_indices),
+        spikes_removed=removed,
     )
     for name, cube in cubes.items():
         pixels = cube.shape[1] * cube.shape[2]
@@ -110,7 +139,10 @@ def unmix_steps(
             compute.share(nnls_steps(cube, em, sum_to_one, device, return_residual=True), done, pixels, total, name),
         )
         done += pixels
-        result.targets[name] = TargetResult(abundances, residual, classify(abundances, min_abundance))
+        left_out = background_component(abundances) if background else None
+        result.targets[name] = TargetResult(
+            abundances, residual, classify(abundances, min_abundance, left_out), left_out
+        )
     return result
 
 

@@ -1,0 +1,82 @@
+"""Endmembers that look like cosmic-ray spikes: a peak a few bands wide, in one pixel only.
+
+VCA picks the most extreme pixels, and a pixel hit by a cosmic ray is extreme: on raw scans it
+can take an endmember of its own. :func:`spike_like_endmembers` finds those, so the Unmix dock
+can warn (and spike removal before VCA, the dock's default, keeps them from being picked).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: a peak at most this many bands wide (above half its height) is spike-like
+MAX_SPIKE_BANDS = 2
+#: ... when it stands this many noise levels above the spectrum's running median
+MIN_SPIKE_SIGMA = 10.0
+#: ... and its pixel's 3 x 3 neighbours have less than this share of it (a spike is in one pixel)
+NEIGHBOUR_SHARE = 0.3
+_MEDIAN_BANDS = 9
+
+
+def _sharp_part(spectra: np.ndarray) -> np.ndarray:
+    """Each ``(n, B)`` spectrum minus its running median over :data:`_MEDIAN_BANDS` bands."""
+    from scipy.ndimage import median_filter
+
+    return spectra - median_filter(spectra, size=(1, _MEDIAN_BANDS), mode="nearest")
+
+
+def spike_like_endmembers(endmembers, source=None, pixel_indices=None) -> list[dict]:
+    """The endmembers whose strongest feature is a cosmic-ray spike, as ``{"component", "band", "bands"}``.
+
+    An endmember is spike-like when its strongest narrow peak (the spectrum above its running
+    median) is at most :data:`MAX_SPIKE_BANDS` bands wide at half height, at least
+    :data:`MIN_SPIKE_SIGMA` noise levels high and has no deep dip beside it (a step in the
+    spectrum, or a spike already replaced, is not a spike). With the ``source`` cube ``(B, Y, X)`` and the
+    endmembers' flat ``pixel_indices`` (VCA's), the peak must also be missing from the pixel's
+    3 x 3 neighbours (a Raman band is shared by neighbouring pixels, a cosmic ray is not);
+    without them, the peak must in addition be taller than the rest of the spectrum's range.
+    ``band`` is the peak's band (0-based) and ``bands`` its width.
+    """
+    em = np.atleast_2d(np.asarray(endmembers, dtype=np.float64))
+    if em.ndim != 2 or em.shape[1] < _MEDIAN_BANDS:
+        return []
+    sharp = _sharp_part(em)
+    second = np.diff(em, n=2, axis=1)
+    sigma = np.maximum(1.4826 * np.median(np.abs(second), axis=1) / np.sqrt(6.0), 1e-12 * np.abs(em).max() + 1e-30)
+    found = []
+    for index, (spectrum, excess, noise) in enumerate(zip(em, sharp, sigma)):
+        band = int(np.argmax(excess))
+        height = excess[band]
+        if not height >= MIN_SPIKE_SIGMA * noise:
+            continue
+        above = excess > height / 2
+        low = band
+        while low > 0 and above[low - 1]:
+            low -= 1
+        high = band
+        while high < len(above) - 1 and above[high + 1]:
+            high += 1
+        width = high - low + 1
+        around = excess[max(0, low - MAX_SPIKE_BANDS - 2) : high + MAX_SPIKE_BANDS + 3]
+        if width > MAX_SPIKE_BANDS or around.min() < -height / 2:  # too wide, or an edge / a dip beside it
+            continue
+        if source is not None and pixel_indices is not None:
+            if not _missing_from_neighbours(np.asarray(source), int(pixel_indices[index]), low, high, height):
+                continue
+        elif not height > np.ptp(spectrum - excess):
+            continue
+        found.append({"component": index, "band": band, "bands": int(width)})
+    return found
+
+
+def _missing_from_neighbours(cube: np.ndarray, flat_index: int, low: int, high: int, height: float) -> bool:
+    """Whether the pixel's 3 x 3 neighbours lack the peak of bands ``low..high`` (a one-pixel feature)."""
+    n_rows, n_cols = cube.shape[1:]
+    y, x = np.unravel_index(flat_index, (n_rows, n_cols))
+    rows = [r for r in (y - 1, y, y + 1) if 0 <= r < n_rows]
+    cols = [c for c in (x - 1, x, x + 1) if 0 <= c < n_cols]
+    neighbours = np.array([cube[:, r, c] for r in rows for c in cols if (r, c) != (y, x)], dtype=np.float64)
+    if neighbours.size == 0:
+        return True
+    excess = _sharp_part(neighbours)[:, low : high + 1].max(axis=1)
+    return bool(np.median(excess) < NEIGHBOUR_SHARE * height)
