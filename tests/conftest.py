@@ -82,5 +82,16 @@ def user_models(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def notifications(monkeypatch) -> dict[str, list[str]]:
+    """What the plugin's reader told the user, by kind (info, warning, error)."""
+    from napari_deeper import _reader
+
+    said = {"info": [], "warning": [], "error": []}
+    for kind in said:
+        monkeypatch.setattr(_reader, f"show_{kind}", said[kind].append)
+    return said
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -331,17 +331,6 @@ def test_rosettasciio_is_imported_only_to_read_an_instrument_file():
     assert result.stdout.strip() == "False"
 
 
-@pytest.fixture
-def notifications(monkeypatch):
-    """What the reader told the user, by kind."""
-    from napari_deeper import _reader
-
-    said = {"info": [], "warning": [], "error": []}
-    for kind in said:
-        monkeypatch.setattr(_reader, f"show_{kind}", said[kind].append)
-    return said
-
-
 @pytest.mark.gui
 @pytest.mark.parametrize("name", list(FILES))
 def test_open_in_napari(vendor, name, notifications, make_napari_viewer):

@@ -6,22 +6,12 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
-from napari_deeper import _reader
 from napari_deeper._reader import get_reader
 from napari_deeper._widgets.cube_layout import CubeLayoutWidget
 
 pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-deeper"
-
-
-@pytest.fixture
-def notifications(monkeypatch):
-    """What the reader told the user, by kind."""
-    said = {"info": [], "warning": [], "error": []}
-    for kind in said:
-        monkeypatch.setattr(_reader, f"show_{kind}", said[kind].append)
-    return said
 
 
 def cube_values(bands=8, ny=5, nx=6) -> np.ndarray:
