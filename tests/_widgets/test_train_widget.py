@@ -261,13 +261,13 @@ def test_existing_name_is_kept_unless_the_user_agrees(pair, models_dir, monkeypa
 def test_layer_choosers_follow_the_layer_list(make_napari_viewer, models_dir):
     viewer = make_napari_viewer()
     widget = TrainWidget(viewer)
-    assert widget.noisy_layer.choices == ()
-    add_cube(viewer, np.zeros((N_BANDS, 6, 6)), "a")
-    add_cube(viewer, np.zeros((N_BANDS, 6, 6)), "b")
+    assert widget.noisy_layer.choices == (None,)
+    add_cube(viewer, simulate_cell((6, 6), n_bands=N_BANDS, photons=20, seed=1).noisy, "a")
+    add_cube(viewer, simulate_cell((6, 6), n_bands=N_BANDS, photons=2000, seed=1).noisy, "b")
     viewer.add_image(np.zeros((6, 6), dtype=np.float32), name="flat image")  # not spectral
     a, b = viewer.layers["a"], viewer.layers["b"]
-    assert widget.noisy_layer.choices == (a, b)
-    assert (widget.noisy_layer.value, widget.clean_layer.value) == (a, b)
+    assert widget.noisy_layer.choices == (None, a, b)
+    assert (widget.noisy_layer.value, widget.clean_layer.value) == (a, b)  # low SNR first
     widget.base_model.value = "tiny-resunet"
     assert widget.model_name.value == "tiny-resunet-finetuned-a"
     a.name = "renamed"
@@ -275,7 +275,7 @@ def test_layer_choosers_follow_the_layer_list(make_napari_viewer, models_dir):
     assert widget.model_name.value == "tiny-resunet-finetuned-renamed"
     viewer.layers.remove("b")
     assert widget.hr_layers.choices == (a,)
-    assert widget.clean_layer.value is a
+    assert widget.clean_layer.value is None  # one layer makes no pair
     # a typed name is kept when the choices change
     widget.model_name.value = "my-model"
     add_cube(viewer, np.zeros((N_BANDS, 6, 6)), "c")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, Select, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, Select, SpinBox
 from matplotlib import colormaps
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
@@ -29,6 +29,7 @@ from napari.utils.theme import get_theme
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QMessageBox, QVBoxLayout, QWidget
 
+from .. import provenance
 from ..compute import devices
 from ..training import finetune
 from ..training.finetune import DENOISE, NOISE, SUPERRES, FineTuneJob
@@ -41,6 +42,18 @@ TASK_CHOICES = (
     ("Super-resolution: high-resolution layers", SUPERRES),
 )
 LOSS_COLOUR = colormaps["tab10"].colors[1]
+NO_ESTIMATE = "Time: press 'Estimate time' (it times a few steps of this job)"
+
+
+def _duration(seconds: float) -> str:
+    """"40 s", "3 min 5 s", "1 h 12 min"."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 class LossPlot(QWidget):
@@ -102,12 +115,15 @@ class TrainWidget(QWidget):
         self.saved_path: Path | None = None
         self._auto_name = ""
         self._task_defaults: dict[str, float] = {}
+        self._auto_pair: tuple | None = (None, None)  # the pair this dock chose (None once the user chose)
+        self._auto_base = ""  # the base model this dock chose ("" once the user chose)
+        self.timing: dict | None = None  # the last time_steps measurement, with the job it timed
 
         self.task = ComboBox(label="Task", choices=TASK_CHOICES, value=DENOISE)
         self.base_model = ComboBox(label="Base model", choices=[])
         cubes = layer_choices(self.viewer)
-        self.noisy_layer = ComboBox(label="Low-SNR layer", choices=cubes)
-        self.clean_layer = ComboBox(label="High-SNR layer", choices=cubes)
+        self.noisy_layer = ComboBox(label="Low-SNR layer", choices=cubes, nullable=True)
+        self.clean_layer = ComboBox(label="High-SNR layer", choices=cubes, nullable=True)
         self.blank_layer = ComboBox(label="Featureless scan", choices=cubes)
         self.hr_layers = Select(label="High-res layers", choices=cubes)
         self.scale = ComboBox(label="Scale", choices=[2, 3, 4], value=2)
@@ -119,11 +135,13 @@ class TrainWidget(QWidget):
         self.model_name = LineEdit(label="Save as")
         self.overwrite = CheckBox(text="Overwrite a model of that name", value=False)
         self.hint = Label(value="")
+        self.estimate_button = PushButton(text="Estimate time")
+        self.estimate = Label(value=NO_ESTIMATE)
         self.form = Container(
             widgets=[
                 self.task, self.hint, self.base_model, self.noisy_layer, self.clean_layer,
                 self.blank_layer, self.hr_layers, self.scale, self.steps, self.learning_rate,
-                self.device, self.model_name, self.overwrite,
+                self.device, self.model_name, self.overwrite, self.estimate_button, self.estimate,
             ]
         )
         self.runner = Runner("Fine-tune")
@@ -142,6 +160,14 @@ class TrainWidget(QWidget):
         layout.addStretch(1)
 
         self.task.changed.connect(self._on_task_changed)
+        self.estimate_button.changed.connect(self.time_run)
+        self.steps.changed.connect(self._show_estimate)
+        self.base_model.changed.connect(self._on_base_chosen)
+        for widget in (self.noisy_layer, self.clean_layer):
+            widget.changed.connect(self._on_pair_chosen)
+        for widget in (self.task, self.base_model, self.noisy_layer, self.clean_layer, self.blank_layer,
+                       self.hr_layers, self.scale, self.device):
+            widget.changed.connect(self._forget_timing)
         for widget in (self.base_model, self.noisy_layer, self.blank_layer, self.hr_layers):
             widget.changed.connect(self._update_default_name)
         self.runner.run_button.clicked.connect(self.run)
@@ -158,21 +184,48 @@ class TrainWidget(QWidget):
         layers = list(self.hr_layers.choices)
         if not self.hr_layers.value:
             self.hr_layers.value = layers[:1]
-        # a pair needs two different layers: start with the first two, low-SNR first
-        if len(layers) >= 2 and self.noisy_layer.value is self.clean_layer.value:
-            self.clean_layer.value = next(layer for layer in layers if layer is not self.noisy_layer.value)
+        if self._auto_pair is not None:
+            self._choose_pair(layers)
         self._update_default_name()
+
+    def _choose_pair(self, layers) -> None:
+        """Propose the low/high-SNR pair (:func:`~napari_deeper.training.finetune.choose_pair`)."""
+        pair = finetune.choose_pair([(layer.name, layer.data, provenance.of(layer)) for layer in layers])
+        by_name = {layer.name: layer for layer in layers}
+        noisy, clean = (None, None) if pair is None else (by_name[pair[0]], by_name[pair[1]])
+        self._auto_pair = (noisy, clean)
+        with self.noisy_layer.changed.blocked(), self.clean_layer.changed.blocked():
+            self.noisy_layer.value, self.clean_layer.value = noisy, clean
+        if self.task.value == DENOISE:
+            self._set_hint()
+
+    def _on_pair_chosen(self, value=None) -> None:
+        """A layer the user picked for the pair is kept from then on."""
+        auto = self._auto_pair
+        if auto is not None and (self.noisy_layer.value is not auto[0] or self.clean_layer.value is not auto[1]):
+            self._auto_pair = None
+            self._set_hint()
 
     def refresh_models(self) -> None:
         """Fill the base-model chooser from the registry (shipped and the user's own models)."""
         models = finetune.base_models(self.task.value)
         choices = [(f"{info.name} ({info.arch}{'' if info.shipped else ', yours'})", info.name) for info in models]
         previous = self.base_model.value
-        self.base_model.choices = choices
-        names = [value for _label, value in choices]
-        if previous in names:
-            self.base_model.value = previous
+        user_chose = bool(previous) and previous != self._auto_base
+        with self.base_model.changed.blocked():
+            self.base_model.choices = choices
+            names = [value for _label, value in choices]
+            if user_chose and previous in names:
+                self.base_model.value = previous
+            else:  # the shipped model, not the last fine-tune saved
+                self._auto_base = finetune.default_base(self.task.value)
+                if self._auto_base:
+                    self.base_model.value = self._auto_base
         self._update_default_name()
+
+    def _on_base_chosen(self, value=None) -> None:
+        if value != self._auto_base:
+            self._auto_base = ""
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.refresh_models()
@@ -183,16 +236,61 @@ class TrainWidget(QWidget):
         self.noisy_layer.visible = self.clean_layer.visible = task == DENOISE
         self.blank_layer.visible = task == NOISE
         self.hr_layers.visible = self.scale.visible = task == SUPERRES
-        self.hint.value = {
-            DENOISE: "Two scans of the same field: short (low SNR) and long (high SNR) exposure.",
-            NOISE: "One scan of a featureless sample (gold film, empty slide).",
-            SUPERRES: "Pairs are made inside by skip-sampling the high-resolution layers.",
-        }[task]
+        self._set_hint()
         for control, parameter in ((self.steps, "steps"), (self.learning_rate, "lr")):
             # a value the user typed is kept; a default follows the task's core function
             if control.value == self._task_defaults.get(parameter):
                 control.value = self._task_defaults[parameter] = finetune.default(task, parameter)
         self.refresh_models()
+
+    def _set_hint(self) -> None:
+        task = self.task.value
+        hint = {
+            DENOISE: "Two scans of the same field: short (low SNR) and long (high SNR) exposure.",
+            NOISE: "One scan of a featureless sample (gold film, empty slide).",
+            SUPERRES: "Pairs are made inside by skip-sampling the high-resolution layers.",
+        }[task]
+        if task == DENOISE and self._auto_pair is not None:
+            hint += (" Proposed: the two scans of one shape, neither made from the other, with the lower"
+                     " estimated SNR as low-SNR." if self._auto_pair[0] is not None else
+                     " No two layers here make a pair (same shape, neither made from the other).")
+        self.hint.value = hint
+
+    # ------------------------------------------------------------------ time estimate
+    def time_run(self, value=None) -> None:
+        """Time a few steps of the job as set now (in the Runner) and show the estimate."""
+        if self.runner.busy:
+            show_info("A run is in progress; cancel it or wait for it to finish.")
+            return
+        try:
+            job = self._collect()
+        except ValueError as error:
+            self.runner.refuse(error)
+            return
+        self.runner.start(finetune.time_steps, self._timed, job)
+
+    def _timed(self, timing: dict) -> None:
+        self.timing = timing
+        self._show_estimate()
+
+    def _forget_timing(self, value=None) -> None:
+        """Another job than the one timed: its estimate no longer holds."""
+        self.timing = None
+        self.estimate.value = NO_ESTIMATE
+
+    def estimated_seconds(self) -> float | None:
+        """The measured time of a run with the steps set now, or None before a measurement."""
+        return None if self.timing is None else finetune.estimated_seconds(self.timing, self.steps.value)
+
+    def _show_estimate(self, value=None) -> None:
+        seconds = self.estimated_seconds()
+        if seconds is None:
+            return
+        t = self.timing
+        self.estimate.value = (
+            f"Time: about {_duration(seconds)} for {self.steps.value} steps ({t['seconds_per_step']:.3g} s a step, "
+            f"measured over {t['probe_steps']} steps on {t['device']}, plus {_duration(t['setup_seconds'])} setup)"
+        )
 
     def _naming_layer(self) -> str:
         task = self.task.value
@@ -293,7 +391,10 @@ class TrainWidget(QWidget):
         loss = getattr(progress, "loss", None)
         if loss is None:
             return
-        self.loss_label.setText(f"Loss: {loss:.4g}  (step {progress.done} of {progress.total})")
+        left = ""
+        if self.timing is not None:
+            left = f", about {_duration(self.timing['seconds_per_step'] * (progress.total - progress.done))} left"
+        self.loss_label.setText(f"Loss: {loss:.4g}  (step {progress.done} of {progress.total}{left})")
         self.loss_plot.add(progress.done, loss)
 
     def _save(self, job: FineTuneJob, result) -> None:

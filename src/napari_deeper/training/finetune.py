@@ -81,6 +81,129 @@ def base_models(task: str) -> list:
     return [info for info in models if info.arch == "aunet"] if task == NOISE else models
 
 
+def default_base(task: str) -> str:
+    """The base model a ``task`` job starts from by default: a shipped one, never a saved fine-tune.
+
+    Among the shipped models of the task, the one the task's method family runs by default
+    (``resunet`` for denoising, ``hyrisr`` for super-resolution) when it is there; "" when no
+    model can start the job.
+    """
+    models = base_models(task)
+    shipped = [info.name for info in models if info.shipped]
+    preferred = {DENOISE: "resunet", NOISE: "aunet", SUPERRES: "hyrisr"}[task]
+    if preferred in shipped:
+        return preferred
+    return (shipped or [info.name for info in models] or [""])[0]
+
+
+#: spectra looked at, at most, to estimate a cube's SNR
+SNR_SPECTRA = 2048
+
+
+def estimate_snr(cube) -> float:
+    """A cube's signal-to-noise ratio: the median over its spectra of RMS value / noise level.
+
+    The noise level of a spectrum is the robust spread of its second differences along the
+    bands (a smooth Raman spectrum has almost none), so no reference is needed; up to
+    :data:`SNR_SPECTRA` evenly spaced spectra are used. Good for ranking scans of one field.
+    """
+    data = np.asarray(cube)
+    if data.ndim != 3 or data.shape[0] < 3:
+        raise ValueError(f"estimating the SNR needs a (bands, y, x) cube of at least 3 bands, got shape {data.shape}")
+    spectra = data.reshape(data.shape[0], -1)
+    step = max(1, spectra.shape[1] // SNR_SPECTRA)
+    spectra = np.asarray(spectra[:, ::step], dtype=np.float64)
+    spectra = spectra[:, np.isfinite(spectra).all(axis=0)]
+    if spectra.shape[1] == 0:
+        return float("nan")
+    noise = 1.4826 * np.median(np.abs(np.diff(spectra, n=2, axis=0)), axis=0) / np.sqrt(6.0)
+    rms = np.sqrt(np.mean(spectra**2, axis=0))
+    ratio = rms / np.maximum(noise, 1e-12 * max(float(rms.max()), 1e-30))
+    return float(np.median(ratio))
+
+
+def choose_pair(layers) -> tuple[str, str] | None:
+    """The low/high-SNR pair to fine-tune a denoiser on, from ``layers``: ``(noisy, clean)`` names.
+
+    ``layers`` holds ``(name, cube, provenance record)`` of the candidate scans. A pair is two
+    cubes of one shape of which neither was made from the other (a layer and its own
+    preprocessed or denoised copy are not two scans; the chain is followed through the
+    records' ``source``); pairs of layers that no operation made (read from files, samples) come
+    before pairs with a made layer. Of those, the pair whose SNRs (:func:`estimate_snr`) differ
+    most is chosen, the lower SNR as the noisy one. None when no two layers make a pair.
+    """
+    layers = [(str(name), cube, dict(record or {})) for name, cube, record in layers]
+    parent = {name: record.get("source") for name, _cube, record in layers}
+
+    def lineage(name: str) -> set[str]:
+        seen: set[str] = set()
+        while name in parent and parent[name] is not None and parent[name] not in seen:
+            name = parent[name]
+            seen.add(name)
+        return seen
+
+    def made(record: dict) -> bool:
+        return record.get("source") in parent
+
+    snr: dict[str, float] = {}
+
+    def snr_of(name: str, cube) -> float:
+        if name not in snr:
+            snr[name] = estimate_snr(cube)
+        return snr[name]
+
+    best = None
+    for i, (a, cube_a, record_a) in enumerate(layers):
+        for b, cube_b, record_b in layers[i + 1 :]:
+            if np.shape(cube_a) != np.shape(cube_b) or a in lineage(b) or b in lineage(a):
+                continue
+            snr_a, snr_b = snr_of(a, cube_a), snr_of(b, cube_b)
+            if not (np.isfinite(snr_a) and np.isfinite(snr_b)) or snr_a == snr_b:
+                continue
+            spread = abs(np.log(max(snr_a, 1e-12)) - np.log(max(snr_b, 1e-12)))
+            rank = (not (made(record_a) or made(record_b)), spread)
+            pair = (a, b) if snr_a < snr_b else (b, a)
+            if best is None or rank > best[0]:
+                best = (rank, pair)
+    return None if best is None else best[1]
+
+
+def time_steps(job: FineTuneJob, probe_steps: int = 4):
+    """Time a checked ``job``: run ``probe_steps`` of it and measure; nothing is saved.
+
+    Yields ``compute.Progress``; returns ``{"seconds_per_step", "setup_seconds", "probe_steps",
+    "device"}``: the median time of one training step after the first, and the time outside
+    the steps (loading the model, preparing the data, the evaluation before and after), both
+    measured here. :func:`estimated_seconds` turns them into the time of a run.
+    """
+    import dataclasses
+    import time
+
+    probe = dataclasses.replace(job, steps=max(2, int(probe_steps)))
+    stamps: list[float] = []
+    start = time.perf_counter()
+    steps = finetune_steps(probe)
+    try:
+        while True:
+            progress = next(steps)
+            if getattr(progress, "loss", None) is not None and progress.done > 0:
+                stamps.append(time.perf_counter())
+            yield compute.Progress(progress.done, progress.total, f"timing {probe.steps} steps")
+    except StopIteration:
+        pass
+    total = time.perf_counter() - start
+    if len(stamps) < 2:
+        raise ValueError(f"the {job.task} job reported fewer than 2 steps, so no step could be timed")
+    per_step = float(np.median(np.diff(stamps)))
+    return {"seconds_per_step": per_step, "setup_seconds": max(0.0, total - per_step * len(stamps)),
+            "probe_steps": probe.steps, "device": job.device}
+
+
+def estimated_seconds(timing: dict, steps: int) -> float:
+    """The time of a run of ``steps`` steps from a :func:`time_steps` measurement."""
+    return float(timing["setup_seconds"] + timing["seconds_per_step"] * int(steps))
+
+
 def steps_function(task: str):
     """The core ``*_steps`` generator function that runs a ``task`` job (looked up at each call)."""
     if _task(task) == SUPERRES:
