@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .compute import Progress, Steps, run, share
+from .compute import Progress, Steps, chunks, run, share
 from .io._lazy import is_lazy, lazy_threshold
 from .io._zarr import TILE, StoreWriter, chunk_shape, open_result
 
@@ -97,8 +97,7 @@ def _read(data, where) -> np.ndarray:
 def _column_groups(n_cols: int, tile: int, n_bands: int, rows: int) -> list[slice]:
     """Column ranges of whole tiles whose every band of ``rows`` rows fits :data:`BLOCK_BYTES`."""
     per_tile = n_bands * rows * tile * 4
-    width = tile * max(1, BLOCK_BYTES // max(1, per_tile))
-    return [slice(x, min(n_cols, x + width)) for x in range(0, n_cols, width)]
+    return list(chunks(n_cols, tile * max(1, BLOCK_BYTES // max(1, per_tile))))
 
 
 def streamed_steps(out_shape, block_steps, *, out=None, name: str = "result", wavenumbers=None,
@@ -107,20 +106,16 @@ def streamed_steps(out_shape, block_steps, *, out=None, name: str = "result", wa
 
     ``block_steps(rows, cols)`` is a ``*_steps`` generator returning the result of the input
     pixels ``rows`` x ``cols`` (output pixels ``scale`` times as many along each axis). Blocks
-    are rows of whole output shards, as wide as :data:`BLOCK_BYTES` of input allows (divided by
-    ``scale**2`` when the output is larger).
+    are rows of :data:`TILE` input pixels, as wide as :data:`BLOCK_BYTES` of input allows; when
+    upscaling (``scale`` > 1), square tiles of :data:`TILE` input pixels (the interpolation's cost
+    per pixel grows with the tile's side).
     """
     path = _destination(out, name)
     rows_in, cols_in = (int(n) // scale for n in out_shape[-2:])
-    in_tile = max(1, TILE // scale)
-    shards = chunk_shape(out_shape, in_tile * scale)
-    with StoreWriter(path, out_shape, wavenumbers=wavenumbers, record=record, chunks=shards,
+    with StoreWriter(path, out_shape, wavenumbers=wavenumbers, record=record, chunks=chunk_shape(out_shape),
                      overwrite=False) as writer:
-        blocks = [
-            (slice(y, min(rows_in, y + in_tile)), cols)
-            for y in range(0, rows_in, in_tile)
-            for cols in _column_groups(cols_in, in_tile, in_bands * scale * scale, in_tile)
-        ]
+        groups = _column_groups(cols_in, TILE, in_bands, TILE) if scale == 1 else list(chunks(cols_in, TILE))
+        blocks = [(rows, cols) for rows in chunks(rows_in, TILE) for cols in groups]
         total = rows_in * cols_in
         done = 0
         yield Progress(0, total, label)
@@ -241,8 +236,8 @@ def denoise_many_steps(data, jobs: dict[str, dict], wavenumbers=None, device=Non
     from .compute import many
     from .denoise import FAMILY
 
-    shape = _cube_shape(data)
-    if not should_stream(data, shape):
+    shape = getattr(data, "shape", ())
+    if len(shape) != 3 or not should_stream(data, shape):  # (the in-memory run says what is wrong)
         return (yield from FAMILY.many_steps(np.asarray(data), jobs, wavenumbers, device))
     for name, params in jobs.items():
         FAMILY.check(name, params)

@@ -7,17 +7,19 @@ schema in :data:`napari_deeper.denoise.METHODS`; fine-tuned models appear too) a
 in ``metadata["napari_deeper"]``. *Side by side* shows the input and the results in napari's grid
 with the same contrast limits. A cancelled or failed run makes no layers; removing the input layer
 during a run does not stop it: the results are added and a warning says the input is gone.
+A lazy input (a zarr store, a large file opened lazily) is denoised block by block into zarr
+stores (:mod:`napari_deeper.stream`), and the new layers read from them.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Select
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from .. import provenance
 from ..compute import devices
 from ..denoise import FAMILY
+from ..stream import denoise_many_steps
 from ._layers import (
     cube_layer_kwargs,
     follow_layers,
@@ -88,9 +90,9 @@ class DenoiseWidget(QWidget):
             return
         device = self.device.value
         self.runner.start(
-            FAMILY.many_steps,
+            denoise_many_steps,  # in memory, or streamed to zarr stores for a lazy input
             lambda results: self._add_results(source, device, jobs, results),
-            np.asarray(source.data), jobs, wavenumbers_of(source), device,
+            source.data, jobs, wavenumbers_of(source), device,
             viewer=self.viewer, inputs=[source],
         )
 

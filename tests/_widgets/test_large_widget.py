@@ -1,0 +1,43 @@
+"""A zarr cube opened lazily in a real viewer and denoised by the Denoise dock, streamed to a store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_deeper as nd
+from napari_deeper.io import save_zarr
+from napari_deeper.io._lazy import is_lazy
+
+pytestmark = pytest.mark.gui
+
+
+def test_zarr_cube_opens_lazily_and_denoises_into_a_store(make_napari_viewer, run_dock, tmp_path, monkeypatch):
+    from napari_deeper._widgets.denoise import DenoiseWidget
+
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv(nd.stream.SCRATCH_ENV, str(scratch))
+    sim = nd.simulate.simulate_cell((70, 90), n_bands=80, photons=40, seed=2)
+    data = np.asarray(sim.noisy, dtype=np.float32)
+    store = save_zarr(data, tmp_path / "scan.zarr", sim.wavenumbers)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(store), plugin="napari-deeper")
+    assert is_lazy(layer.data), "the store opens as a dask array, not read into memory"
+    np.testing.assert_array_equal(layer.metadata["wavenumbers"], sim.wavenumbers)
+
+    widget = DenoiseWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.input_layer.value = layer
+    widget.methods.value = ["savgol"]
+    widget.params["savgol"].controls["window"].value = 9
+    run_dock(widget)
+    result = viewer.layers["scan · savgol"]
+    assert is_lazy(result.data), "the result layer reads from its zarr store"
+    assert len(list(scratch.glob("denoise-savgol-*.zarr"))) == 1
+    np.testing.assert_array_equal(np.asarray(result.data), nd.denoise(data, "savgol", sim.wavenumbers, window=9))
+    assert result.metadata["napari_deeper"]["params"]["window"] == 9
+
+    widget.methods.value = ["hybrid"]  # fitted on the whole cube: refused, no layer, no store left
+    error = run_dock(widget, fails=True)
+    assert "cannot stream" in str(error)
+    assert len(viewer.layers) == 2 and len(list(scratch.glob("*.zarr"))) == 1
