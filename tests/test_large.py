@@ -210,3 +210,15 @@ def test_full_disk_gives_a_clear_error_and_no_store(tmp_path, wide, monkeypatch)
     with pytest.raises(ValueError, match="disk filled up"):
         save_zarr(data, tmp_path / "export.zarr", wn, chunks=(data.shape[0], 16, 16))
     assert not list(tmp_path.iterdir())
+
+
+def test_too_little_free_space_is_refused_before_the_start(tmp_path, wide, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    data, wn = wide
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 << 20, 9 << 20, 1 << 20))
+    with pytest.raises(ValueError, match=r"not enough disk space for up\.zarr: it needs 0\.\d\d GiB .* 0\.00 GiB free"):
+        nd.stream.upscale(data, 2, out=tmp_path / "up.zarr", stream=True)
+    assert not list(tmp_path.iterdir())

@@ -18,7 +18,8 @@ method's own public ``*_steps`` function on it, and writes the block's result in
 :data:`MARGIN` pixels so the spline's reach is inside the tile and the seams vanish. Progress is
 reported per block and inside it, so cancelling (closing the generator) stops at the next step;
 a cancelled or failed run removes its partial store, and a full disk raises a ValueError that
-says so. Without ``out=``, stores go to :func:`scratch_folder`.
+says so (before the start when the free space is already short of the result's size: streamed
+stores are uncompressed). Without ``out=``, stores go to :func:`scratch_folder`.
 
 Streamed methods are those whose result at a pixel depends on that pixel's spectrum (or, for
 upscaling, on a bounded neighbourhood): Savitzky-Golay and Whittaker denoising with fixed
@@ -113,7 +114,7 @@ def streamed_steps(out_shape, block_steps, *, out=None, name: str = "result", wa
     path = _destination(out, name)
     rows_in, cols_in = (int(n) // scale for n in out_shape[-2:])
     with StoreWriter(path, out_shape, wavenumbers=wavenumbers, record=record, chunks=chunk_shape(out_shape),
-                     overwrite=False) as writer:
+                     compress=False, overwrite=False) as writer:  # (uncompressed: no CPU spent on noise)
         groups = _column_groups(cols_in, TILE, in_bands, TILE) if scale == 1 else list(chunks(cols_in, TILE))
         blocks = [(rows, cols) for rows in chunks(rows_in, TILE) for cols in groups]
         total = rows_in * cols_in
