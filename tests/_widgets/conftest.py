@@ -20,7 +20,9 @@ def run_dock(qtbot) -> Callable:
     ``run_dock(dock)`` presses ``dock.runner``'s Run button, ``run_dock(runner)`` that Runner's;
     ``button`` presses another button (Qt or magicgui) that starts the Runner. The press must start a
     run or be refused by the Runner (``last_error`` set): a press that does nothing fails the
-    test. ``on_start(worker)`` is called while the run is going (to connect to its progress).
+    test. ``on_start(worker)`` is called once the run has started, before the main thread has
+    handled any of its reports: what it connects to the Runner's widgets (its progress bar) sees
+    every report, what it connects to ``worker.yielded`` may miss the first ones.
     A failed or refused run raises an ``AssertionError`` from the Runner's ``last_error``; with
     ``fails=True`` the run must fail instead, and its error is returned. Either way the Run
     button is enabled again afterwards. A cancelled run counts as ended without error.

@@ -10,7 +10,8 @@ pytestmark = pytest.mark.gui
 
 
 def steps(error=None):
-    yield Progress(0, 1, "working")
+    yield Progress(0, 2, "starting")
+    yield Progress(1, 2, "half-way")
     if error is not None:
         raise error
     return 1
@@ -84,8 +85,13 @@ def test_a_press_that_starts_nothing_or_cannot_be_made_fails(dock, run_dock):
     assert made.results == []
 
 
-def test_on_start_sees_the_run_going(dock, run_dock):
+def test_on_start_comes_before_the_runs_reports(dock, run_dock):
     made = dock()
-    seen = []
-    run_dock(made, on_start=lambda worker: worker.yielded.connect(lambda progress: seen.append(progress.message)))
-    assert seen == ["working"]
+    started, shown = [], []
+
+    def on_start(worker) -> None:
+        started.append(worker is made.runner.worker and made.runner.busy)
+        made.runner.progress.valueChanged.connect(shown.append)
+
+    run_dock(made, on_start=on_start)
+    assert started == [True] and shown == [500, 1000]  # the half-way report, then done
