@@ -37,14 +37,14 @@ def run(qtbot, widget):
 
 
 def drawn_legend(viewer, labels) -> list[tuple[str, tuple]]:
-    """The legend entries napari's canvas draws for ``labels``: (text, RGB colour)."""
+    """The legend entries napari's canvas shows for ``labels``: (text, RGB colour)."""
     canvas = viewer.window._qt_viewer.canvas
     visuals = canvas._layer_overlay_to_visual.get(labels, {})
     return sorted(
         (visual.node.text, tuple(np.round(overlay.color.rgba[:3] if hasattr(overlay.color, "rgba")
                                           else np.asarray(overlay.color)[:3], 3)))
         for overlay, visual in visuals.items()
-        if type(overlay).__name__ == "PanelTitleOverlay"
+        if type(overlay).__name__ == "PanelTitleOverlay" and visual.node.visible
     )
 
 
@@ -73,6 +73,15 @@ def test_defaults_run_on_the_selected_layer_and_compatible_targets(qtbot, make_n
         np.testing.assert_allclose(layer.data.max(), 1.0, atol=1e-6)
         for kind in ("labels", "residual"):
             assert f"{target.name} · {kind}" in viewer.layers
+    # one legend on the canvas: the top labels layer's; every labels panel's in grid mode
+    raw_labels, other_labels = viewer.layers[f"{raw.name} · labels"], viewer.layers[f"{other.name} · labels"]
+    assert len(drawn_legend(viewer, other_labels)) == 5 and drawn_legend(viewer, raw_labels) == []
+    other_labels.visible = False
+    assert len(drawn_legend(viewer, raw_labels)) == 5
+    other_labels.visible = True
+    viewer.canvas.grid.enabled = True
+    assert len(drawn_legend(viewer, raw_labels)) == len(drawn_legend(viewer, other_labels)) == 5
+    viewer.canvas.grid.enabled = False
     # the names end with what tells the targets apart, then a short kind
     assert viewer.layers[-3].name.endswith("· clean · abundances")
 

@@ -42,6 +42,7 @@ from ..io.unmixing import next_free_folder, write_unmixing
 from ..spectral.preprocess import find_spikes
 from ..unmix import unmix_steps
 from ..unmix.methods import ENDMEMBER_COUNT
+from ._display import grid_of
 from ._grid import title_overlay_class
 from ._layers import (
     follow_layers,
@@ -118,6 +119,7 @@ class UnmixWidget(QWidget):
         self.made: dict[str, dict] = {}  # target name -> layers made for it
         self.accuracy: dict[str, float | None] = {}
         self.suggested: int | None = None
+        self._legend_layers: list = []  # the labels layers this dock made, with a legend on the canvas
 
         cubes, labels = layer_choices(napari_viewer, is_unmixable), layer_choices(napari_viewer, is_labels)
         self.source = ComboBox(label="Endmembers from", choices=cubes)
@@ -210,6 +212,9 @@ class UnmixWidget(QWidget):
         self.save_button.clicked.connect(self._save_dialog)
         self.export_button.clicked.connect(self._export_dialog)
         self.names_table.itemChanged.connect(self._on_name_edited)
+        for emitter in (napari_viewer.layers.events.moved, napari_viewer.layers.events.removed,
+                        grid_of(napari_viewer).events.enabled):
+            emitter.connect(self._update_legends)
         self.reference.changed.connect(self.update_accuracy)
         self._auto_targets: list | None = None  # the targets this dock chose (None once the user chose)
         active = napari_viewer.layers.selection.active
@@ -416,6 +421,7 @@ class UnmixWidget(QWidget):
             colormap=DirectLabelColormap(color_dict=colors),
             **grid,
         )
+        layers["labels"].events.visible.connect(self._update_legends)
         self._show_legend(layers["labels"], maps.background)
         layers["residual"] = self.viewer.add_image(
             maps.residual,
@@ -436,19 +442,38 @@ class UnmixWidget(QWidget):
         model = title_overlay_class()
         if model is None:
             return
+        if not any(labels is layer for layer in self._legend_layers):
+            self._legend_layers.append(labels)
+        labels = getattr(labels, "__wrapped__", labels)  # a dock gets napari's proxy of the layer
         for key in [key for key in labels._overlays if key.startswith(LEGEND_KEY.format(""))]:
             del labels._overlays[key]
-        for index, name in enumerate(self.names):
-            if index == background:
-                continue
-            labels._overlays[LEGEND_KEY.format(index)] = model(
-                text=f"■ {name}", color=component_color(index), position="top_right", font_size=10, visible=True
-            )
+        # napari stacks a layer's top-left overlays upwards in the order they were added: the last first
+        for index in reversed(range(len(self.names))):
+            if index != background:
+                labels._overlays[LEGEND_KEY.format(index)] = model(
+                    text=f"■ {self.names[index]}", color=component_color(index), position="top_left",
+                    font_size=10, visible=False,
+                )
+        self._update_legends()
+
+    def _update_legends(self, event=None) -> None:
+        """One legend on the canvas: the top visible labels layer's (every labels panel's in grid mode)."""
+        self._legend_layers = [layer for layer in self._legend_layers if layer in self.viewer.layers]
+        alive = self._legend_layers
+        shown = [layer for layer in alive if layer.visible]
+        top = max(shown, key=lambda layer: list(self.viewer.layers).index(layer)) if shown else None
+        grid = grid_of(self.viewer).enabled
+        for layer in alive:
+            real = getattr(layer, "__wrapped__", layer)
+            for key, overlay in real._overlays.items():
+                if key.startswith(LEGEND_KEY.format("")):
+                    overlay.visible = grid or layer is top
 
     def legend(self, labels) -> list[str]:
         """The class legend shown on the canvas with ``labels`` (a labels layer this dock made)."""
         layer = getattr(labels, "__wrapped__", labels)
-        return [overlay.text for key, overlay in layer._overlays.items() if key.startswith(LEGEND_KEY.format(""))]
+        entries = [overlay.text for key, overlay in layer._overlays.items() if key.startswith(LEGEND_KEY.format(""))]
+        return entries[::-1]
 
     def _warn_spikes(self) -> None:
         """Say which endmembers look like cosmic-ray spikes, where and how wide (see :mod:`napari_deeper.unmix.spikes`)."""
