@@ -25,26 +25,28 @@ def _sharp_part(spectra: np.ndarray) -> np.ndarray:
     return spectra - median_filter(spectra, size=(1, _MEDIAN_BANDS), mode="nearest")
 
 
-def spike_like_endmembers(endmembers, source=None, pixel_indices=None) -> list[dict]:
+def spike_like_endmembers(endmembers, source, pixel_indices) -> list[dict]:
     """The endmembers whose strongest feature is a cosmic-ray spike, as ``{"component", "band", "bands"}``.
 
     An endmember is spike-like when its strongest narrow peak (the spectrum above its running
     median) is at most :data:`MAX_SPIKE_BANDS` bands wide at half height, at least
     :data:`MIN_SPIKE_SIGMA` noise levels high and has no deep dip beside it (a step in the
-    spectrum, or a spike already replaced, is not a spike). With the ``source`` cube ``(B, Y, X)`` and the
-    endmembers' flat ``pixel_indices`` (VCA's), the peak must also be missing from the pixel's
-    3 x 3 neighbours (a Raman band is shared by neighbouring pixels, a cosmic ray is not);
-    without them, the peak must in addition be taller than the rest of the spectrum's range.
-    ``band`` is the peak's band (0-based) and ``bands`` its width.
+    spectrum, or a spike already replaced, is not a spike), and is missing from the 3 x 3
+    neighbours of the endmember's pixel in the ``source`` cube ``(B, Y, X)`` (``pixel_indices``:
+    VCA's flat indices): a Raman band is shared by neighbouring pixels, a cosmic ray is not. The
+    spectral test alone cannot tell (sampled coarsely, a real band is 1-2 bands wide too), so
+    endmembers without pixels (``source`` or ``pixel_indices`` None: loaded from a file) are
+    never flagged. ``band`` is the peak's band (0-based) and ``bands`` its width.
     """
     em = np.atleast_2d(np.asarray(endmembers, dtype=np.float64))
-    if em.ndim != 2 or em.shape[1] < _MEDIAN_BANDS:
+    if source is None or pixel_indices is None or em.ndim != 2 or em.shape[1] < _MEDIAN_BANDS:
         return []
+    source = np.asarray(source)
     sharp = _sharp_part(em)
     second = np.diff(em, n=2, axis=1)
     sigma = np.maximum(1.4826 * np.median(np.abs(second), axis=1) / np.sqrt(6.0), 1e-12 * np.abs(em).max() + 1e-30)
     found = []
-    for index, (spectrum, excess, noise) in enumerate(zip(em, sharp, sigma)):
+    for index, (excess, noise) in enumerate(zip(sharp, sigma)):
         band = int(np.argmax(excess))
         height = excess[band]
         if not height >= MIN_SPIKE_SIGMA * noise:
@@ -60,12 +62,8 @@ def spike_like_endmembers(endmembers, source=None, pixel_indices=None) -> list[d
         around = excess[max(0, low - MAX_SPIKE_BANDS - 2) : high + MAX_SPIKE_BANDS + 3]
         if width > MAX_SPIKE_BANDS or around.min() < -height / 2:  # too wide, or an edge / a dip beside it
             continue
-        if source is not None and pixel_indices is not None:
-            if not _missing_from_neighbours(np.asarray(source), int(pixel_indices[index]), low, high, height):
-                continue
-        elif not height > np.ptp(spectrum - excess):
-            continue
-        found.append({"component": index, "band": band, "bands": int(width)})
+        if _missing_from_neighbours(source, int(pixel_indices[index]), low, high, height):
+            found.append({"component": index, "band": band, "bands": int(width)})
     return found
 
 
