@@ -131,7 +131,8 @@ def wide(cell):
     return np.ascontiguousarray(np.tile(data, (1, 2, 4))[:, :75, :133]), wn
 
 
-@pytest.mark.parametrize(("method", "params"), [("savgol", {"window": 11, "order": 3}), ("whittaker", {"lam": 50.0})])
+@pytest.mark.parametrize(("method", "params"), [("savgol", {"window": 11, "order": 3}), ("whittaker", {"lam": 50.0}),
+                                               ("wavelet", {"wavelet": "db4"})])
 def test_streamed_denoise_equals_in_memory(scratch, wide, method, params):
     data, wn = wide
     streamed = nd.stream.denoise(data, method, wn, stream=True, **params)
@@ -170,7 +171,7 @@ def test_lazy_input_streams_by_the_rule(tmp_path, scratch, cell):
     np.testing.assert_array_equal(np.asarray(result), nd.denoise(data, "savgol", wn, window=9))
     in_memory = nd.stream.denoise(data, "savgol", wn, window=9)
     assert isinstance(in_memory, np.ndarray) and len(list(scratch.glob("*.zarr"))) == 1  # the lazy run's store only
-    with pytest.raises(ValueError, match="fitted on the whole cube.*savgol, whittaker"):
+    with pytest.raises(ValueError, match="fitted on the whole cube.*savgol, whittaker, wavelet"):
         nd.stream.denoise(cube.data, "hybrid", cube.wavenumbers)
     with pytest.raises(ValueError, match="auto=True"):
         nd.stream.denoise(cube.data, "savgol", cube.wavenumbers, auto=True)

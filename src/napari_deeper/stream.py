@@ -22,8 +22,9 @@ says so (before the start when the free space is already short of the result's s
 stores are uncompressed). Without ``out=``, stores go to :func:`scratch_folder`.
 
 Streamed methods are those whose result at a pixel depends on that pixel's spectrum (or, for
-upscaling, on a bounded neighbourhood): Savitzky-Golay and Whittaker denoising with fixed
-parameters, nearest / bilinear / bicubic upscaling, NNLS / FCLS abundances and band maps. Methods
+upscaling, on a bounded neighbourhood): Savitzky-Golay, Whittaker and wavelet denoising (noise
+estimated per spectrum) with fixed parameters, nearest / bilinear / bicubic upscaling, NNLS /
+FCLS abundances and band maps. Methods
 fitted on the whole cube (hybrid, PCA, ``auto`` parameters, the networks' per-cube normalisation,
 ``stabilise``) are refused with a ValueError that names the streamed ones.
 """
@@ -41,7 +42,7 @@ from .io._lazy import is_lazy, lazy_threshold
 from .io._zarr import TILE, StoreWriter, chunk_shape, open_result
 
 #: Denoisers whose result at a pixel is a function of that pixel's spectrum alone.
-DENOISERS = ("savgol", "whittaker")
+DENOISERS = ("savgol", "whittaker", "wavelet")
 #: Upscalers that stream (separable interpolation, bounded reach).
 UPSCALERS = ("nearest", "bilinear", "bicubic")
 #: Input pixels around an upscaled tile: the cubic spline's weights fall below 1e-7 after 12.
@@ -91,8 +92,9 @@ def _destination(out, name: str) -> Path:
 
 
 def _read(data, where) -> np.ndarray:
-    """One block of ``data`` in memory as float32 (a dask array computes only its chunks)."""
-    return np.asarray(data[where], dtype=np.float32)
+    """One block of ``data`` in memory as a C-contiguous float32 array (a dask array computes only
+    its chunks; a strided view of a NumPy cube is copied, which the matrix products need for speed)."""
+    return np.ascontiguousarray(data[where], dtype=np.float32)
 
 
 def _column_groups(n_cols: int, tile: int, n_bands: int, rows: int) -> list[slice]:
