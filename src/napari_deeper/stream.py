@@ -228,7 +228,28 @@ def band_map_steps(data, wavenumbers=None, center: float = 1450.0, width: float 
 
 
 def denoise_many_steps(data, jobs: dict[str, dict], wavenumbers=None, device=None) -> Steps[dict]:
-    """The Denoise dock's run: :meth:`Family.many_steps` in memory, or every job streamed.
+    """The Denoise dock's run: :meth:`Family.many_steps` in memory, or every job streamed."""
+    from .denoise import FAMILY
+
+    return (yield from _many_steps(
+        FAMILY, data, jobs, wavenumbers, device, lambda shape: shape,
+        lambda name, params, out: denoise_steps(data, name, wavenumbers, device, out=out, stream=True, **params),
+    ))
+
+
+def upscale_many_steps(data, jobs: dict[str, dict], wavenumbers=None, device=None) -> Steps[dict]:
+    """The Super-resolve dock's run (jobs ``{method: {"scale": f, ...}}``), in memory or streamed."""
+    from .superres import FAMILY
+
+    largest = max((int(params.get("scale", 2)) for params in jobs.values()), default=2)
+    return (yield from _many_steps(
+        FAMILY, data, jobs, wavenumbers, device, lambda shape: (shape[0], shape[1] * largest, shape[2] * largest),
+        lambda name, params, out: upscale_steps(data, params.get("scale", 2), name, out=out, stream=True),
+    ))
+
+
+def _many_steps(family, data, jobs: dict[str, dict], wavenumbers, device, result_shape, streamed) -> Steps[dict]:
+    """``family.many_steps`` in memory, or every job streamed by ``streamed(name, params, out)``.
 
     Returns ``{method: result}``; streamed results are dask arrays over their stores (in
     :func:`scratch_folder`). A cancel or a failure leaves no store behind: those of the jobs
@@ -237,18 +258,17 @@ def denoise_many_steps(data, jobs: dict[str, dict], wavenumbers=None, device=Non
     import shutil
 
     from .compute import many
-    from .denoise import FAMILY
 
     shape = getattr(data, "shape", ())
-    if len(shape) != 3 or not should_stream(data, shape):  # (the in-memory run says what is wrong)
-        return (yield from FAMILY.many_steps(np.asarray(data), jobs, wavenumbers, device))
+    if len(shape) != 3 or not should_stream(data, result_shape(shape)):  # (the in-memory run says what is wrong)
+        return (yield from family.many_steps(np.asarray(data), jobs, wavenumbers, device))
     for name, params in jobs.items():
-        FAMILY.check(name, params)
+        family.check(name, params)
     n = len(jobs)
-    outs = {name: _destination(None, f"denoise-{name}") for name in jobs}
+    outs = {name: _destination(None, f"{family.name}-{name}") for name in jobs}
     try:
         results = yield from many(
-            (f"{name} ({index + 1}/{n})", denoise_steps(data, name, wavenumbers, device, out=outs[name], stream=True, **params))
+            (f"{name} ({index + 1}/{n})", streamed(name, params, outs[name]))
             for index, (name, params) in enumerate(jobs.items())
         )
     except BaseException:

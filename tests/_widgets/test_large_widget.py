@@ -41,3 +41,25 @@ def test_zarr_cube_opens_lazily_and_denoises_into_a_store(make_napari_viewer, ru
     error = run_dock(widget, fails=True)
     assert "cannot stream" in str(error)
     assert len(viewer.layers) == 2 and len(list(scratch.glob("*.zarr"))) == 1
+
+
+def test_lazy_layer_upscaled_by_tiles_in_the_super_resolve_dock(make_napari_viewer, run_dock, tmp_path, monkeypatch):
+    from napari_deeper._widgets.superres import SuperResWidget
+
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv(nd.stream.SCRATCH_ENV, str(scratch))
+    sim = nd.simulate.simulate_cell((40, 70), n_bands=40, photons=40, seed=4)
+    data = np.asarray(sim.noisy, dtype=np.float32)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(save_zarr(data, tmp_path / "scan.zarr", sim.wavenumbers)), plugin="napari-deeper")
+    widget = SuperResWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.input_layer.value = layer
+    widget.scale.value = 2
+    widget.methods.value = ["bicubic"]
+    run_dock(widget)
+    result = viewer.layers["scan · bicubic ×2"]
+    assert is_lazy(result.data) and len(list(scratch.glob("superres-bicubic-*.zarr"))) == 1
+    plain = nd.upscale(data, 2, "bicubic")
+    np.testing.assert_allclose(np.asarray(result.data), plain, rtol=0, atol=2e-6 * np.abs(plain).max())
+    np.testing.assert_allclose(result.scale[1:], layer.scale[1:] / 2)

@@ -9,7 +9,9 @@ under one progress bar); each result becomes a layer
 overlays the input in world coordinates (output pixel ``f*i + f//2`` on input pixel ``i``), and
 with its provenance in ``metadata["napari_deeper"]``. *Side by side* shows the input and the
 results in napari's grid. Removing the input layer during a run does not stop it: the results
-are added and a warning says the input is gone.
+are added and a warning says the input is gone. A lazy input (a zarr store, a large file opened
+lazily) is upscaled by tiles into zarr stores with the interpolation methods
+(:mod:`napari_deeper.stream`); the networks need the cube in memory and are refused for it.
 
 *Fast scan restore* is the DeepeR pipeline for a fast, noisy, coarse scan: denoise (default
 method) then super-resolve (default method, with the parameters its panel shows, adaptation
@@ -26,6 +28,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import provenance
 from ..compute import devices
+from ..stream import upscale_many_steps
 from ..superres import DEFAULT, FAMILY, SCALES, restore_steps
 from ._layers import (
     cube_layer_kwargs,
@@ -127,9 +130,9 @@ class SuperResWidget(QWidget):
             return
         device = self.device.value
         self.runner.start(
-            FAMILY.many_steps,
+            upscale_many_steps,  # in memory, or streamed to zarr stores for a lazy input
             lambda results: self._add_results(source, scale, device, jobs, results),
-            np.asarray(source.data), jobs, wavenumbers_of(source), device,
+            source.data, jobs, wavenumbers_of(source), device,
             viewer=self.viewer, inputs=[source],
         )
 
