@@ -65,7 +65,7 @@ def test_the_sample_pair_is_low_snr_first_and_never_a_layer_with_its_own_copy(ma
 
     assert widget.noisy_layer.value is low
     assert widget.clean_layer.value is high
-    assert "lower estimated SNR" in widget.hint.value
+    assert "the lower SNR as low-SNR" in widget.hint.value
 
 
 def test_one_real_scan_and_its_copies_make_no_pair(make_napari_viewer, models_dir):

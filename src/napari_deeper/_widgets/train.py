@@ -137,6 +137,8 @@ class TrainWidget(QWidget):
         self.hint = Label(value="")
         self.estimate_button = PushButton(text="Estimate time")
         self.estimate = Label(value=NO_ESTIMATE)
+        for label in (self.hint, self.estimate):  # long lines wrap instead of widening the dock
+            label.native.setWordWrap(True)
         self.form = Container(
             widgets=[
                 self.task, self.hint, self.base_model, self.noisy_layer, self.clean_layer,
@@ -251,8 +253,8 @@ class TrainWidget(QWidget):
             SUPERRES: "Pairs are made inside by skip-sampling the high-resolution layers.",
         }[task]
         if task == DENOISE and self._auto_pair is not None:
-            hint += (" Proposed: the two scans of one shape, neither made from the other, with the lower"
-                     " estimated SNR as low-SNR." if self._auto_pair[0] is not None else
+            hint += (" Proposed: two scans of one shape, neither made from the other; the lower SNR as low-SNR."
+                     if self._auto_pair[0] is not None else
                      " No two layers here make a pair (same shape, neither made from the other).")
         self.hint.value = hint
 
