@@ -141,3 +141,27 @@ def test_compare_grid_titles_show_the_differing_part(qtbot, make_napari_viewer):
 
     widget.normal_view_button.click()
     assert all(panel_title(lay) is None for lay in viewer.layers)
+
+
+def test_thp1_grid_contrast_is_not_set_by_its_cosmic_rays(qtbot, make_napari_viewer, thp1_path):
+    """The real WITec THP-1 map at a band with a cosmic ray: the panels are not black."""
+    from napari_deeper._widgets.denoise import DenoiseWidget
+    from napari_deeper._widgets.workflow import show_band
+
+    viewer = make_napari_viewer()
+    (raw,) = viewer.open(str(thp1_path), plugin="napari-deeper")
+    widget = DenoiseWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.methods.value = ["savgol"]
+    widget.side_by_side.value = True
+    show_band(viewer, raw, 624.5)  # a cosmic ray sits at this band (see the Unmix docs)
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60000)
+    assert widget.runner.last_error is None, widget.runner.last_error
+
+    shown = [lay for lay in viewer.layers if lay.visible]
+    assert [panel_title(lay) for lay in shown] == ["thp1_witec_40x40x500", "savgol"]
+    band = raw.data[int(viewer.dims.current_step[0])]
+    (low, high), = {tuple(lay.contrast_limits) for lay in shown}
+    assert high < 0.5 * band.max()  # the spike's value would leave the rest of the panel black
+    assert np.mean(band > high) < 0.01  # at most the brightest 1 % saturate

@@ -151,3 +151,31 @@ def test_background_left_out_and_the_legend_on_the_canvas(qtbot, make_napari_vie
 
     widget.rename_component(0 if background != 0 else 1, "nucleus")
     assert "■ nucleus" in widget.legend(labels)
+
+
+def test_raw_thp1_spikes_warned_about_and_removed_by_default(qtbot, make_napari_viewer, thp1_path):
+    """The real WITec THP-1 map, opened as a user does, with a cropped copy beside it."""
+    from napari_deeper._widgets.preprocess import PreprocessWidget
+
+    viewer = make_napari_viewer()
+    (raw,) = viewer.open(str(thp1_path), plugin="napari-deeper")
+    crop = PreprocessWidget(viewer)
+    viewer.window.add_dock_widget(crop)
+    crop_range = raw.metadata["wavenumbers"][[20, -20]]
+    crop.crop_start.value, crop.crop_stop.value = float(crop_range[0]), float(crop_range[1])
+    crop.runner.run_button.click()
+    qtbot.waitUntil(lambda: not crop.runner.busy, timeout=60000)
+    assert crop.runner.last_error is None, crop.runner.last_error
+    viewer.layers.selection.active = raw
+    widget = UnmixWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.source.value is raw and list(widget.targets.value) == [raw]  # not the cropped copy
+    widget.n_endmembers.value = 8
+
+    widget.despike.value = False
+    run(qtbot, widget)
+    assert "624.5 cm⁻¹" in widget.warning.value and "679.9 cm⁻¹" in widget.warning.value
+
+    widget.despike.value = True
+    run(qtbot, widget)
+    assert widget.warning.value == "" and widget.result.spikes_removed > 0
