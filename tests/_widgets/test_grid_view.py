@@ -139,8 +139,18 @@ def test_compare_grid_titles_show_the_differing_part(qtbot, make_napari_viewer):
     (limits,) = {tuple(lay.contrast_limits) for lay in shown}
     assert limits[1] < 3.0
 
+    shown[2].name = f"{prefix} · savgol window 21"  # renamed while shown: its title follows
+    assert panel_title(shown[2]) == "savgol window 21"
+    assert "savgol window 21" in drawn_titles(viewer, shown)
+
     widget.normal_view_button.click()
     assert all(panel_title(lay) is None for lay in viewer.layers)
+
+    widget.side_by_side_button.click()
+    viewer.canvas.grid.enabled = False  # napari's grid button
+    assert all(panel_title(lay) is None for lay in viewer.layers)
+    shown[0].contrast_limits = (1.0, 1.5)  # no longer linked
+    assert tuple(shown[1].contrast_limits) != pytest.approx((1.0, 1.5))
 
 
 def test_thp1_grid_contrast_is_not_set_by_its_cosmic_rays(qtbot, make_napari_viewer, thp1_path):

@@ -9,7 +9,8 @@
   hot pixels or cosmic rays do not set it), linked while the grid is shown: changing it on one
   panel changes it on all.
 
-:func:`restore_view` leaves the grid, removes the titles and the link and shows every layer again.
+:func:`restore_view` leaves the grid, removes the titles and the link and shows every layer again;
+leaving the grid with napari's own grid button removes the titles and the link too.
 
 napari's own panel title (``layer.name_overlay``) can only show the full layer name; the titles
 here are a layer overlay of napari's layer-name kind whose text is set, registered with napari's
@@ -123,6 +124,8 @@ def _add_titles(layers) -> None:
         if model is None:
             layer.name_overlay.font_size = TITLE_FONT_SIZE
             layer.name_overlay.visible = True
+        elif TITLE_KEY in layer._overlays:
+            layer._overlays[TITLE_KEY].text = title
         else:
             layer._overlays[TITLE_KEY] = model(text=title, font_size=TITLE_FONT_SIZE, visible=True)
 
@@ -154,11 +157,24 @@ def show_side_by_side(viewer, layers, link_contrast: bool = True) -> None:
         if len(layers) > 1:
             link_layers(layers, LINKED_ATTRIBUTES)
     _add_titles(layers)
-    _state[viewer] = {"layers": layers, "linked": link_contrast and len(layers) > 1}
+
+    def retitle(event=None) -> None:  # a panel's layer renamed: every title is worked out again
+        _add_titles([layer for layer in layers if layer in viewer.layers])
+
+    for layer in layers:
+        layer.events.name.connect(retitle)
     grid = grid_of(viewer)
+
+    def left(event=None) -> None:  # the grid left with napari's own button: titles and link go too
+        if not grid.enabled:
+            _undo(viewer)
+
+    _state[viewer] = {"layers": layers, "linked": link_contrast and len(layers) > 1, "retitle": retitle,
+                      "left": left}
     grid.stride = 1
     grid.shape = (-1, -1)
     grid.enabled = True
+    grid.events.enabled.connect(left)
     viewer.reset_view()
 
 
@@ -169,6 +185,9 @@ def _undo(viewer) -> None:
     state = _state.pop(viewer, None)
     if state is None:
         return
+    grid_of(viewer).events.enabled.disconnect(state["left"])
+    for layer in state["layers"]:
+        layer.events.name.disconnect(state["retitle"])
     alive = [layer for layer in state["layers"] if layer in viewer.layers]
     _remove_titles(alive)
     if state["linked"] and len(alive) > 1:
