@@ -45,7 +45,7 @@ def _network(model_name: str):
 
 
 def _build_registry() -> dict[str, Method]:
-    from . import calibrate, classical, hybrid
+    from . import calibrate, classical, hybrid, selfsupervised
     from .vst import STABILISE_CHOICES
 
     batch = Param("batch_size", int, None, (1, 1 << 16), help="spectra per batch (auto: from free memory)",
@@ -114,6 +114,10 @@ def _build_registry() -> dict[str, Method]:
             "aunet", _network("aunet"), (batch,),
             "noise-learning attention U-net in the DCT domain, per spectrum", kind="network", model="aunet",
             uses_device=True,
+        ),
+        "n2s": Method(
+            "n2s", selfsupervised.n2s_steps, selfsupervised.params(), selfsupervised.DESCRIPTION, kind="network",
+            model=selfsupervised.MODEL, uses_device=True,
         ),
     }
     return registry

@@ -24,6 +24,7 @@ ARCHITECTURES = {
     "aunet": "napari_deeper.models.aunet:AUNet1d",
     "hyrisr": "napari_deeper.models.hyrisr:HyRISR",
     "srresnet": "napari_deeper.models.srresnet:SRResNet",
+    "subspace_unet": "napari_deeper.models.subspace_unet:SubspaceUNet",
 }
 
 

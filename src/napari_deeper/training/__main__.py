@@ -8,6 +8,7 @@ from importlib import import_module
 TASKS = {
     "denoise": ("napari_deeper.training.denoise", "train a denoising network on simulated cells"),
     "superres": ("napari_deeper.training.superres", "train a super-resolution network"),
+    "n2s": ("napari_deeper.training.selfsupervised", "pretrain the self-supervised denoiser's network"),
 }
 
 
