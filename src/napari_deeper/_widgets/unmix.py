@@ -1,11 +1,14 @@
 """Unmix dock widget: VCA endmembers from one layer, exact NNLS abundance maps for many.
 
-Pick the layer to take endmembers from (the cleanest: a long exposure or a denoised result), how
-many, and the layers to explain with them (raw, every processed version). *Unmix* runs
-:func:`napari_deeper.unmix.unmix_steps` in a worker (VCA, then NNLS or FCLS per target, with
-progress and cancel) and makes, per target: the abundance maps (one stacked layer, or one
-coloured layer per component), a labels layer of the dominant component (colours as in the
-endmember plot) and the residual map. Components can be renamed in the table (names carry to
+Pick the layer to take endmembers from (the cleanest: a long exposure or a denoised result; the
+dock opens on the selected layer), how many, and the layers to explain with them (raw, every
+processed version; those on the source's spectral axis start chosen, the source first). *Unmix*
+runs :func:`napari_deeper.unmix.unmix_steps` in a worker (cosmic-ray spikes removed from the
+source by default, VCA, then NNLS or FCLS per target, with progress and cancel), warns about
+endmembers that still look like spikes, and makes, per target: the abundance maps (by default one
+colour layer mixing the components; or one stacked layer, or one coloured layer per component),
+a labels layer of the dominant component (colours as in the endmember plot, the background
+optionally left out, a class legend on the canvas) and the residual map. Components can be renamed in the table (names carry to
 layer names and exports); every map's provenance holds the recipe step that remakes it from its
 target, with the endmembers inline; endmembers load from and save to CSV; with a reference labels
 layer the pixel classification accuracy of each target is shown. *Export unmixing...* writes one run's maps,
