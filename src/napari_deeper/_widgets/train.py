@@ -14,6 +14,12 @@ and from then on appears in the denoise / super-resolution method lists. A cance
 run saves nothing. The jobs, name rules, checks and saving are the core's
 :mod:`napari_deeper.training.finetune` (a script fine-tunes the same way); this dock collects
 the parameters, runs the job in a Runner and shows the loss.
+
+Defaults: the denoising pair is proposed by provenance and SNR
+(:func:`~napari_deeper.training.finetune.choose_pair`) until the user picks a layer; the base
+model is the task's shipped one (:func:`~napari_deeper.training.finetune.default_base`), not the
+last fine-tune saved; *Estimate time* times a few steps of the job as set
+(:func:`~napari_deeper.training.finetune.time_steps`) and shows how long the run will take.
 """
 
 from __future__ import annotations
