@@ -141,8 +141,10 @@ def test_streamed_denoise_equals_in_memory(scratch, wide, method, params):
 
 
 @pytest.mark.parametrize(("method", "scale"), [("bicubic", 2), ("bicubic", 3), ("bilinear", 2), ("nearest", 2)])
-def test_streamed_upscale_equals_in_memory(scratch, wide, method, scale):
-    """Tiles read with a margin: no seams (float32 rounding only)."""
+def test_streamed_upscale_equals_in_memory(scratch, wide, method, scale, monkeypatch):
+    """Tiles read with a margin: no seams (float32 rounding only); small tiles, so that the
+    cube is cut along both axes."""
+    monkeypatch.setattr(nd.stream, "UPSCALE_TILE", 32)
     data, _ = wide
     streamed = np.asarray(nd.stream.upscale(data, scale, method, stream=True))
     plain = nd.upscale(data, scale, method)

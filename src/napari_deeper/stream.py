@@ -46,7 +46,10 @@ DENOISERS = ("savgol", "whittaker", "wavelet")
 #: Upscalers that stream (separable interpolation, bounded reach).
 UPSCALERS = ("nearest", "bilinear", "bicubic")
 #: Input pixels around an upscaled tile: the cubic spline's weights fall below 1e-7 after 12.
-MARGIN = 16
+MARGIN = 12
+#: Input pixels along each side of an upscaled tile (the margin's share of the work falls with
+#: it, the interpolation matrices' cost grows with it).
+UPSCALE_TILE = 128
 #: Bytes of input read per block (every band of whole 64 x 64 tiles along a row of tiles).
 BLOCK_BYTES = 96 << 20
 #: Environment variable naming the folder for streamed results made without ``out=``.
@@ -117,8 +120,9 @@ def streamed_steps(out_shape, block_steps, *, out=None, name: str = "result", wa
     rows_in, cols_in = (int(n) // scale for n in out_shape[-2:])
     with StoreWriter(path, out_shape, wavenumbers=wavenumbers, record=record, chunks=chunk_shape(out_shape),
                      compress=False, overwrite=False) as writer:  # (uncompressed: no CPU spent on noise)
-        groups = _column_groups(cols_in, TILE, in_bands, TILE) if scale == 1 else list(chunks(cols_in, TILE))
-        blocks = [(rows, cols) for rows in chunks(rows_in, TILE) for cols in groups]
+        side = TILE if scale == 1 else UPSCALE_TILE
+        groups = _column_groups(cols_in, side, in_bands, side) if scale == 1 else list(chunks(cols_in, side))
+        blocks = [(rows, cols) for rows in chunks(rows_in, side) for cols in groups]
         total = rows_in * cols_in
         done = 0
         yield Progress(0, total, label)
