@@ -63,3 +63,25 @@ def test_lazy_layer_upscaled_by_tiles_in_the_super_resolve_dock(make_napari_view
     plain = nd.upscale(data, 2, "bicubic")
     np.testing.assert_allclose(np.asarray(result.data), plain, rtol=0, atol=2e-6 * np.abs(plain).max())
     np.testing.assert_allclose(result.scale[1:], layer.scale[1:] / 2)
+
+
+def test_cancelled_streamed_run_leaves_no_layer_and_no_store(make_napari_viewer, run_dock, tmp_path, monkeypatch):
+    from napari_deeper._widgets.denoise import DenoiseWidget
+
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv(nd.stream.SCRATCH_ENV, str(scratch))
+    sim = nd.simulate.simulate_cell((320, 64), n_bands=60, photons=40, seed=6)  # 5 blocks of 64 rows
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(save_zarr(sim.noisy, tmp_path / "long.zarr", sim.wavenumbers)), plugin="napari-deeper")
+    widget = DenoiseWidget(viewer)
+    widget.input_layer.value = layer
+    widget.methods.value = ["savgol", "whittaker"]
+
+    def cancel_once_under_way(value: int) -> None:
+        if value > 0:
+            widget.runner.cancel_button.click()
+
+    run_dock(widget, on_start=lambda worker: widget.runner.progress.valueChanged.connect(cancel_once_under_way))
+    assert [lay.name for lay in viewer.layers] == ["long"]
+    assert "Cancelled" in widget.runner.status.text()
+    assert not scratch.exists() or not list(scratch.iterdir()), "the partial store is removed at once"

@@ -190,6 +190,9 @@ class Runner(QWidget):
         show_error(f"napari-deeper: {error}")
 
     def _on_aborted(self) -> None:
+        steps = getattr(self.worker, "_gen", None)  # stopped at a yield: its clean-up runs now, not when
+        if steps is not None:                      # the worker is collected (a streamed run's partial store)
+            steps.close()
         self.status.setText("Cancelled: no layers were made.")
         show_info("napari-deeper: run cancelled; no layers were made.")
 
