@@ -85,3 +85,33 @@ def test_cancelled_streamed_run_leaves_no_layer_and_no_store(make_napari_viewer,
     assert [lay.name for lay in viewer.layers] == ["long"]
     assert "Cancelled" in widget.runner.status.text()
     assert not scratch.exists() or not list(scratch.iterdir()), "the partial store is removed at once"
+
+
+def test_disk_filling_up_shows_the_error_and_makes_no_layer(make_napari_viewer, run_dock, tmp_path, monkeypatch):
+    import errno
+
+    import zarr
+
+    from napari_deeper._widgets.denoise import DenoiseWidget
+
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv(nd.stream.SCRATCH_ENV, str(scratch))
+    sim = nd.simulate.simulate_cell((200, 64), n_bands=60, photons=40, seed=6)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(save_zarr(sim.noisy, tmp_path / "scan.zarr", sim.wavenumbers)), plugin="napari-deeper")
+    original, writes = zarr.Array.__setitem__, []
+
+    def filling_up(self, where, value):  # the second block's write finds the disk full
+        writes.append(where)
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, where, value)
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", filling_up)
+    widget = DenoiseWidget(viewer)
+    widget.input_layer.value = layer
+    widget.methods.value = ["savgol"]
+    error = run_dock(widget, fails=True)
+    assert "disk filled up" in str(error) and "partial store was removed" in str(error)
+    assert [lay.name for lay in viewer.layers] == ["scan"]
+    assert not list(scratch.iterdir())
