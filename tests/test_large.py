@@ -225,3 +225,21 @@ def test_too_little_free_space_is_refused_before_the_start(tmp_path, wide, monke
     with pytest.raises(ValueError, match=r"not enough disk space for up\.zarr: it needs 0\.\d\d GiB .* 0\.00 GiB free"):
         nd.stream.upscale(data, 2, out=tmp_path / "up.zarr", stream=True)
     assert not list(tmp_path.iterdir())
+
+
+def test_automatic_rule_opens_and_streams_above_a_quarter_of_the_ram(tmp_path, scratch, cell, monkeypatch):
+    """``lazy=None`` and ``stream=None`` follow the size threshold (made small here)."""
+    from napari_deeper.io import _lazy
+
+    data, wn = cell
+    np.save(tmp_path / "c.npy", np.ascontiguousarray(data.transpose(1, 2, 0)))
+    np.save(tmp_path / "c_wavenumbers.npy", wn)
+    assert _lazy.lazy_threshold() == _lazy.physical_memory() // 4
+    assert isinstance(load_cube(tmp_path / "c.npy").data, np.ndarray)
+    monkeypatch.setattr(_lazy, "lazy_threshold", lambda: data.nbytes - 1)
+    monkeypatch.setattr(nd.stream, "lazy_threshold", lambda: data.nbytes - 1)
+    assert is_lazy(load_cube(tmp_path / "c.npy").data)
+    assert nd.stream.should_stream(data, data.shape) and not nd.stream.should_stream(data, data[:1].shape)
+    assert is_lazy(nd.stream.denoise(data, "whittaker", wn))
+    with pytest.raises(ValueError, match="stream must be"):
+        nd.stream.should_stream(data, data.shape, stream="auto")
