@@ -113,8 +113,8 @@ def streamed_steps(out_shape, block_steps, *, out=None, name: str = "result", wa
     ``block_steps(rows, cols)`` is a ``*_steps`` generator returning the result of the input
     pixels ``rows`` x ``cols`` (output pixels ``scale`` times as many along each axis). Blocks
     are rows of :data:`TILE` input pixels, as wide as :data:`BLOCK_BYTES` of input allows; when
-    upscaling (``scale`` > 1), square tiles of :data:`TILE` input pixels (the interpolation's cost
-    per pixel grows with the tile's side).
+    upscaling (``scale`` > 1), square tiles of :data:`UPSCALE_TILE` input pixels (the
+    interpolation's cost per pixel grows with the tile's side).
     """
     path = _destination(out, name)
     rows_in, cols_in = (int(n) // scale for n in out_shape[-2:])
