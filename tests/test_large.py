@@ -243,3 +243,13 @@ def test_automatic_rule_opens_and_streams_above_a_quarter_of_the_ram(tmp_path, s
     assert is_lazy(nd.stream.denoise(data, "whittaker", wn))
     with pytest.raises(ValueError, match="stream must be"):
         nd.stream.should_stream(data, data.shape, stream="auto")
+
+
+def test_band_maps_of_a_lazy_cube(tmp_path, cell):
+    """The Peak heatmap dock's own path (``band_map`` on the layer's data) works on a lazy store
+    as it is, reading the window's bands chunk by chunk: the same map as in memory."""
+    data, wn = cell
+    cube = load_cube(save_zarr(data, tmp_path / "cube.zarr", wn))
+    for mode in ("area", "height"):
+        np.testing.assert_array_equal(nd.band_map(cube.data, cube.wavenumbers, 1004.0, 20.0, mode=mode),
+                                      nd.band_map(data, wn, 1004.0, 20.0, mode=mode))
