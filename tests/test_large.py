@@ -93,6 +93,8 @@ def test_zarr_without_spectral_axis(tmp_path, cell):
     np.testing.assert_array_equal(np.asarray(bare.data), data)
     with pytest.raises(ValueError, match="not a zarr store"):
         load_cube(tmp_path / "missing.zarr")
+    with pytest.raises(ValueError, match="shape= folds"):
+        load_cube(tmp_path / "bare.zarr", shape=(40, 40))
 
 
 def test_layer_writer_writes_maps_and_cubes(tmp_path, cell):

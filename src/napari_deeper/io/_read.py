@@ -108,6 +108,8 @@ def load_cube(path, shape=None, layout=None, nonfinite: str = "raise", raman_shi
     path = as_path(path)
     if path.suffix.lower() == ZARR_SUFFIX or is_store(path):
         wants_lazy(lazy, ())  # checks the value; a zarr store always opens lazily
+        if shape is not None:
+            raise ValueError(f"shape= folds a (pixels, bands) matrix into an image; {path.name} holds a 3-D cube: leave it out")
         return _finish(read_zarr(path, layout), path, nonfinite)
     if not path.is_file():
         raise ValueError(f"{path} does not exist or is not a file")
