@@ -32,15 +32,17 @@ def _share_cores() -> bool:
     """Limit torch to all cores but :data:`WINDOW_CORES` while this run goes; True if applied.
 
     Applied once torch is imported (the networks import it when they start), never importing it
-    here; :func:`_unshare_cores` puts torch's setting back when the last such run ends.
+    here, and not while another thread is still importing it (a partly initialised module has no
+    ``get_num_threads`` yet); :func:`_unshare_cores` puts torch's setting back when the last such
+    run ends.
     """
     import os
     import sys
 
     torch = sys.modules.get("torch")
     cores = os.cpu_count() or 1
-    if torch is None or WINDOW_CORES <= 0 or cores <= WINDOW_CORES:
-        return False
+    if torch is None or getattr(torch.__spec__, "_initializing", False) or WINDOW_CORES <= 0 or cores <= WINDOW_CORES:
+        return False  # not imported, or the run's thread is importing it now: the next progress report tries again
     if _torch_threads["runs"] == 0:
         _torch_threads["saved"] = torch.get_num_threads()
         torch.set_num_threads(max(1, min(_torch_threads["saved"], cores - WINDOW_CORES)))
