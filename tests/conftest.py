@@ -11,12 +11,6 @@ from napari_deeper._sample_data import THP1_FILE
 
 pytest_plugins = ("pytester",)
 
-#: The project's shared data folder beside the checkout; optional (a fresh clone has none).
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-#: The shared copy of the THP-1 map that the package ships; tests that compare with it skip
-#: at collection when it is absent.
-SHARED_THP1 = SHARED_DATA / "thp1_witec_40x40x500.mat"
-
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_THP1
 
 from napari_deeper import _sample_data, load_cube
 from napari_deeper import simulate as sim
 from napari_deeper._sample_data import THP1_FILE, THP1_ORIGIN
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the copy beside the repository that the shipped sample was taken from (absent on a bare clone)
+SHARED_THP1 = ROOT.parent / "shared" / "data" / "thp1_witec_40x40x500.mat"
 
 
 def _check_layer_tuple(layer_data):
