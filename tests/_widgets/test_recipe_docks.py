@@ -95,7 +95,7 @@ def test_three_docks_then_a_peak_map_replay_bit_identically(opened, tmp_path, ru
 @pytest.mark.gui
 def test_fast_scan_restore_and_unmixing_replay_bit_identically(opened, tmp_path, run_dock):
     from napari_deeper._widgets.superres import SuperResWidget
-    from napari_deeper._widgets.unmix import STACKED, UnmixWidget
+    from napari_deeper._widgets.unmix import COMPOSITE, PER_COMPONENT, STACKED, UnmixWidget, composite
 
     viewer, layer, path = opened
     superres = SuperResWidget(viewer)
@@ -114,6 +114,7 @@ def test_fast_scan_restore_and_unmixing_replay_bit_identically(opened, tmp_path,
     unmix.targets.value = [denoised]
     unmix.n_endmembers.value = 3
     unmix.sum_to_one.value = True
+    unmix.output.value = PER_COMPONENT
     run_dock(unmix.runner)
     made = unmix.made[denoised.name]
     unmix.output.value = STACKED
@@ -124,6 +125,11 @@ def test_fast_scan_restore_and_unmixing_replay_bit_identically(opened, tmp_path,
     np.testing.assert_array_equal(step["params"]["endmembers"], unmix.result.endmembers)  # inline
     for one in (*made["abundance"], made["labels"], made["residual"], stacked):
         assert np.array_equal(_replayed(one, path, tmp_path, "unmix").final, one.data), one.name
+    # the default colour layer is a view of the maps: its recipe replays to the maps it mixes
+    unmix.output.value = COMPOSITE
+    run_dock(unmix.runner)
+    (mixed,) = unmix.made[denoised.name]["abundance"]
+    assert np.array_equal(composite(_replayed(mixed, path, tmp_path, "mixed").final), mixed.data)
 
 
 @pytest.mark.gui
