@@ -17,10 +17,31 @@ def cell():
     return nd.simulate.simulate_cell((16, 16), n_bands=120, photons=200, seed=4)
 
 
+@pytest.fixture(autouse=True)
+def torch_loaded():
+    """torch imported before the docks run, so that a dock's run holds torch at the threads it
+    leaves to the window from its first step to its last (see ``_widgets._runner``)."""
+    import torch
+
+    return torch
+
+
 def _replayed(layer, source_file, tmp_path, name):
-    """The layer's recipe, saved, loaded back and replayed on the cube read from its file."""
+    """The layer's recipe, saved, loaded back and replayed on the cube read from its file, with
+    torch at the threads a dock's run uses (reductions over other thread counts round differently)."""
+    import os
+
+    import torch
+
+    from napari_deeper._widgets._runner import WINDOW_CORES
+
     saved = Recipe.from_layer(layer).save(tmp_path / f"{name}.recipe.json")
-    return Recipe.load(saved).run(nd.load_cube(source_file))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - WINDOW_CORES)))
+    try:
+        return Recipe.load(saved).run(nd.load_cube(source_file))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture

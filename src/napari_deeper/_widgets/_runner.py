@@ -142,6 +142,7 @@ class Runner(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText("Running...")
+        self._sharing_cores = _share_cores()  # torch imported already: limited before the run computes
         worker.start()
         return worker
 

@@ -125,8 +125,8 @@ class Staging:
         self.run_id = run_id
         self.attempt = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.folder = self.out / f".{name}.{run_id}.{self.attempt}{PARTIAL}"
+        journal(self.out, "start", name, run_id, self.attempt)  # first: every staging folder has its start
         self.folder.mkdir()
-        journal(self.out, "start", name, run_id, self.attempt)
 
     @property
     def final(self) -> Path:
