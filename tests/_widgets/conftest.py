@@ -54,3 +54,15 @@ def run_dock(qtbot) -> Callable:
         return None
 
     return run
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch at one thread for the test: tiny models train faster on one thread than on several
+    fighting over a busy CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

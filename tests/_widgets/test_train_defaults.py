@@ -16,20 +16,9 @@ from napari_deeper._widgets.train import TrainWidget
 from napari_deeper.models import registry
 from napari_deeper.simulate import simulate_cell
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 TINY = {"width": 4, "levels": 2, "max_width": 8}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train faster on one thread than on several fighting over a busy CPU."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from napari_deeper.simulate import simulate_cell
 from napari_deeper.training.finetune import check_model_name, default_model_name
 
 N_BANDS = 48
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY_DENOISER = ("tiny-aunet", "aunet", {"width": 4, "levels": 2, "max_width": 8}, "denoise")
 TINY_RESUNET = ("tiny-resunet", "resunet", {"width": 4, "levels": 2, "max_width": 8}, "denoise")
 TINY_UPSCALER = (
@@ -29,17 +31,6 @@ TINY_UPSCALER = (
 )
 BASE_MODELS = (TINY_DENOISER, TINY_RESUNET, TINY_UPSCALER)
 BASE_NAMES = {name for name, *_rest in BASE_MODELS}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train faster on one thread than on several fighting over a busy CPU."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
