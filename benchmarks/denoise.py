@@ -123,14 +123,18 @@ def tune_whittaker(case):
     return _search(case, fine, lambda y, p: denoise(y, "whittaker", **p))
 
 
-def tune_gaussian(case):
+def gaussian(y, params):
     """A Gaussian filter over (band, y, x), widths in bands and in pixels."""
     from scipy.ndimage import gaussian_filter
 
+    sigma = (params["sigma_band"], params["sigma_xy"], params["sigma_xy"])
+    return gaussian_filter(y.astype(np.float64), sigma, mode="nearest")
+
+
+def tune_gaussian(case):
     grid = [{"sigma_band": b, "sigma_xy": s} for b in (0, 0.5, 1, 1.5, 2, 3, 4, 6) for s in (0, 0.5, 0.75, 1, 1.5, 2, 3)
             if b or s]
-    return _search(case, grid, lambda y, p: gaussian_filter(y.astype(np.float64), (p["sigma_band"], p["sigma_xy"],
-                                                                                  p["sigma_xy"]), mode="nearest"))
+    return _search(case, grid, gaussian)
 
 
 def apply_tuned(name: str, case: Case, params: dict) -> np.ndarray:
@@ -141,10 +145,7 @@ def apply_tuned(name: str, case: Case, params: dict) -> np.ndarray:
             return denoise(case.noisy, "pca", n_components=int(params["n_components"]))
         return np.broadcast_to(case.noisy.mean(axis=(1, 2), keepdims=True), case.noisy.shape).copy()
     if name == "gaussian":
-        from scipy.ndimage import gaussian_filter
-
-        sigma = (params["sigma_band"], params["sigma_xy"], params["sigma_xy"])
-        return gaussian_filter(case.noisy.astype(np.float64), sigma, mode="nearest")
+        return gaussian(case.noisy, params)
     return denoise(case.noisy, name, **params)
 
 
