@@ -46,6 +46,9 @@ def test_distinct_titles_keep_what_differs():
     assert distinct_titles(["cell", "cell · savgol", "cell · pca"]) == ["cell", "savgol", "pca"]
     assert distinct_titles(["a · x · out", "b · x · out"]) == ["a", "b"]
     assert distinct_titles(["short", "other"]) == ["short", "other"]
+    # a reference beside a scan and its results: the names that start alike are trimmed together
+    assert distinct_titles(["cell high SNR", "cell low SNR", "cell low SNR · hybrid", "cell low SNR · pca"]) == [
+        "cell high SNR", "cell low SNR", "hybrid", "pca"]
     long = "p" * 50 + " · method"
     (title, _) = distinct_titles([long, "q · method"])
     assert title.startswith("…") and title.endswith("p") and len(title) <= 36

@@ -46,10 +46,21 @@ def distinct_titles(names) -> list[str]:
     """What tells each name apart: the names' ``" · "``-parts with the parts all share removed.
 
     ``["cell · resunet", "cell · savgol"]`` gives ``["resunet", "savgol"]``; a name that is
-    nothing but the shared parts (the input of the results beside it) keeps its last part, and
-    names with nothing in common stay whole. Long titles keep their end.
+    nothing but the shared parts (the input of the results beside it) keeps its last part. When
+    the names share nothing (a reference beside a scan and its results), the names that start
+    alike are trimmed among themselves, and a name alone stays whole. Long titles keep their end.
     """
     names = [str(name) for name in names]
+    firsts = [name.split(SEPARATOR)[0] for name in names]
+    if len(set(firsts)) > 1 and any(firsts.count(first) > 1 for first in firsts):
+        titles = list(names)
+        for first in set(firsts):
+            group = [i for i, f in enumerate(firsts) if f == first]
+            if len(group) > 1:
+                for i, title in zip(group, distinct_titles([names[i] for i in group])):
+                    titles[i] = title
+        if len(set(titles)) == len(set(names)):
+            return [_shortened(t) for t in titles]
     parts = [name.split(SEPARATOR) for name in names]
     if len(names) > 1:
         lead = 0
@@ -64,7 +75,12 @@ def distinct_titles(names) -> list[str]:
             titles = names
     else:
         titles = names
-    return [t if len(t) <= TITLE_MAX_CHARS else "…" + t[-(TITLE_MAX_CHARS - 1) :] for t in titles]
+    return [_shortened(t) for t in titles]
+
+
+def _shortened(title: str) -> str:
+    """A title of at most :data:`TITLE_MAX_CHARS` characters; a long one keeps its end."""
+    return title if len(title) <= TITLE_MAX_CHARS else "…" + title[-(TITLE_MAX_CHARS - 1) :]
 
 
 def shared_limits(layers, viewer) -> tuple[float, float]:
