@@ -393,7 +393,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path, recipe_file, server
     """SIGINT in the middle: exit 130, finished inputs complete, no staging folder or temporary
     file anywhere, the rest marked cancelled; the same command again does only the rest."""
     folder = tmp_path / "cells"
-    write_cells(folder, 48, shape=(40, 40))  # seconds of work after the signal, even on a loaded machine
+    write_cells(folder, 96, shape=(40, 40))  # seconds of work after the signal, even on a loaded machine
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "napari_deeper", "batch", str(recipe_file), str(folder), "--out", str(out),
