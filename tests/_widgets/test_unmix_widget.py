@@ -65,6 +65,15 @@ def test_unmix_makes_maps_labels_residuals_and_exports(make_napari_viewer, tmp_p
     # the plot shows the endmembers against the wavenumber axis
     lines = widget.axes.get_lines()
     assert len(lines) == 5 and np.allclose(lines[0].get_xdata(), cell.wavenumbers)
+    # in the viewer's theme (no white panel in the dark one), and it follows a change of theme
+    from matplotlib.colors import to_rgba
+    from napari.utils.theme import get_theme
+
+    for theme in ("dark", "light"):
+        viewer.theme = theme
+        colours = get_theme(theme)
+        assert widget.plot.figure.get_facecolor() == to_rgba(colours.background.as_hex())
+        assert widget.axes.get_legend().get_texts()[0].get_color() == colours.text.as_hex()
 
     # the source's labels become the reference: accuracy 100 % for itself, less for noisy data
     assert widget.reference.value is labels

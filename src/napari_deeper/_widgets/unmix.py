@@ -167,13 +167,10 @@ class UnmixWidget(QWidget):
         )
         self.runner = Runner("Unmix")
 
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
+        from ._plot import SmallPlot
 
-        self.figure = Figure(figsize=(4, 2.6), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(170)
-        self.axes = self.figure.add_subplot(111)
+        self.plot = SmallPlot(napari_viewer, height=170)
+        self.axes = self.plot.axes
 
         self.names_table = QTableWidget(0, 1)
         self.names_table.setHorizontalHeaderLabels(["Component name (editable)"])
@@ -202,7 +199,7 @@ class UnmixWidget(QWidget):
         layout.addWidget(self.controls.native)
         layout.addWidget(self.runner)
         layout.addWidget(self.warning.native)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.plot)
         layout.addWidget(self.names_table)
         layout.addLayout(csv_buttons)
         layout.addWidget(Container(widgets=[self.reference]).native)
@@ -548,12 +545,11 @@ class UnmixWidget(QWidget):
         self._plot()
 
     def _plot(self) -> None:
-        self.axes.clear()
         current = self._current_endmembers()
         if current is None:
-            self.axes.text(0.5, 0.5, "Endmembers appear here", ha="center", va="center", transform=self.axes.transAxes)
-            self.axes.set_axis_off()
+            self.plot.message("Endmembers appear here")
         else:
+            self.axes.clear()
             endmembers, wavenumbers = current
             x = np.arange(endmembers.shape[1]) if wavenumbers is None else np.asarray(wavenumbers)
             names = self.names if len(self.names) == len(endmembers) else default_names(len(endmembers))
@@ -562,7 +558,7 @@ class UnmixWidget(QWidget):
             self.axes.set_xlabel("band" if wavenumbers is None else "Raman shift (cm⁻¹)")
             self.axes.set_ylabel("intensity")
             self.axes.legend(fontsize="x-small", frameon=False, loc="best")
-        self.canvas.draw_idle()
+            self.plot.apply_theme()
 
     # -------------------------------------------------------------------------------- accuracy
     def update_accuracy(self, value=None) -> None:
