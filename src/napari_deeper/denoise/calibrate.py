@@ -41,8 +41,11 @@ WAVELET_SCALES = tuple(np.geomspace(0.25, 4.0, 9))
 
 
 def sample_spectra(data: np.ndarray, n: int = SAMPLE_SPECTRA) -> np.ndarray:
-    """``(B, n)`` float64 spectra at evenly spaced pixels (all of them when there are fewer)."""
-    flat = data.reshape(data.shape[0], -1)
+    """``(B, n)`` float64 spectra at evenly spaced pixels (all of them when there are fewer).
+
+    ``data`` is a ``(B, Y, X)`` cube or its pixels ``(B, N)`` (a view or a lazy
+    :class:`~napari_deeper.io._lazy.FlatPixels`)."""
+    flat = data if data.ndim == 2 else data.reshape(data.shape[0], -1)
     index = np.unique(np.linspace(0, flat.shape[1] - 1, min(n, flat.shape[1])).round().astype(int))
     return np.asarray(flat[:, index], dtype=np.float64)
 
@@ -306,7 +309,7 @@ def model_variance(block: np.ndarray, noise) -> np.ndarray:
     return np.maximum(a * np.asarray(block, dtype=np.float32) + b, floor)
 
 
-def noise_scales_steps(data: np.ndarray, flat: np.ndarray, slices, noise, message: str = "evening out the noise"):
+def noise_scales_steps(flat: np.ndarray, slices, noise, message: str = "evening out the noise"):
     """One scale per band and one per pixel that even out the cube's noise: ``(band, pixel)``.
 
     ``sqrt(u_b)`` and ``sqrt(v_p)`` with ``u`` from Sinkhorn scaling of the noise model's variance
@@ -318,7 +321,7 @@ def noise_scales_steps(data: np.ndarray, flat: np.ndarray, slices, noise, messag
     """
     from ..compute import Progress
 
-    u, _ = sinkhorn_scaling(model_variance(sample_spectra(data, 4096), noise).astype(np.float64))
+    u, _ = sinkhorn_scaling(model_variance(sample_spectra(flat, 4096), noise).astype(np.float64))
     pixel = np.empty(flat.shape[1])
     for i, sl in enumerate(slices):
         pixel[sl] = flat.shape[0] / (u.astype(np.float32) @ model_variance(flat[:, sl], noise))
@@ -341,7 +344,7 @@ def evened_rank_steps(data: np.ndarray, rule: str = "gavish-donoho", noise=None,
     yield Progress(0, 1, "estimating the noise")
     noise = estimate_noise(data, max_values=500_000, spikes=False) if noise is None else noise
     flat, slices = pixel_blocks(data)
-    band, pixel = yield from noise_scales_steps(data, flat, slices, noise)
+    band, pixel = yield from noise_scales_steps(flat, slices, noise)
     n_bands, n = flat.shape
     if rule == "bcv":
         index = np.unique(np.linspace(0, n - 1, min(n, 8192)).round().astype(int))

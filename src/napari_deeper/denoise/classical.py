@@ -18,9 +18,15 @@ _GD_COEFFS = (0.56, -0.95, 1.82, 1.43)
 
 
 def pixel_blocks(data: np.ndarray, bytes_per_band: float = 16.0, device=None):
-    """``(flat (B, N) view, list of slices)`` that split the pixels into memory-sized blocks."""
+    """``(flat (B, N) view, list of slices)`` that split the pixels into memory-sized blocks.
+
+    A lazy (dask) cube gives a :class:`~napari_deeper.io._lazy.FlatPixels` reader instead of a
+    view: each ``flat[:, sl]`` reads that block as float32 and nothing more.
+    """
+    from ..io._lazy import FlatPixels, is_lazy
+
     n_bands = data.shape[0]
-    flat = data.reshape(n_bands, -1)
+    flat = FlatPixels(data) if is_lazy(data) else data.reshape(n_bands, -1)
     size = chunk_size(bytes_per_band * n_bands, device, minimum=256, maximum=1 << 16)
     return flat, list(chunks(flat.shape[1], size))
 

@@ -108,8 +108,14 @@ def denoise_image(image: np.ndarray, sigma: float, spatial: str, strength: float
 def hybrid_steps(data: np.ndarray, wavenumbers=None, device=None, max_components: int = 40,
                  significance: float = 10.0, spatial: str = "tv", strength: float = 0.9, auto: bool = True,
                  n_components: int | None = None, whiten: str = "biwhite", smooth_spectra: bool = True,
-                 rank_rule: str = "edge"):
-    """Steps generator of the hybrid (subspace + spatial) denoiser on a ``(B, Y, X)`` cube."""
+                 rank_rule: str = "edge", target=None):
+    """Steps generator of the hybrid (subspace + spatial) denoiser on a ``(B, Y, X)`` cube.
+
+    ``data`` may be lazy (a dask array: every pass reads it block by block, see
+    :func:`~napari_deeper.denoise.classical.pixel_blocks`). ``target`` (optional) receives the
+    result instead of a new cube: ``target[:, sl] = block`` for consecutive slices of the
+    ``(B, Y * X)`` pixels; it is what the steps return then (the streamed run's zarr writer).
+    """
     from .classical import pixel_blocks, principal_axes, spectral_gram_steps
 
     n_bands, ny, nx = data.shape
@@ -120,7 +126,7 @@ def hybrid_steps(data: np.ndarray, wavenumbers=None, device=None, max_components
         )
     if auto:
         return (yield from auto_hybrid_steps(data, max_components, n_components, spatial, whiten, smooth_spectra,
-                                             rank_rule))
+                                             rank_rule, target=target))
     flat, slices = pixel_blocks(data)
     n = flat.shape[1]
     rank = int(min(max_components, n_bands, n - 1))
@@ -150,14 +156,21 @@ def hybrid_steps(data: np.ndarray, wavenumbers=None, device=None, max_components
         yield Progress(done, total, message)
     basis_kept = basis[:, kept]
     scores_kept = scores[kept]
-    out = np.empty(data.shape, dtype=np.float32)
-    out_flat = out.reshape(flat.shape)
+    out, out_flat = _target(target, data.shape)
     message = f"hybrid: reconstructing from {len(kept)} components"
     for sl in slices:
         out_flat[:, sl] = basis_kept @ scores_kept[:, sl] + mean32
         done += 1
         yield Progress(done, total, message)
     return out
+
+
+def _target(target, shape):
+    """``(result, its (B, N) pixels)``: a new float32 cube, or ``target`` as it is."""
+    if target is not None:
+        return target, target
+    out = np.empty(shape, dtype=np.float32)
+    return out, out.reshape(shape[0], -1)
 
 
 # --- the self-calibrated pipeline (auto) --------------------------------------------------------
@@ -253,8 +266,11 @@ def edge_rank(singular: np.ndarray, shape: tuple[int, int]) -> int:
 
 def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: int | None = None,
                       spatial: str = "tv", whiten: str = "biwhite", smooth_spectra: bool = True,
-                      rank_rule: str = "edge", noise=None):
-    """The hybrid denoiser with every choice made on the cube itself (see the module notes)."""
+                      rank_rule: str = "edge", noise=None, target=None):
+    """The hybrid denoiser with every choice made on the cube itself (see the module notes).
+
+    ``data`` and ``target`` as for :func:`hybrid_steps`.
+    """
     from ..compute import share
     from .calibrate import bcv_errors, model_variance, noise_scales_steps
     from .classical import pixel_blocks, principal_axes
@@ -274,7 +290,7 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
     transform = Anscombe.from_noise(noise) if whiten == "vst" else None
     if whiten == "biwhite":
         band_scale, pixel_scale = yield from share(
-            noise_scales_steps(data, flat, slices, noise), done, len(slices), total, "hybrid: evening out the noise")
+            noise_scales_steps(flat, slices, noise), done, len(slices), total, "hybrid: evening out the noise")
         done += len(slices)
 
     def to_z(block, sl):
@@ -346,8 +362,8 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
         for i in range(rank):
             basis[:, i] = dct_smooth(basis[:, i], mean_noise / max(singular[i] ** 2, 1e-300), band_cost)
     done += 1
-    out = np.empty(data.shape, dtype=np.float32)
-    out_flat = out.reshape(flat.shape)
+    del score_variance  # (rank x pixels: room for the reconstruction's blocks)
+    out, out_flat = _target(target, data.shape)
     for sl in slices:
         z = basis @ scores[:, sl] + mean[:, None]
         if transform is not None:

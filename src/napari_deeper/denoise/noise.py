@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .._validation import as_cube
+from .._validation import as_cube, check_finite
 
 #: Values examined at most (positions in the fit); larger cubes are read in evenly spaced strips.
 MAX_VALUES = 4_000_000
@@ -375,13 +375,17 @@ def estimate_noise(data, max_values: int = MAX_VALUES, spikes: bool = True,
     :data:`FIT_VALUES` positions of them; ``spikes=False`` skips counting cosmic-ray spikes
     (faster). Images smaller than 5 x 5 pixels use the residuals along the bands alone. A cube
     with fewer than 9 bands, too few values to bin, or no variation at all raises a
-    ``ValueError``. The input is never modified.
+    ``ValueError``. The input is never modified. A lazy (dask) cube is read only where examined:
+    its strips, checked for NaN and Inf as they are read (a cube in memory is checked whole).
     """
-    cube = as_cube(data, "data")
+    from ..io._lazy import is_lazy
+
+    lazy = is_lazy(data) and min(data.shape[1:], default=0) >= 5
+    cube = data if lazy else as_cube(data, "data")
     n_bands, n_rows, n_cols = cube.shape
     if n_bands < 9:
         raise ValueError(f"estimating the noise needs at least 9 bands, got {n_bands}")
-    if not np.ptp(cube) > 0:
+    if not lazy and not np.ptp(cube) > 0:
         raise ValueError("data is constant: there is no noise (or signal) to model")
     spatial = n_rows >= 5 and n_cols >= 5
     if spatial:
@@ -397,13 +401,20 @@ def estimate_noise(data, max_values: int = MAX_VALUES, spikes: bool = True,
     thin = max(1, n_positions // FIT_VALUES)
     kernels = None
     # Residuals are taken in float32 about the cube's typical level, where the window sums stay exact.
-    centre = float(np.median(cube[::3, :: max(1, n_rows // 8), :: max(1, cube.shape[2] // 64)]))
+    centre = float(np.median(np.asarray(cube[::3, :: max(1, n_rows // 8), :: max(1, cube.shape[2] // 64)])))
+    varies = not lazy  # (checked whole above)
     for index in blocks:
-        block = np.asarray(cube[(slice(None), *index)], dtype=np.float32) - np.float32(centre)
+        block = np.asarray(cube[(slice(None), *index)], dtype=np.float32)
+        if lazy:
+            check_finite(block, "data")
+            varies = varies or bool(np.ptp(block) > 0)
+        block = block - np.float32(centre)
         found = [(binning[::thin] + centre, level[::thin] + centre, residual[::thin])
                  for binning, level, residual in _pairs(block, spatial)]
         kernels = [[[x] for x in k] for k in found] if kernels is None else [
             [acc + [x] for acc, x in zip(ks, k)] for ks, k in zip(kernels, found)]
+    if not varies:
+        raise ValueError("data is constant where examined: there is no noise (or signal) to model")
     kernels = [tuple(np.concatenate(x) for x in k) for k in kernels]
     mean = kernels[0][1]
     if mean.size < 8 * 16:

@@ -65,3 +65,44 @@ def to_byx_lazy(array, axes: str):
     """A lazy ``(B, Y, X)`` float32 view of a dask array stored with 3-D ``axes`` ("yxb", ...)."""
     arranged = array.transpose([axes.index(c) for c in "byx"])
     return arranged if arranged.dtype == np.float32 else arranged.astype(np.float32)
+
+
+class FlatPixels:
+    """The pixels of a lazy ``(B, Y, X)`` cube as a ``(B, Y * X)`` array read only block by block.
+
+    ``flat[:, sl]`` (a slice of pixels, in row-major order) reads the rows that hold them and
+    returns them as a float32 NumPy array, as ``cube.reshape(B, -1)[:, sl]`` would for a cube
+    in memory; ``flat[:, index]`` (integer pixel indices) reads those spectra chunk by chunk
+    (dask's ``vindex``). Every block read is checked for NaN, Inf and magnitudes beyond float32's
+    safe range, which a cube in memory is refused for as a whole
+    (:func:`napari_deeper._validation.as_cube`).
+    """
+
+    ndim = 2
+
+    def __init__(self, cube):
+        self.cube = cube
+        self.dtype = np.dtype(np.float32)
+        n_bands, self.rows, self.cols = (int(n) for n in cube.shape)
+        self.shape = (n_bands, self.rows * self.cols)
+
+    def __getitem__(self, where) -> np.ndarray:
+        bands, pixels = where
+        if bands != slice(None):
+            raise ValueError("FlatPixels reads every band of a block of pixels: flat[:, pixels]")
+        if isinstance(pixels, slice):
+            start, stop, step = pixels.indices(self.shape[1])
+            if step != 1:
+                raise ValueError("FlatPixels reads contiguous slices of pixels (step 1) or integer indices")
+            first, last = start // self.cols, -(-stop // self.cols)
+            rows = np.asarray(self.cube[:, first:last, :], dtype=np.float32)
+            offset = first * self.cols
+            block = np.ascontiguousarray(rows.reshape(self.shape[0], -1)[:, start - offset : stop - offset])
+        else:
+            y, x = np.divmod(np.asarray(pixels, dtype=np.int64), self.cols)
+            block = np.ascontiguousarray(np.asarray(self.cube.vindex[:, y, x], dtype=np.float32).T)
+        from .._validation import check_finite, check_magnitude
+
+        check_finite(block, "data")
+        check_magnitude(float(np.abs(block).max(initial=0.0)), "data")
+        return block
