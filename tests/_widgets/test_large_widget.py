@@ -37,10 +37,16 @@ def test_zarr_cube_opens_lazily_and_denoises_into_a_store(make_napari_viewer, ru
     np.testing.assert_array_equal(np.asarray(result.data), nd.denoise(data, "savgol", sim.wavenumbers, window=9))
     assert result.metadata["napari_deeper"]["params"]["window"] == 9
 
-    widget.methods.value = ["hybrid"]  # fitted on the whole cube: refused, no layer, no store left
+    widget.methods.value = ["hybrid"]  # the default denoiser streams too, into a store of its own
+    run_dock(widget)
+    result = viewer.layers["scan · hybrid"]
+    assert is_lazy(result.data) and len(list(scratch.glob("denoise-hybrid-*.zarr"))) == 1
+    np.testing.assert_array_equal(np.asarray(result.data), nd.denoise(data, "hybrid", sim.wavenumbers))
+
+    widget.methods.value = ["pca"]  # fitted on the whole cube: refused, no layer, no store left
     error = run_dock(widget, fails=True)
     assert "cannot stream" in str(error)
-    assert len(viewer.layers) == 2 and len(list(scratch.glob("*.zarr"))) == 1
+    assert len(viewer.layers) == 3 and len(list(scratch.glob("*.zarr"))) == 2
 
 
 def test_lazy_layer_upscaled_by_tiles_in_the_super_resolve_dock(make_napari_viewer, run_dock, tmp_path, monkeypatch):
