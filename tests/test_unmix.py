@@ -520,3 +520,25 @@ def test_writers_round_trip_with_tifffile(tmp_path, rng):
     written = write_npy(str(tmp_path / "cube.npy"), cube, {"name": "cube", "metadata": {"wavenumbers": wavenumbers}})
     assert len(written) == 2 and np.array_equal(np.load(tmp_path / "cube_wavenumbers.npy"), wavenumbers)
     json.dumps(meta)  # everything in the description is plain JSON
+
+
+def test_tiff_description_is_what_json_reads_back():
+    """A TIFF's description (plain JSON types copied, others converted) equals a JSON round trip."""
+    from pathlib import Path
+
+    from napari_deeper.io.layer_writers import _jsonable, tiff_metadata
+
+    plain = {"recipe": [{"operation": "unmix", "params": {"endmembers": [[0.5, -0.0, 1e-310], [float("nan"), float("inf"), 2]],
+                                                         "shape": (3, (4, "x"))}}], "note": "é\ud800", "on": True, "off": None}
+    converted = {"endmembers": np.eye(2, dtype=np.float32), "gain": np.float64(1.5), 3: "three", "path": Path("/a"),
+                 "nested": [{"n": np.int64(7)}]}
+    for record in (plain, converted):
+        attributes = {"name": "maps", "metadata": {"napari_deeper": record}, "scale": (1.0, 0.5)}
+        described = tiff_metadata(np.zeros((2, 3)), attributes)
+        expected = json.loads(json.dumps({**described, "napari_deeper": record}, default=_jsonable))
+        assert json.dumps(described) == json.dumps(expected) and repr(described) == repr(expected)
+    described["napari_deeper"]["nested"][0]["n"] = 0
+    assert converted["nested"][0]["n"] == 7
+    described = tiff_metadata(np.zeros((2, 3)), {"metadata": {"napari_deeper": plain}})
+    described["napari_deeper"]["recipe"][0]["params"]["endmembers"][0][0] = 9.0  # a copy, not the record itself
+    assert plain["recipe"][0]["params"]["endmembers"][0][0] == 0.5
