@@ -66,8 +66,8 @@ def save_endmembers_csv(path, endmembers, wavenumbers=None, names=None) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([header, *names])
-        for band in range(n_bands):
-            writer.writerow([_number(axis[band]), *(_number(v) for v in em[:, band])])
+        # one row per band: the axis value, then each endmember's (Python floats: no NumPy scalar per cell)
+        writer.writerows([_number(v) for v in row] for row in np.column_stack([axis, em.T]).tolist())
     return path
 
 
