@@ -52,6 +52,18 @@ def test_streamed_hybrid_equals_the_in_memory_run_exactly(tmp_path, cell, small_
     assert record["params"]["auto"] is params.get("auto", True)
 
 
+def test_lazy_blocks_smaller_than_in_memory_ones_agree_to_float32_rounding(tmp_path):
+    """500 bands of 136 x 128 pixels: one block in memory, two lazy blocks (at most
+    LAZY_BLOCK_BYTES of input each), so the sums are taken in another order."""
+    sim = nd.simulate.simulate_cell((136, 128), n_bands=500, photons=60, seed=4)
+    data = np.asarray(sim.noisy, dtype=np.float32)
+    cube = load_cube(save_zarr(data, tmp_path / "in.zarr", sim.wavenumbers))
+    assert len(classical.pixel_blocks(cube.data, 48.0)[1]) == 2 and len(classical.pixel_blocks(data, 48.0)[1]) == 1
+    streamed = np.asarray(nd.stream.denoise(cube.data, wavenumbers=sim.wavenumbers, out=tmp_path / "clean.zarr"))
+    plain = nd.denoise(data, wavenumbers=sim.wavenumbers)
+    np.testing.assert_allclose(streamed, plain, rtol=0, atol=1e-5 * np.abs(plain).max())
+
+
 def test_default_method_streams_for_a_lazy_input_by_the_rule(tmp_path, cell, scratch):
     """``stream.denoise(cube)`` runs the default denoiser, as ``nd.denoise(cube)`` does; a lazy
     input streams into the scratch folder, a cube in memory stays in memory."""
@@ -108,6 +120,18 @@ def test_nonfinite_values_in_a_lazy_cube_are_refused_and_leave_no_store(tmp_path
     with pytest.raises(ValueError, match="1 NaN"):
         nd.stream.denoise(cube.data, wavenumbers=cube.wavenumbers)
     assert not list(scratch.glob("*")), "no store, complete or partial, is left"
+
+
+@pytest.mark.parametrize("shape", [(60, 40, 50), (60, 1, 300)], ids=["image", "line"])
+def test_noise_model_taken_a_few_bands_at_a_time_is_the_same(monkeypatch, shape):
+    """The residuals of a strip are taken a few bands at a time (memory), to the same model."""
+    from napari_deeper.denoise import noise
+
+    sim = nd.simulate.simulate_cell((max(4, shape[1]), shape[2]), n_bands=shape[0], photons=30, seed=5)
+    data = np.asarray(sim.noisy, dtype=np.float32)[:, : shape[1]]
+    whole = noise.estimate_noise(data, max_values=50_000)
+    monkeypatch.setattr(noise, "PAIR_VALUES", 1)  # one band of output at a time
+    assert noise.estimate_noise(data, max_values=50_000) == whole
 
 
 def test_pca_is_still_refused_when_streaming(tmp_path, cell):

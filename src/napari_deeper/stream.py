@@ -28,12 +28,15 @@ estimated per spectrum) with fixed parameters, nearest / bilinear / bicubic upsc
 FCLS abundances and band maps; and the default denoiser, ``hybrid``, which is fitted on the
 whole cube but only through statistics gathered block by block. Its noise model reads evenly
 spaced strips of rows, its noise scaling, subspace and component scores one pass each over
-pixel blocks (read as float32 from the lazy input, never the cube whole), and its
+pixel blocks (read as float32 from the lazy input, never the cube whole; at most
+:data:`~napari_deeper.denoise.classical.LAZY_BLOCK_BYTES` of input each), and its
 reconstruction goes into the store by whole rows of tiles (:class:`PixelRows`). Besides one
 block it holds its component images, ``components x pixels`` float32 twice (scores and their
-noise variance, the latter freed before the reconstruction): 0.34 GiB for 1024 x 1024 pixels
-at the default ``max_components`` of 40, 1.3 GiB for 2048 x 2048. It gives the in-memory
-result to the bit when the pixel blocks are the same (they are sized from the free memory).
+noise variance, the latter freed before the reconstruction): 0.3 GiB for 1024 x 1024 pixels at
+the default ``max_components`` of 40, 1.25 GiB for 2048 x 2048. Its result equals the in-memory
+one to the bit when the pixel blocks are the same (a cube of at most one lazy block, 16 777
+spectra of 500 bands), and to float32 rounding otherwise (sums over blocks taken in another
+order).
 Other methods fitted on the whole cube (PCA, ``auto`` parameters, the networks' per-cube
 normalisation, ``stabilise``) are refused with a ValueError that names the streamed ones.
 """

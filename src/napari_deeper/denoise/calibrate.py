@@ -306,7 +306,9 @@ def sinkhorn_scaling(variance: np.ndarray, rounds: int = 100) -> tuple[np.ndarra
 def model_variance(block: np.ndarray, noise) -> np.ndarray:
     """The noise model's variance of every value of ``block`` (at least its lowest measured), float32."""
     a, b, floor = (np.float32(x) for x in (noise.gain, noise.read_variance, noise.min_variance))
-    return np.maximum(a * np.asarray(block, dtype=np.float32) + b, floor)
+    variance = a * np.asarray(block, dtype=np.float32)
+    variance += b  # (in place: one float32 array, the same values)
+    return np.maximum(variance, floor, out=variance)
 
 
 def noise_scales_steps(flat: np.ndarray, slices, noise, message: str = "evening out the noise"):

@@ -17,17 +17,27 @@ from ..compute import Progress, chunk_size, chunks, share
 _GD_COEFFS = (0.56, -0.95, 1.82, 1.43)
 
 
+#: Float32 input bytes of one pixel block of a lazy cube at most: what a pass holds besides the
+#: block (its float64 copies) stays near 0.2 GiB whatever the free memory, so a streamed run's
+#: peak is set by what it keeps, not by its blocks.
+LAZY_BLOCK_BYTES = 32 << 20
+
+
 def pixel_blocks(data: np.ndarray, bytes_per_band: float = 16.0, device=None):
     """``(flat (B, N) view, list of slices)`` that split the pixels into memory-sized blocks.
 
     A lazy (dask) cube gives a :class:`~napari_deeper.io._lazy.FlatPixels` reader instead of a
-    view: each ``flat[:, sl]`` reads that block as float32 and nothing more.
+    view: each ``flat[:, sl]`` reads that block as float32 and nothing more; its blocks hold at
+    most :data:`LAZY_BLOCK_BYTES` of input.
     """
     from ..io._lazy import FlatPixels, is_lazy
 
     n_bands = data.shape[0]
-    flat = FlatPixels(data) if is_lazy(data) else data.reshape(n_bands, -1)
+    lazy = is_lazy(data)
+    flat = FlatPixels(data) if lazy else data.reshape(n_bands, -1)
     size = chunk_size(bytes_per_band * n_bands, device, minimum=256, maximum=1 << 16)
+    if lazy:
+        size = min(size, max(256, LAZY_BLOCK_BYTES // (4 * n_bands)))
     return flat, list(chunks(flat.shape[1], size))
 
 

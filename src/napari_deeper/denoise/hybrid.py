@@ -365,11 +365,14 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
     del score_variance  # (rank x pixels: room for the reconstruction's blocks)
     out, out_flat = _target(target, data.shape)
     for sl in slices:
-        z = basis @ scores[:, sl] + mean[:, None]
+        z = basis @ scores[:, sl]
+        z += mean[:, None]  # (in place: one float64 block, the same values)
         if transform is not None:
             out_flat[:, sl] = transform.inverse(z)
         else:
-            out_flat[:, sl] = z / band_scale[:, None] / pixel_scale[None, sl]
+            z /= band_scale[:, None]
+            z /= pixel_scale[None, sl]
+            out_flat[:, sl] = z
         done += 1
         yield Progress(done, total, "hybrid: reconstructing")
     return out

@@ -45,6 +45,8 @@ from .._validation import as_cube, check_finite
 
 #: Values examined at most (positions in the fit); larger cubes are read in evenly spaced strips.
 MAX_VALUES = 4_000_000
+#: Values of a strip whose residuals are taken at once (:func:`_thinned_pairs`).
+PAIR_VALUES = 2_000_000
 #: Positions the straight-line fit uses at most (evenly thinned from those examined).
 FIT_VALUES = 400_000
 #: A value this many noise standard deviations above both medians is a spike.
@@ -216,6 +218,29 @@ def _pairs(block: np.ndarray, spatial: bool):
         rest = (total - line_sum) / (n_window - length)
         out.append((rest.ravel(), (line_sum / np.float32(length)).ravel(), residual.ravel()))
     return out
+
+
+def _thinned_pairs(block: np.ndarray, spatial: bool, thin: int, centre: float):
+    """:func:`_pairs` of ``block - centre``, every ``thin``-th position kept, a few bands at a time.
+
+    Yields, per piece of :data:`PAIR_VALUES` values, the kernels' ``(binning level, level,
+    residual)`` with ``centre`` added back: the same values, in the same order, as thinning the
+    pairs of the whole block (positions are ordered band first, and a piece of output bands
+    needs the window's half-width of bands on either side), without the dozen float32 copies of
+    the whole block the pairs take (a 32-row strip of a 2048-pixel-wide cube of 500 bands is
+    0.12 GiB).
+    """
+    half = 2 if spatial else 4  # the window's half-width along the bands
+    reach = 1 if spatial else 0
+    n_out = block.shape[0] - 2 * half
+    per_band = (block.shape[1] - 2 * reach) * (block.shape[2] - 2 * reach)
+    step = max(1, PAIR_VALUES // max(1, block.shape[1] * block.shape[2]))
+    for first in range(0, n_out, step):
+        last = min(n_out, first + step)
+        piece = block[first : last + 2 * half] - np.float32(centre)
+        start = -(first * per_band) % thin
+        yield [(binning[start::thin] + centre, level[start::thin] + centre, residual[start::thin])
+               for binning, level, residual in _pairs(piece, spatial)]
 
 
 def _kernel_axes(spatial: bool) -> list[int]:
@@ -408,11 +433,9 @@ def estimate_noise(data, max_values: int = MAX_VALUES, spikes: bool = True,
         if lazy:
             check_finite(block, "data")
             varies = varies or bool(np.ptp(block) > 0)
-        block = block - np.float32(centre)
-        found = [(binning[::thin] + centre, level[::thin] + centre, residual[::thin])
-                 for binning, level, residual in _pairs(block, spatial)]
-        kernels = [[[x] for x in k] for k in found] if kernels is None else [
-            [acc + [x] for acc, x in zip(ks, k)] for ks, k in zip(kernels, found)]
+        for found in _thinned_pairs(block, spatial, thin, centre):
+            kernels = [[[x] for x in k] for k in found] if kernels is None else [
+                [acc + [x] for acc, x in zip(ks, k)] for ks, k in zip(kernels, found)]
     if not varies:
         raise ValueError("data is constant where examined: there is no noise (or signal) to model")
     kernels = [tuple(np.concatenate(x) for x in k) for k in kernels]

@@ -67,15 +67,27 @@ def to_byx_lazy(array, axes: str):
     return arranged if arranged.dtype == np.float32 else arranged.astype(np.float32)
 
 
+#: How :class:`FlatPixels` computes a block: in the calling thread, one chunk after another (the
+#: passes that read the blocks run one block at a time anyway).
+SCHEDULER = "synchronous"
+
+
+#: Bytes of the one row of chunks :class:`FlatPixels` keeps at most (a row of 64 x 64 shards of a
+#: 2048-pixel-wide cube of 500 bands is 0.25 GiB).
+ROW_CACHE_BYTES = 320 << 20
+
+
 class FlatPixels:
     """The pixels of a lazy ``(B, Y, X)`` cube as a ``(B, Y * X)`` array read only block by block.
 
     ``flat[:, sl]`` (a slice of pixels, in row-major order) reads the rows that hold them and
     returns them as a float32 NumPy array, as ``cube.reshape(B, -1)[:, sl]`` would for a cube
-    in memory; ``flat[:, index]`` (integer pixel indices) reads those spectra chunk by chunk
-    (dask's ``vindex``). Every block read is checked for NaN, Inf and magnitudes beyond float32's
-    safe range, which a cube in memory is refused for as a whole
-    (:func:`napari_deeper._validation.as_cube`).
+    in memory. It keeps the last row of the cube's chunks it read (when that holds at most
+    :data:`ROW_CACHE_BYTES`), so consecutive blocks shorter than a chunk's height read every
+    chunk once, not once per block (a zarr shard is read whole). ``flat[:, index]`` (integer
+    pixel indices) reads those spectra chunk by chunk (dask's ``vindex``). Every block read is
+    checked for NaN, Inf and magnitudes beyond float32's safe range, which a cube in memory is
+    refused for as a whole (:func:`napari_deeper._validation.as_cube`).
     """
 
     ndim = 2
@@ -85,6 +97,28 @@ class FlatPixels:
         self.dtype = np.dtype(np.float32)
         n_bands, self.rows, self.cols = (int(n) for n in cube.shape)
         self.shape = (n_bands, self.rows * self.cols)
+        heights = cube.chunks[1]
+        self.edges = np.concatenate([[0], np.cumsum(heights)]) if (
+            max(heights) * self.cols * n_bands * 4 <= ROW_CACHE_BYTES) else None
+        self.cached = (-1, None)  # (chunk row, its values)
+
+    def _read(self, first: int, last: int) -> np.ndarray:
+        return np.asarray(self.cube[:, first:last, :].compute(scheduler=SCHEDULER), dtype=np.float32)
+
+    def _rows(self, first: int, last: int) -> np.ndarray:
+        """Rows ``first:last`` of the cube, float32 ``(B, rows, X)``, through the chunk-row cache."""
+        if self.edges is None:
+            return self._read(first, last)
+        pieces = []
+        k = int(np.searchsorted(self.edges, first, side="right")) - 1
+        while self.edges[k] < last:
+            top, bottom = int(self.edges[k]), int(self.edges[k + 1])
+            if self.cached[0] != k:
+                self.cached = (-1, None)  # (the previous row of chunks goes before the next is read)
+                self.cached = (k, self._read(top, bottom))
+            pieces.append(self.cached[1][:, max(first, top) - top : min(last, bottom) - top].copy())
+            k += 1
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
 
     def __getitem__(self, where) -> np.ndarray:
         bands, pixels = where
@@ -95,12 +129,13 @@ class FlatPixels:
             if step != 1:
                 raise ValueError("FlatPixels reads contiguous slices of pixels (step 1) or integer indices")
             first, last = start // self.cols, -(-stop // self.cols)
-            rows = np.asarray(self.cube[:, first:last, :], dtype=np.float32)
+            rows = self._rows(first, last)
             offset = first * self.cols
             block = np.ascontiguousarray(rows.reshape(self.shape[0], -1)[:, start - offset : stop - offset])
         else:
             y, x = np.divmod(np.asarray(pixels, dtype=np.int64), self.cols)
-            block = np.ascontiguousarray(np.asarray(self.cube.vindex[:, y, x], dtype=np.float32).T)
+            picked = self.cube.vindex[:, y, x].compute(scheduler=SCHEDULER)
+            block = np.ascontiguousarray(np.asarray(picked, dtype=np.float32).T)
         from .._validation import check_finite, check_magnitude
 
         check_finite(block, "data")
