@@ -1,4 +1,4 @@
-"""Dragging a .npy / .npz with a spectral axis into napari keeps the wavenumbers (reader choice)."""
+"""Dragging a .npy / .npz / .zarr with a spectral axis into napari keeps the wavenumbers (reader choice)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ PLUGIN = "napari-deeper"
 
 @pytest.fixture
 def saved(tmp_path):
-    """A cube saved as .npy (with its ``_wavenumbers.npy`` sidecar) and as .npz."""
+    """A cube saved as .npy (with its ``_wavenumbers.npy`` sidecar), as .npz and as a zarr store."""
     cell = nd.simulate.simulate_cell((6, 7), n_bands=40, seed=3)
-    npy, npz = tmp_path / "cube.npy", tmp_path / "cube.npz"
-    nd.save_cube(cell.noisy, npy, wavenumbers=cell.wavenumbers)
-    nd.save_cube(cell.noisy, npz, wavenumbers=cell.wavenumbers)
+    paths = {suffix: tmp_path / f"cube.{suffix}" for suffix in ("npy", "npz", "zarr")}
+    for path in paths.values():
+        nd.save_cube(cell.noisy, path, wavenumbers=cell.wavenumbers)
     assert (tmp_path / "cube_wavenumbers.npy").is_file()
-    return cell, npy, npz
+    return cell, paths
 
 
 def drop(viewer, path) -> None:
@@ -38,24 +38,24 @@ def drop(viewer, path) -> None:
 def test_without_a_preference_napari_has_two_readers_to_choose_from(make_napari_viewer, saved):
     from napari.errors import MultipleReaderError
 
-    _, npy, npz = saved
+    _, paths = saved
     viewer = make_napari_viewer()
-    assert reader_choice.preferred_readers() == {"*.npy": None, "*.npz": None}
-    for path in (npy, npz):
+    assert reader_choice.preferred_readers() == dict.fromkeys(reader_choice.PATTERNS)
+    for path in paths.values():
         with pytest.raises(MultipleReaderError):  # the GUI asks, with napari's own preselected
             viewer.open(str(path), plugin=None)  # what a drop or File > Open asks
 
 
-@pytest.mark.parametrize("suffix", ["npy", "npz"])
+@pytest.mark.parametrize("suffix", ["npy", "npz", "zarr"])
 def test_the_menu_command_makes_a_drop_keep_the_wavenumbers(make_napari_viewer, saved, suffix):
-    cell, npy, npz = saved
-    path = npy if suffix == "npy" else npz
+    cell, paths = saved
+    path = paths[suffix]
     viewer = make_napari_viewer()
-    # File > IO Utilities > Open .npy / .npz with napari-deeper, as the menu runs it
+    # File > IO Utilities > Open .npy / .npz / .zarr with napari-deeper, as the menu runs it
     from napari._app_model import get_app_model
 
     get_app_model().commands.execute_command("napari-deeper.prefer_reader").result()
-    assert reader_choice.preferred_readers() == {"*.npy": PLUGIN, "*.npz": PLUGIN}
+    assert reader_choice.preferred_readers() == dict.fromkeys(reader_choice.PATTERNS, PLUGIN)
     drop(viewer, path)
     (layer,) = viewer.layers
     np.testing.assert_array_equal(layer.metadata["wavenumbers"], cell.wavenumbers)
@@ -68,7 +68,8 @@ def test_a_file_opened_by_napari_itself_gets_a_notice_that_fixes_it(qtbot, make_
 
     from napari_deeper._widgets import _display
 
-    cell, npy, _ = saved
+    cell, paths = saved
+    npy = paths["npy"]
     viewer = make_napari_viewer()
     _display.install(viewer)  # a napari-deeper dock or file was opened earlier in the session
     before = len(notification_manager.records)
@@ -89,3 +90,12 @@ def test_a_file_opened_by_napari_itself_gets_a_notice_that_fixes_it(qtbot, make_
     count = len(notification_manager.records)
     viewer.open(str(plain), plugin="napari")
     assert not any("drops its wavenumbers" in str(r.message) for r in notification_manager.records[count:])
+
+
+def test_a_spectral_axis_is_found_from_names_only(saved, tmp_path):
+    cell, paths = saved
+    assert all(reader_choice.has_spectral_axis(path) for path in paths.values())
+    bare = tmp_path / "bare.zarr"
+    nd.save_cube(cell.noisy, bare)  # no axis given: the store holds none
+    assert not reader_choice.has_spectral_axis(bare)
+    assert not reader_choice.has_spectral_axis(tmp_path / "missing.zarr")

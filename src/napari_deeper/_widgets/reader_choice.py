@@ -1,9 +1,10 @@
-"""Which reader napari uses for a dropped ``.npy`` / ``.npz``: napari-deeper's keeps the wavenumbers.
+"""Which reader napari uses for a dropped ``.npy`` / ``.npz`` / ``.zarr``: napari-deeper's keeps the
+wavenumbers.
 
-napari's own reader also claims ``*.npy`` and ``*.npz``, and npe2 gives readers no priority
+napari's own reader also claims ``*.npy``, ``*.npz`` and ``*.zarr``, and npe2 gives readers no priority
 (the compatible readers of a file are an unordered set), so napari asks which reader to use,
 with its own preselected, which opens the bare array: a ``.npy`` cube's ``_wavenumbers.npy``
-sidecar, or an ``.npz`` file's axis, is lost. What napari offers is a per-pattern preference
+sidecar, or the axis array of an ``.npz`` file or a zarr store, is lost. What napari offers is a per-pattern preference
 (``settings.plugins.extension2reader``; the dialog's "remember" box, or Preferences > Plugins).
 This module sets it for the user when asked (File > IO Utilities, or the notice below), and
 :func:`notice_if_axis_dropped` tells the user when another reader opened a file that has a spectral
@@ -13,11 +14,14 @@ these files from then on.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PLUGIN = "napari-deeper"
-#: the patterns napari-deeper is made the preferred reader for (napari's own reader claims them too)
-PATTERNS = ("*.npy", "*.npz")
+#: the patterns napari-deeper is made the preferred reader for (napari's own reader claims them too);
+#: napari matches a folder by its path with a separator appended, hence the zarr store's pattern
+PATTERNS = ("*.npy", "*.npz", f"*.zarr{os.sep}")
+SUFFIXES = (".npy", ".npz", ".zarr")
 
 
 def preferred_readers() -> dict[str, str | None]:
@@ -29,7 +33,7 @@ def preferred_readers() -> dict[str, str | None]:
 
 
 def prefer_napari_deeper() -> list[str]:
-    """Make napari open ``.npy`` and ``.npz`` files with napari-deeper; returns the patterns changed.
+    """Make napari open :data:`PATTERNS` with napari-deeper; returns the patterns changed.
 
     napari keeps the choice in its settings (Preferences > Plugins, where it can be undone).
     """
@@ -50,7 +54,8 @@ def prefer_napari_deeper() -> list[str]:
 
 
 def has_spectral_axis(path) -> bool:
-    """Whether napari-deeper would find a spectral axis with this .npy/.npz (a sidecar, an axis array)."""
+    """Whether napari-deeper would find a spectral axis with this .npy/.npz/.zarr (a sidecar, an axis
+    array); reads names only, never the data."""
     import numpy as np
 
     from ..io._read import WAVELENGTH_KEYS, WAVENUMBER_KEYS, sidecar_names
@@ -65,11 +70,23 @@ def has_spectral_axis(path) -> bool:
         except (OSError, ValueError):
             return False
         return bool(names & {key.lower() for key in (*WAVENUMBER_KEYS, *WAVELENGTH_KEYS)})
+    if path.suffix.lower() == ".zarr":
+        from ..io._zarr import AXIS_NAMES, is_store
+
+        if not is_store(path):
+            return False
+        import zarr
+
+        try:
+            node = zarr.open_group(str(path), mode="r")
+        except Exception:  # noqa: BLE001 - a single array or an unreadable store: no axis to keep
+            return False
+        return bool(set(node.array_keys()) & set(AXIS_NAMES))
     return False
 
 
 def notice_if_axis_dropped(viewer, layer) -> bool:
-    """When another reader opened a .npy/.npz that has a spectral axis, say so and offer to fix it.
+    """When another reader opened a .npy/.npz/.zarr that has a spectral axis, say so and offer to fix it.
 
     The notification's buttons reopen the file with napari-deeper (replacing the layer) and make
     napari-deeper the reader for these files. Returns whether a notice was shown.
@@ -79,7 +96,7 @@ def notice_if_axis_dropped(viewer, layer) -> bool:
     source = getattr(layer, "source", None)
     path = getattr(source, "path", None)
     reader = getattr(source, "reader_plugin", None)
-    if not path or reader in (None, PLUGIN) or Path(path).suffix.lower() not in (".npy", ".npz"):
+    if not path or reader in (None, PLUGIN) or Path(path).suffix.lower() not in SUFFIXES:
         return False
     if not has_spectral_axis(path):
         return False
