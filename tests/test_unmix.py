@@ -358,6 +358,21 @@ def test_vca_is_reproducible_and_respects_the_mask(rng):
     assert mask.ravel()[indices].all()
 
 
+def test_vca_gives_the_same_answer_at_any_blas_thread_count():
+    """Its data passes hold BLAS to one thread (threads only slowed them), so the machine's
+    thread settings do not change the endmembers, as a batch on other workers needs."""
+    from threadpoolctl import threadpool_limits
+
+    cell = nd.simulate.simulate_cell((128, 128), n_bands=300, seed=0)
+    cube = np.tile(cell.noisy.astype(np.float32), (1, 2, 2))  # the randomized subspace's size
+    assert 300.0**2 * cube[0].size > vca_module.FULL_MATRIX_WORK
+    found = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            found.append(nd.vca(cube, 5, seed=0))
+    assert np.array_equal(found[0][0], found[1][0]) and np.array_equal(found[0][1], found[1][1])
+
+
 def test_vca_uses_the_projective_projection_at_low_snr(rng, monkeypatch):
     chosen = []
     original = vca_module._perspective
