@@ -213,14 +213,15 @@ class PixelRows:
 
     ``rows[:, sl] = block`` takes the next pixels in row-major order; every :data:`TILE` rows
     complete (every shard of them whole) go to the :class:`StoreWriter` at once, so no shard is
-    written twice. Holds one row of tiles (``B x TILE x X`` float32).
+    written twice. Holds one row of tiles (``B x TILE x X`` float32) from the first write to
+    the last.
     """
 
     def __init__(self, writer: StoreWriter, shape):
         self.writer = writer
         n_bands, self.rows, self.cols = (int(n) for n in shape)
         self.shape = (n_bands, self.rows * self.cols)
-        self.buffer = np.empty((n_bands, min(TILE, self.rows) * self.cols), dtype=np.float32)
+        self.buffer = None
         self.first = 0  # the buffer's first row
         self.filled = 0  # pixels of the buffer filled
 
@@ -234,6 +235,8 @@ class PixelRows:
             raise ValueError(f"pixels are written in order: expected pixel {self.first * self.cols + self.filled}, "
                              f"got {start}")
         values = np.asarray(values)
+        if self.buffer is None:
+            self.buffer = np.empty((self.shape[0], min(TILE, self.rows) * self.cols), dtype=np.float32)
         done = 0
         while done < stop - start:
             height = min(TILE, self.rows - self.first)
@@ -246,6 +249,8 @@ class PixelRows:
                 self.writer.write((slice(None), slice(self.first, self.first + height), slice(None)), block)
                 self.first += height
                 self.filled = 0
+        if self.complete:
+            self.buffer = None
 
 
 def upscale_steps(data, scale: int = 2, method: str = "bicubic", *, out=None, stream=None) -> Steps:

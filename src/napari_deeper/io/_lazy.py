@@ -82,9 +82,10 @@ class FlatPixels:
 
     ``flat[:, sl]`` (a slice of pixels, in row-major order) reads the rows that hold them and
     returns them as a float32 NumPy array, as ``cube.reshape(B, -1)[:, sl]`` would for a cube
-    in memory. It keeps the last row of the cube's chunks it read (when that holds at most
-    :data:`ROW_CACHE_BYTES`), so consecutive blocks shorter than a chunk's height read every
-    chunk once, not once per block (a zarr shard is read whole). ``flat[:, index]`` (integer
+    in memory. It keeps the row of the cube's chunks a block ended inside (when that holds at
+    most :data:`ROW_CACHE_BYTES`) until a block reads it to its end, so consecutive blocks
+    shorter than a chunk's height read every chunk once, not once per block (a zarr shard is
+    read whole), and nothing is kept between passes. ``flat[:, index]`` (integer
     pixel indices) reads those spectra chunk by chunk (dask's ``vindex``). Every block read is
     checked for NaN, Inf and magnitudes beyond float32's safe range, which a cube in memory is
     refused for as a whole (:func:`napari_deeper._validation.as_cube`).
@@ -117,6 +118,8 @@ class FlatPixels:
                 self.cached = (-1, None)  # (the previous row of chunks goes before the next is read)
                 self.cached = (k, self._read(top, bottom))
             pieces.append(self.cached[1][:, max(first, top) - top : min(last, bottom) - top].copy())
+            if last >= bottom:  # read to its end: a pass moves on (or is over), so nothing is kept
+                self.cached = (-1, None)
             k += 1
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
 
