@@ -5,7 +5,9 @@ of ``--size`` x ``--size`` pixels (1024: 2 GiB) written block by block, so it is
 whole. Every case runs in its own process under a memory limit (``RLIMIT_DATA``, which bounds
 the heap and every private writable mapping, so an operation that tried to hold the cube would
 fail with MemoryError), opens the store lazily with ``load_cube`` and streams the result into a
-new zarr store through :mod:`napari_deeper.stream`: Savitzky-Golay denoising (per spectrum),
+new zarr store through :mod:`napari_deeper.stream`: the default denoiser (``hybrid``: noise
+model, noise scaling, subspace and component scores gathered block by block, component images
+denoised whole, reconstruction written by rows of tiles), Savitzky-Golay denoising (per spectrum),
 bicubic upscaling 2x (of the store's top-left ``--upscale-size`` pixels a side, a lazy slice, to
 keep the run short on a 2-core machine) and NNLS unmixing (5 VCA endmembers). Peak resident memory is ``VmHWM``;
 a zarr store is read with ``read()`` calls, so the page cache never counts in it.
@@ -35,7 +37,8 @@ SECTION = "large"
 BANDS, TILE, N_ENDMEMBERS = 500, 128, 5
 GIB = 2.0**30
 #: (task, method, label)
-CASES = [("denoise", "savgol", "Savitzky-Golay (window 11)"), ("upscale", "bicubic", "bicubic 2x"),
+CASES = [("hybrid", "hybrid", "default denoiser (hybrid)"), ("denoise", "savgol", "Savitzky-Golay (window 11)"),
+         ("upscale", "bicubic", "bicubic 2x"),
          ("nnls", "nnls", f"NNLS, {N_ENDMEMBERS} endmembers")]
 
 
@@ -63,6 +66,18 @@ def _peak() -> int:
     return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) * 1024
 
 
+def _noting(steps):
+    """Run ``steps`` to the end: ``(result, how many components it kept)`` (from its messages)."""
+    kept = ""
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            return stop.value, kept
+        if progress.message.endswith(" components"):
+            kept = progress.message.rsplit(": ", 1)[-1]
+
+
 def child(task: str, mode: str, source: str, out: str, endmembers: str, limit: float, crop: int) -> None:
     """One case in this process: streamed on the store, or in memory on a small cube."""
     import napari_deeper as nd
@@ -81,15 +96,22 @@ def child(task: str, mode: str, source: str, out: str, endmembers: str, limit: f
     wn = np.linspace(500.0, 1800.0, BANDS)
     warm = np.asarray(data[:, :16, :16])  # first calls import their libraries: not the run's time
     nd.denoise(warm, "savgol", wn, window=11), nd.upscale(warm, 2, "bicubic"), nd.nnls(warm, em)
+    if task == "hybrid":
+        nd.denoise(warm, wavenumbers=wn)
     before = _peak()
+    note = ""
     start = time.perf_counter()
     if mode == "streamed":
-        if task == "denoise":
+        if task == "hybrid":
+            result, note = _noting(stream.denoise_steps(data, wavenumbers=wn, out=out, stream=True))
+        elif task == "denoise":
             result = stream.denoise(data, "savgol", wn, out=out, stream=True, window=11)
         elif task == "upscale":
             result = stream.upscale(data, 2, "bicubic", out=out, stream=True)
         else:
             result = stream.nnls(data, em, out=out, stream=True)
+    elif task == "hybrid":
+        result, note = _noting(denoise.denoise_steps(data, wavenumbers=wn))
     elif task == "denoise":
         result = nd.denoise(data, "savgol", wn, window=11)
     elif task == "upscale":
@@ -99,7 +121,7 @@ def child(task: str, mode: str, source: str, out: str, endmembers: str, limit: f
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "peak": _peak(), "before": before,
                       "pixels": int(data.shape[1] * data.shape[2]), "input": int(np.prod(data.shape)) * 4,
-                      "output": int(np.prod(result.shape)) * 4}))
+                      "output": int(np.prod(result.shape)) * 4, "note": note}))
 
 
 def run_case(task: str, mode: str, source: Path, out: Path, endmembers: Path, limit: float, crop: int) -> dict:
@@ -122,6 +144,8 @@ def table(rows) -> str:
             f"| {label} | {mode} | {r['input'] / GIB:.2f} GiB | {r['output'] / GIB:.2f} GiB | {r['seconds']:.1f} s | "
             f"{r['pixels'] / r['seconds'] / 1e3:.1f} kpixel/s ({r['input'] / r['seconds'] / 2**20:.0f} MiB/s) | "
             f"{r['peak'] / GIB:.2f} GiB | {(r['peak'] - r['before']) / GIB:+.2f} GiB |")
+        if r.get("note"):
+            lines[-1] = lines[-1].replace(f"| {label} |", f"| {label}, {r['note']} |", 1)
     return "\n".join(lines)
 
 
@@ -131,6 +155,11 @@ def _minutes(rows, size: int) -> float:
         if label.startswith("bicubic") and mode.startswith("streamed") and "failed" not in r:
             return size**2 / (r["pixels"] / r["seconds"]) / 60
     return float("nan")
+
+
+def _images(size: int, components: int = 40) -> float:
+    """GiB of the hybrid's component images (scores and their variance, float32) at ``size``."""
+    return 2 * components * size**2 * 4 / GIB
 
 
 def main() -> None:
@@ -188,12 +217,17 @@ resident size after the imports and the lazy open. Machine: {machine()}.
 The upscaling runs on a {args.upscale_size} x {args.upscale_size} part of the store (a lazy slice): the whole store
 upscaled 2x would be a {4 * args.size**2 * BANDS * 4 / GIB:.0f} GiB result and, at the streamed throughput measured
 here, take {_minutes(rows, args.size):.0f} minutes on this shared 2-core machine.
-A streamed run holds one block (every band of one row of 64 x 64 tiles, at most 96 MiB of input;
-128 x 128 input tiles with a 12-pixel margin when upscaling) and its result block, whatever the
-size of the cube. The default
-denoiser, `hybrid`, fits a subspace and a spatial TV on whole component images and does not
-stream (see docs/formats.md); Savitzky-Golay stands in. The load average (other work on the
-machine) changes the times by up to 2-3x from minute to minute: compare rows measured together.
+A per-pixel streamed run holds one block (every band of one row of 64 x 64 tiles, at most 96 MiB
+of input; 128 x 128 input tiles with a 12-pixel margin when upscaling) and its result block,
+whatever the size of the cube. The default denoiser, `hybrid`, reads the store about four times
+(the noise model's strips, the 4096 evenly spaced spectra of its noise scaling, which touch every
+shard, then one pass each for the pixel scales, the subspace and the component scores, in blocks
+of at most 32 MiB of input) and writes the result once, by rows of tiles. It holds, besides one
+block and one row of tiles, its component images: components x pixels float32,
+twice (the scores and their noise variance) until the spatial step is done, which is what grows
+with the cube ({_images(args.size):.2f} GiB here at the default `max_components` of 40, the
+number this tiled cell keeps). The load average (other work on the machine) changes the times by
+up to 2-3x from minute to minute: compare rows measured together.
 """
     print(section)
     if not args.no_write:
