@@ -3,7 +3,7 @@
 - **Local** (the default): one worker process per usable CPU core, one thread each, BLAS held to
   one thread in each (``OMP_NUM_THREADS`` and friends are 1 in the workers' environment, and
   every task also runs under ``threadpoolctl``), memory split evenly, Dask's statistical profiler
-  off (:data:`WORKER_CONFIG`). With ``gpu=True`` (or
+  off and its event-loop tick slower (:data:`WORKER_CONFIG`). With ``gpu=True`` (or
   ``"auto"`` when the recipe has a step that runs on a device and a GPU driver shows),
   ``dask_cuda.LocalCUDACluster`` gives one worker per GPU instead, when dask-cuda is installed.
   The workers ignore Ctrl-C: the batch stops them itself, after its cleanup.
@@ -63,12 +63,15 @@ def ctrl_c_ignored():
 #: temporaries page-faulted about 4 times as often and hybrid denoising ran up to 2x slower in a
 #: worker than in a plain process (measured), so our workers keep glibc's own setting.
 WORKER_ENVIRON = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-#: Dask configuration of a local cluster's workers. Dask's statistical profiler samples the stack
-#: of the running task every 10 ms on the worker's event loop, holding the GIL: on a 64 x 64 x 500
-#: cube (default denoising, band map, NNLS) it took about 70 ms of CPU per cube in the event loop
-#: and slowed the task itself by as much again (measured: 8 cubes in 9.3 s with it, 8.3 s
-#: without, on one worker). The dashboard's Profile page stays empty; its other pages are kept.
-WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+#: Dask configuration of a local cluster (its scheduler, nannies and workers). Dask's statistical
+#: profiler samples the stack of the running task every 10 ms on the worker's event loop, holding
+#: the GIL: on a 64 x 64 x 500 cube (default denoising, band map, NNLS) it took about 70 ms of CPU
+#: per cube in the event loop and slowed the task itself by as much again (measured: 8 cubes in
+#: 9.3 s with it, 8.3 s without, on one worker); the dashboard's Profile page stays empty. The
+#: event loops' tick, which only measures how responsive they are, runs every 500 ms instead of
+#: every 20 ms (as in Dask's own tests): an idle cluster of 2 workers then used about 0.05 s of CPU
+#: a second instead of 0.1 s, CPU the workers' tasks have on a machine with few cores.
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "500ms"}
 
 
 def local_cluster(workers: int | None = None, threads: int = 1, gpu=False):
