@@ -104,7 +104,15 @@ class FlatPixels:
         self.cached = (-1, None)  # (chunk row, its values)
 
     def _read(self, first: int, last: int) -> np.ndarray:
-        return np.asarray(self.cube[:, first:last, :].compute(scheduler=SCHEDULER), dtype=np.float32)
+        """Rows ``first:last``, filled one column of chunks at a time (computing them at once
+        held every chunk and the array they were joined into, twice the rows' size)."""
+        rows = np.empty((self.shape[0], last - first, self.cols), dtype=np.float32)
+        left = 0
+        for width in self.cube.chunks[2]:
+            piece = self.cube[:, first:last, left : left + width].compute(scheduler=SCHEDULER)
+            rows[:, :, left : left + width] = piece
+            left += width
+        return rows
 
     def _rows(self, first: int, last: int) -> np.ndarray:
         """Rows ``first:last`` of the cube, float32 ``(B, rows, X)``, through the chunk-row cache."""
