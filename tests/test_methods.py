@@ -97,7 +97,7 @@ def test_parameters_are_converted_and_checked():
 def test_family_check_fills_defaults_and_keeps_family_parameters():
     method, checked = family("superres").check("HyRISR", {"scale": "3", "tile": "32"})
     assert method.name == "hyrisr" and checked == {"scale": 3, "tile": 32, "overlap": 12, "adapt": "auto",
-                                                   "adapt_steps": 60, "adapt_seconds": 15.0}
+                                                   "adapt_steps": 60, "adapt_seconds": 15.0, "noise": "auto"}
     method, checked = family("unmix").check("fcls", {"endmembers": [[1, 2, 3], [0, 1, 0]]})
     assert checked["endmembers"].shape == (2, 3) and checked["map"] == "abundance"
     with pytest.raises(ValueError, match="'endmembers' must be a \\(components, bands\\) array"):

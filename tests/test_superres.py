@@ -10,6 +10,7 @@ import pytest
 import napari_deeper as nd
 from napari_deeper import compute
 from napari_deeper.superres import METHODS, available_methods, restore_steps, upscale, upscale_steps
+from napari_deeper.superres.adapt import CHECK_MIN
 from napari_deeper.superres.interpolation import lr_coordinates
 
 INTERPOLATION = ["nearest", "bilinear", "bicubic"]
@@ -465,6 +466,19 @@ def test_finetune_rejects_tiny_images(user_models):
 # --- pipeline ----------------------------------------------------------------------------------
 
 
+def test_a_noise_free_cube_too_small_for_the_check_is_exactly_bicubic():
+    """With ``noise="none"`` nothing between the measured pixels is shrunk away as noise: a cube
+    too small for the self-check gets the interpolation alone, bicubic (a denoised 4 x 4 map lost
+    5 dB to bicubic with the cube's own noise estimate, docs/superres.md)."""
+    cell = nd.simulate.simulate_cell((8, 8), n_bands=60, seed=2)
+    lr = np.ascontiguousarray(cell.clean[:, 1::2, 1::2])
+    assert min(lr.shape[1:]) < CHECK_MIN
+    clean = upscale(lr, 2, "hyrisr", noise="none")
+    np.testing.assert_allclose(clean, upscale(lr, 2, "bicubic"), rtol=1e-5, atol=1e-5 * float(lr.max()))
+    with pytest.raises(ValueError, match="noise"):
+        upscale(lr, 2, "hyrisr", noise="some")
+
+
 def test_fast_scan_restore_returns_both_stages(user_models, rng):
     _tiny_model("tiny", user_models)
     lr = (rng.random((40, 8, 9)) + 1.0).astype(np.float32)
@@ -473,10 +487,15 @@ def test_fast_scan_restore_returns_both_stages(user_models, rng):
     assert result.upscaled.shape == (40, 24, 27)
     assert result.time_saving == pytest.approx(90.0)
     assert result.upscale_method == "tiny"
-    np.testing.assert_allclose(result.upscaled, upscale(result.denoised, 3, "tiny"), atol=1e-5)
+    # the denoised cube is taken as noise-free, and the result says so (a replay needs it)
+    assert result.upscale_params == {"noise": "none"}
+    np.testing.assert_allclose(result.upscaled, upscale(result.denoised, 3, "tiny", noise="none"), atol=1e-5)
     # the upscaler's parameters pass through, checked before the denoiser runs
     fixed = compute.run(restore_steps(lr, 2, upscale_method="tiny", upscale_params={"adapt": "off"}))
-    np.testing.assert_allclose(fixed.upscaled, upscale(fixed.denoised, 2, "tiny", adapt="off"), atol=1e-5)
+    np.testing.assert_allclose(fixed.upscaled, upscale(fixed.denoised, 2, "tiny", adapt="off", noise="none"),
+                               atol=1e-5)
+    noisy = compute.run(restore_steps(lr, 2, upscale_method="tiny", upscale_params={"adapt": "off", "noise": "auto"}))
+    np.testing.assert_allclose(noisy.upscaled, upscale(noisy.denoised, 2, "tiny", adapt="off"), atol=1e-5)
     np.testing.assert_array_equal(fixed.upscaled[:, 1::2, 1::2], fixed.denoised)
     with pytest.raises(ValueError, match="has no parameter 'adapt'"):
         compute.run(restore_steps(lr, 2, upscale_method="bicubic", upscale_params={"adapt": "off"}))

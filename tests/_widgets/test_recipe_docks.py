@@ -105,7 +105,7 @@ def test_three_docks_then_a_peak_map_replay_bit_identically(opened, tmp_path, ru
     assert [(s["operation"], s["method"]) for s in steps] == [
         ("preprocess", "standard"), ("denoise", "savgol"), ("superres", "srresnet"), ("band_map", "height")]
     assert steps[2]["params"] == {"scale": 2, "tile": 8, "overlap": 2, "adapt": "auto", "adapt_steps": 5,
-                                  "adapt_seconds": 600.0}
+                                  "adapt_seconds": 600.0, "noise": "auto"}
     for index, made in enumerate([cleaned, viewer.layers["cell · preprocessed · hybrid"], smooth, upscaled, heatmap]):
         replayed = _replayed(made, path, tmp_path, f"layer{index}")
         assert np.array_equal(replayed.final, made.data), made.name

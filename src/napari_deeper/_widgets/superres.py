@@ -166,15 +166,18 @@ class SuperResWidget(QWidget):
         scale = int(self.scale.value)
         ratio = float(self.exposure_ratio.value)
         device = self.device.value
-        upscale_params = self.panels.panels[DEFAULT].params  # the upscaler's own panel (adapt, tile...)
+        # the upscaler's own panel (adapt, tile...); its noise setting is for raw scans: restore
+        # takes the denoised cube as noise-free
+        upscale_params = {k: v for k, v in self.panels.panels[DEFAULT].params.items() if k != "noise"}
         self.restore_runner.start(
             restore_steps,
-            lambda result: self._add_restored(source, device, result, upscale_params),
+            lambda result: self._add_restored(source, device, result),
             np.asarray(source.data), scale, None, None, wavenumbers_of(source), device, ratio, upscale_params,
             viewer=self.viewer, inputs=[source],
         )
 
-    def _add_restored(self, source, device, result, upscale_params: dict) -> None:
+    def _add_restored(self, source, device, result) -> None:
+        upscale_params = result.upscale_params
         params = {"scale": result.scale, "denoise_method": result.denoise_method,
                   "upscale_method": result.upscale_method, "upscale_params": upscale_params,
                   "exposure_ratio": result.exposure_ratio, "device": device}

@@ -23,12 +23,13 @@ their own names: see :func:`available_methods`. A user model shadows a shipped o
 name, as in every family (see :mod:`napari_deeper.methods`).
 
 :func:`restore_steps` is the "fast scan restore" pipeline: denoise a low-SNR, low-resolution scan,
-then super-resolve it; it keeps both results and reports the imaging-time saving.
+then super-resolve it, the denoised cube taken as noise-free; it keeps both results and reports the
+imaging-time saving.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from .. import compute
 from .._validation import as_cube, as_wavenumbers
 from ..methods import Family, Method, Param, saved_models
 from .adapt import ADAPT_SECONDS, ADAPT_STEPS
+from .deep import NOISE_CHOICES
 
 SCALES = (2, 3, 4)
 DEFAULT = "hyrisr"
@@ -95,6 +97,10 @@ _NETWORK_PARAMS = (
                "and choose its weight by a self-check; auto: whenever the cube is large enough"),
     Param("adapt_steps", int, ADAPT_STEPS, (0, 100000), help="most fine-tuning steps on the cube's own pairs"),
     Param("adapt_seconds", float, ADAPT_SECONDS, (0.1, 3600.0), help="time budget of the fine-tuning (seconds)"),
+    Param("noise", str, "auto", choices=NOISE_CHOICES,
+          help="auto: the cube's own noise level (measured along its spectra) decides how much of each part is "
+               "kept between measured pixels; none: the cube is taken as noise-free (a denoised cube; Fast scan "
+               "restore uses it)"),
 )
 
 
@@ -109,9 +115,10 @@ def _interpolation(name: str):
 
 def _network(model_name: str):
     def steps(data, scale: int, device, tile: int, overlap: int, adapt: str, adapt_steps: int,
-              adapt_seconds: float) -> compute.Steps[np.ndarray]:
+              adapt_seconds: float, noise: str) -> compute.Steps[np.ndarray]:
         return (yield from _network_steps(model_name, data, scale, device, model_name, tile, overlap,
-                                          adapt=adapt, adapt_steps=adapt_steps, adapt_seconds=adapt_seconds))
+                                          adapt=adapt, adapt_steps=adapt_steps, adapt_seconds=adapt_seconds,
+                                          noise=noise))
 
     return steps
 
@@ -221,6 +228,8 @@ class RestoreResult:
     time_saving: float
     denoise_method: str
     upscale_method: str
+    #: the upscaler's parameters as run (a network's ``noise`` is "none" unless given)
+    upscale_params: dict = field(default_factory=dict)
 
 
 def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
@@ -234,7 +243,10 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     ``exposure_ratio`` is how many times longer the reference dwell time is than this scan's
     (None: 1, only the fewer points count). Returns a :class:`RestoreResult` holding the denoised
     LR cube and the upscaled one. The upscaler keeps the values it is given at the measured
-    pixels: here the denoised ones, so the result is the clean estimate everywhere.
+    pixels: here the denoised ones, so the result is the clean estimate everywhere. A network
+    upscaler takes the denoised cube as noise-free (``noise="none"`` unless ``upscale_params``
+    says otherwise): its own noise estimate, made along the spectra, would read what the denoiser
+    left as noise and shrink it away between the measured pixels (measured in docs/superres.md).
     """
     scale = check_scale(scale)
     cube = as_cube(data)
@@ -246,7 +258,10 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
 
     denoise_method = denoise.get_method(denoise_method).name
     upscale_params = dict(upscale_params or {})
-    upscale_method = FAMILY.check(upscale_method, {"scale": scale, **upscale_params})[0].name
+    chosen = FAMILY.check(upscale_method, {"scale": scale, **upscale_params})[0]
+    if chosen.kind == "network":
+        upscale_params.setdefault("noise", "none")
+    upscale_method = chosen.name
     _check_size(cube.shape, scale)
     denoised = yield from compute.stage(
         denoise.denoise_steps(cube, denoise_method, wavenumbers, device), 0, 2, "denoising"
@@ -258,6 +273,7 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     )
     return RestoreResult(
         denoised, upscaled, scale, ratio, float(scale * scale * ratio), denoise_method, upscale_method,
+        upscale_params,
     )
 
 

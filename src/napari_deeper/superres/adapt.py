@@ -228,7 +228,7 @@ def _variant_steps(model, given: np.ndarray, measured: np.ndarray, target: np.nd
 
 
 def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, overlap: int, report,
-                     warn: bool = False, bicubic: float = 1.0) -> compute.Steps:
+                     warn: bool = False, bicubic: float = 1.0, noise: str = "auto") -> compute.Steps:
     """Choose how to fill in ``data``'s new pixels, on ``data`` skip-sampled by 2 -> ``data``.
 
     Candidates: the pipeline on the cube as it is ("network", the network's weight chosen in
@@ -243,6 +243,8 @@ def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, ove
     and bicubic is best depends on the scale). ``bicubic``: the share of bicubic that the cube's
     noise level chose (:attr:`~napari_deeper.superres.deep.Shrink.bicubic`); the denoised cube is
     interpolated with it too, as the interpolation follows the scan's noise, not the denoiser's.
+    ``noise``: "none" takes the cube (and its denoised version) as noise-free
+    (:func:`~napari_deeper.superres.deep.assumed_noise`).
     """
     h, w = data.shape[1:]
     if min(h, w) < CHECK_MIN:
@@ -250,7 +252,7 @@ def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, ove
                      f"{CHECK_MIN}): the network is not used, only the noise-aware interpolation", warn)
         yield compute.Progress(1, 1, text)
         return None
-    from .deep import band_noise
+    from .deep import assumed_noise
 
     small = np.ascontiguousarray(data[:, 1::2, 1::2])
     ty, tx = 2 * small.shape[1], 2 * small.shape[2]
@@ -258,15 +260,16 @@ def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, ove
     mask = np.ones((ty, tx), dtype=bool)
     mask[1::2, 1::2] = False
     errors = {name: _masked_mse(interpolate(small, 2, name), target, mask) for name in ("bilinear", "bicubic")}
-    noise = band_noise(data)
     weights = {}
     weights["network"], errors["network"], errors["interpolation"] = yield from compute.share(
-        _variant_steps(model, small, small, target, mask, noise, None, device, tile, overlap), 0, 1, 3,
+        _variant_steps(model, small, small, target, mask, assumed_noise(data, noise), None, device, tile, overlap),
+        0, 1, 3,
         "self-check")
     clean = yield from compute.share(denoised_steps(small), 1, 1, 3, "self-check: denoising")
     if clean is not None:
         weights["denoised network"], errors["denoised network"], _ = yield from compute.share(
-            _variant_steps(model, clean, small, target, mask, band_noise(clean), bicubic, device, tile, overlap),
+            _variant_steps(model, clean, small, target, mask, assumed_noise(clean, noise), bicubic, device, tile,
+                           overlap),
             2, 1, 3, "self-check")
     candidates = [*weights, *(("bilinear", "bicubic") if scale == 2 else ())]
     best = min(candidates, key=errors.get)

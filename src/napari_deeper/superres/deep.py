@@ -16,7 +16,9 @@ The output is put together by :func:`assemble_steps`, knowing that a real scan i
   (:func:`band_noise`); each component image and the rest outside the basis are interpolated
   and multiplied by one minus their noise share (:class:`Shrink`), and the interpolation is
   bicubic for a noise-free cube and bilinear (which averages more neighbours, the better
-  interpolation of noisy real scans) for a noisy one;
+  interpolation of noisy real scans) for a noisy one. A cube that is already denoised is taken
+  as noise-free (``noise="none"``, as *Fast scan restore* does): measured along its spectra, what
+  the denoiser left is mostly signal, which the shrink would remove;
 - the network's component images enter with a weight: 1 as trained, or the one the cube's own
   self-check chooses (:mod:`napari_deeper.superres.adapt`, which also fine-tunes the network on
   the cube).
@@ -41,6 +43,8 @@ from .interpolation import interpolate, interpolate_steps
 
 #: at most this many pixels (evenly strided) are used to fit the basis of a large image
 BASIS_PIXELS = 16384
+#: what the pipeline takes as the cube's noise: its own level (:func:`band_noise`), or none
+NOISE_CHOICES = ("auto", "none")
 TILE = 96
 OVERLAP = 12
 
@@ -164,6 +168,12 @@ def band_noise(cube: np.ndarray) -> np.ndarray:
     second = sample[:-2] - 2.0 * sample[1:-1] + sample[2:]
     sigma = np.median(np.abs(second), axis=1) / 0.6745 / np.sqrt(6.0)
     return np.concatenate([sigma[:1], sigma, sigma[-1:]]) ** 2
+
+
+def assumed_noise(cube: np.ndarray, noise: str) -> np.ndarray:
+    """Per-band noise variance the pipeline works with: the cube's own (``"auto"``) or zeros
+    (``"none"``: a denoised cube)."""
+    return band_noise(cube) if noise == "auto" else np.zeros(cube.shape[0])
 
 
 @dataclass(frozen=True)
@@ -321,7 +331,7 @@ class Report:
 def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int = TILE,
                           overlap: int = OVERLAP, message: str = "super-resolving", adapt: str = "off",
                           adapt_steps: int | None = None, adapt_seconds: float | None = None,
-                          report: Report | None = None) -> compute.Steps[np.ndarray]:
+                          report: Report | None = None, noise: str = "auto") -> compute.Steps[np.ndarray]:
     """Super-resolve ``data`` ``(B, Y, X)`` with a component-space correction network.
 
     ``adapt``: "off" uses the network as trained (weight 1); "auto" and "on" adapt it to this
@@ -332,13 +342,16 @@ def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int
     denoiser, with their weights, or (at 2x) plain interpolation. A cube too small to fine-tune
     gets the network as trained; one too small for the self-check, the noise-aware interpolation
     (weight 0). "auto" says so in the progress message, "on" also warns. ``report``, when given,
-    is filled in (a :class:`Report`).
+    is filled in (a :class:`Report`). ``noise`` (:data:`NOISE_CHOICES`): "none" takes ``data``
+    as noise-free (:func:`assumed_noise`), here and in the self-check.
     """
+    if noise not in NOISE_CHOICES:
+        raise ValueError(f"noise must be one of {', '.join(NOISE_CHOICES)}, got {noise!r}")
     from . import adapt as zero_shot
 
     report = Report() if report is None else report
     device = compute.select_device(device)
-    prep = prepare(data, model.n_components)
+    prep = prepare(data, model.n_components, assumed_noise(data, noise))
     if prep is None:  # a spectrally constant cube: nothing for the network to sharpen
         report.method, report.weight = "bicubic", 0.0
         return (yield from interpolate_steps(data, scale, "bicubic"))
@@ -351,7 +364,8 @@ def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int
         model = tuned if tuned is not None else model
         check = yield from compute.stage(
             zero_shot.self_check_steps(model, data, scale, device, tile, overlap, report,
-                                        warn=adapt == "on", bicubic=prep.shrink.bicubic), 1, n, message)
+                                        warn=adapt == "on", bicubic=prep.shrink.bicubic, noise=noise), 1, n,
+            message)
         report.check = check
         if check is None:
             report.method, report.weight = "network", 0.0
@@ -359,9 +373,9 @@ def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int
             report.method, report.weight, report.bicubic = check.method, check.weight, check.bicubic
         if report.method == "denoised network":
             given = yield from compute.stage(zero_shot.denoised_steps(data), 2, n, f"{message}: denoising")
-            prep = prepare(given, model.n_components) if given is not None else None
+            prep = prepare(given, model.n_components, assumed_noise(given, noise)) if given is not None else None
             if prep is None:  # the check could denoise the coarser cube; this one failed
-                given, prep = data, prepare(data, model.n_components)
+                given, prep = data, prepare(data, model.n_components, assumed_noise(data, noise))
                 report.method = "network"
     if report.method in ("bilinear", "bicubic"):
         return (yield from compute.stage(interpolate_steps(data, scale, report.method), n - 1, n, message))
