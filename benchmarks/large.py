@@ -67,13 +67,18 @@ def _peak() -> int:
 
 
 def _noting(steps):
-    """Run ``steps`` to the end: ``(result, how many components it kept)`` (from its messages)."""
-    kept = ""
+    """Run ``steps`` to the end: ``(result, how many components it kept)`` (from its messages).
+
+    A MemoryError says which step it came after."""
+    kept, message = "", ""
     while True:
         try:
             progress = next(steps)
         except StopIteration as stop:
             return stop.value, kept
+        except MemoryError as error:
+            raise MemoryError(f"{error} (after {message!r})") from None
+        message = progress.message
         if progress.message.endswith(" components"):
             kept = progress.message.rsplit(": ", 1)[-1]
 
@@ -169,6 +174,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=256, help="pixels a side of the in-memory baseline cube")
     parser.add_argument("--limit-gib", type=float, default=2.5, help="RLIMIT_DATA of the streamed runs (0: none)")
     parser.add_argument("--folder", default=None, help="where the stores go (default: a temporary folder)")
+    parser.add_argument("--cases", default=",".join(task for task, _, _ in CASES),
+                        help="comma-separated cases to run (default: all of them)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,7 +197,7 @@ def main() -> None:
         endmembers, _ = nd.vca(tile, N_ENDMEMBERS, seed=0)
         np.save(folder / "endmembers.npy", endmembers)
         rows = []
-        for task, _method, label in CASES:
+        for task, _method, label in [case for case in CASES if case[0] in args.cases.split(",")]:
             for mode, source, limit in (("in memory", folder / "small.npy", 0.0),
                                         ("streamed", store, args.limit_gib)):
                 out = folder / f"{task}.zarr"
