@@ -487,12 +487,12 @@ def test_fast_scan_restore_returns_both_stages(user_models, rng):
     assert result.upscaled.shape == (40, 24, 27)
     assert result.time_saving == pytest.approx(90.0)
     assert result.upscale_method == "tiny"
-    # the denoised cube is taken as noise-free, and the result says so (a replay needs it)
-    assert result.upscale_params == {"noise": "none"}
-    np.testing.assert_allclose(result.upscaled, upscale(result.denoised, 3, "tiny", noise="none"), atol=1e-5)
+    # the upscaler knows its input is denoised, and the result says so (a replay needs it)
+    assert result.upscale_params == {"noise": "denoised"}
+    np.testing.assert_allclose(result.upscaled, upscale(result.denoised, 3, "tiny", noise="denoised"), atol=1e-5)
     # the upscaler's parameters pass through, checked before the denoiser runs
     fixed = compute.run(restore_steps(lr, 2, upscale_method="tiny", upscale_params={"adapt": "off"}))
-    np.testing.assert_allclose(fixed.upscaled, upscale(fixed.denoised, 2, "tiny", adapt="off", noise="none"),
+    np.testing.assert_allclose(fixed.upscaled, upscale(fixed.denoised, 2, "tiny", adapt="off", noise="denoised"),
                                atol=1e-5)
     noisy = compute.run(restore_steps(lr, 2, upscale_method="tiny", upscale_params={"adapt": "off", "noise": "auto"}))
     np.testing.assert_allclose(noisy.upscaled, upscale(noisy.denoised, 2, "tiny", adapt="off"), atol=1e-5)

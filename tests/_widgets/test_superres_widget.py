@@ -95,11 +95,11 @@ def test_fast_scan_restore_keeps_both_layers(viewer_and_widget, run_dock):
     assert record["intermediate"] == denoised.name
     assert record["params"]["upscale_method"] == "hyrisr" and record["model"] == "hyrisr"
     assert record["params"]["upscale_params"]["adapt"] == "auto"  # the hyrisr panel's own values
-    # the panel's noise setting is for raw scans: the denoised cube is taken as noise-free, and
-    # the replayed upscaling step says so
+    # the panel's noise setting is for raw scans: restore tells the upscaler its input is
+    # denoised, and the replayed upscaling step says so
     assert widget.panels.panels["hyrisr"].params["noise"] == "auto"
-    assert record["params"]["upscale_params"]["noise"] == "none"
-    assert record["recipe"][-1]["operation"] == "superres" and record["recipe"][-1]["params"]["noise"] == "none"
+    assert record["params"]["upscale_params"]["noise"] == "denoised"
+    assert record["recipe"][-1]["operation"] == "superres" and record["recipe"][-1]["params"]["noise"] == "denoised"
     assert denoised.metadata["napari_deeper"]["pipeline"] == "fast_scan_restore"
     np.testing.assert_allclose(final.data_to_world((0, 5, 7)), denoised.data_to_world((0, 2, 3)))
     assert "40x" in widget.restore_info.value

@@ -167,7 +167,7 @@ class SuperResWidget(QWidget):
         ratio = float(self.exposure_ratio.value)
         device = self.device.value
         # the upscaler's own panel (adapt, tile...); its noise setting is for raw scans: restore
-        # takes the denoised cube as noise-free
+        # runs it with noise "denoised"
         upscale_params = {k: v for k, v in self.panels.panels[DEFAULT].params.items() if k != "noise"}
         self.restore_runner.start(
             restore_steps,

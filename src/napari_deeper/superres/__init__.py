@@ -23,8 +23,8 @@ their own names: see :func:`available_methods`. A user model shadows a shipped o
 name, as in every family (see :mod:`napari_deeper.methods`).
 
 :func:`restore_steps` is the "fast scan restore" pipeline: denoise a low-SNR, low-resolution scan,
-then super-resolve it, the denoised cube taken as noise-free; it keeps both results and reports the
-imaging-time saving.
+then super-resolve it (the self-check choosing whether the denoised cube's noise estimate is used); it
+keeps both results and reports the imaging-time saving.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ _NETWORK_PARAMS = (
     Param("adapt_seconds", float, ADAPT_SECONDS, (0.1, 3600.0), help="time budget of the fine-tuning (seconds)"),
     Param("noise", str, "auto", choices=NOISE_CHOICES,
           help="auto: the cube's own noise level (measured along its spectra) decides how much of each part is "
-               "kept between measured pixels; none: the cube is taken as noise-free (a denoised cube; Fast scan "
-               "restore uses it)"),
+               "kept between measured pixels; none: the cube is taken as noise-free; denoised: for a denoised "
+               "cube, the self-check chooses between the two (Fast scan restore uses it)"),
 )
 
 
@@ -228,7 +228,7 @@ class RestoreResult:
     time_saving: float
     denoise_method: str
     upscale_method: str
-    #: the upscaler's parameters as run (a network's ``noise`` is "none" unless given)
+    #: the upscaler's parameters as run (a network's ``noise`` is "denoised" unless given)
     upscale_params: dict = field(default_factory=dict)
 
 
@@ -244,9 +244,10 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     (None: 1, only the fewer points count). Returns a :class:`RestoreResult` holding the denoised
     LR cube and the upscaled one. The upscaler keeps the values it is given at the measured
     pixels: here the denoised ones, so the result is the clean estimate everywhere. A network
-    upscaler takes the denoised cube as noise-free (``noise="none"`` unless ``upscale_params``
-    says otherwise): its own noise estimate, made along the spectra, would read what the denoiser
-    left as noise and shrink it away between the measured pixels (measured in docs/superres.md).
+    upscaler runs with ``noise="denoised"`` unless ``upscale_params`` says otherwise: its noise
+    estimate, made along the spectra, may read what the denoiser kept as noise and shrink it
+    away between the measured pixels, so the self-check chooses whether to use it
+    (:mod:`napari_deeper.superres.deep`; measured in docs/superres.md).
     """
     scale = check_scale(scale)
     cube = as_cube(data)
@@ -260,7 +261,7 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     upscale_params = dict(upscale_params or {})
     chosen = FAMILY.check(upscale_method, {"scale": scale, **upscale_params})[0]
     if chosen.kind == "network":
-        upscale_params.setdefault("noise", "none")
+        upscale_params.setdefault("noise", "denoised")
     upscale_method = chosen.name
     _check_size(cube.shape, scale)
     denoised = yield from compute.stage(
