@@ -23,8 +23,7 @@ their own names: see :func:`available_methods`. A user model shadows a shipped o
 name, as in every family (see :mod:`napari_deeper.methods`).
 
 :func:`restore_steps` is the "fast scan restore" pipeline: denoise a low-SNR, low-resolution scan,
-then super-resolve it (the self-check choosing whether the denoised cube's noise estimate is used); it
-keeps both results and reports the imaging-time saving.
+then super-resolve it; it keeps both results and reports the imaging-time saving.
 """
 
 from __future__ import annotations
@@ -99,8 +98,8 @@ _NETWORK_PARAMS = (
     Param("adapt_seconds", float, ADAPT_SECONDS, (0.1, 3600.0), help="time budget of the fine-tuning (seconds)"),
     Param("noise", str, "auto", choices=NOISE_CHOICES,
           help="auto: the cube's own noise level (measured along its spectra) decides how much of each part is "
-               "kept between measured pixels; none: the cube is taken as noise-free; denoised: for a denoised "
-               "cube, the self-check chooses between the two (Fast scan restore uses it)"),
+               "kept between measured pixels; none: the cube is taken as noise-free; denoised: a denoised cube, "
+               "its own noise level used only where the self-check guards the result (Fast scan restore)"),
 )
 
 
@@ -246,7 +245,7 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     pixels: here the denoised ones, so the result is the clean estimate everywhere. A network
     upscaler runs with ``noise="denoised"`` unless ``upscale_params`` says otherwise: its noise
     estimate, made along the spectra, may read what the denoiser kept as noise and shrink it
-    away between the measured pixels, so the self-check chooses whether to use it
+    away between the measured pixels, so it is used only where the self-check guards the result
     (:mod:`napari_deeper.superres.deep`; measured in docs/superres.md).
     """
     scale = check_scale(scale)

@@ -228,8 +228,7 @@ def _variant_steps(model, given: np.ndarray, measured: np.ndarray, target: np.nd
 
 
 def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, overlap: int, report,
-                     warn: bool = False, bicubic: float = 1.0, noise: str = "auto",
-                     denoise: bool = True) -> compute.Steps:
+                     warn: bool = False, bicubic: float = 1.0, noise: str = "auto") -> compute.Steps:
     """Choose how to fill in ``data``'s new pixels, on ``data`` skip-sampled by 2 -> ``data``.
 
     Candidates: the pipeline on the cube as it is ("network", the network's weight chosen in
@@ -245,8 +244,7 @@ def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, ove
     noise level chose (:attr:`~napari_deeper.superres.deep.Shrink.bicubic`); the denoised cube is
     interpolated with it too, as the interpolation follows the scan's noise, not the denoiser's.
     ``noise``: "none" takes the cube (and its denoised version) as noise-free
-    (:func:`~napari_deeper.superres.deep.assumed_noise`). ``denoise=False`` leaves out the
-    denoised candidate (for a cube that is denoised already).
+    (:func:`~napari_deeper.superres.deep.assumed_noise`).
     """
     h, w = data.shape[1:]
     if min(h, w) < CHECK_MIN:
@@ -267,7 +265,7 @@ def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, ove
         _variant_steps(model, small, small, target, mask, assumed_noise(data, noise), None, device, tile, overlap),
         0, 1, 3,
         "self-check")
-    clean = (yield from compute.share(denoised_steps(small), 1, 1, 3, "self-check: denoising")) if denoise else None
+    clean = yield from compute.share(denoised_steps(small), 1, 1, 3, "self-check: denoising")
     if clean is not None:
         weights["denoised network"], errors["denoised network"], _ = yield from compute.share(
             _variant_steps(model, clean, small, target, mask, assumed_noise(clean, noise), bicubic, device, tile,

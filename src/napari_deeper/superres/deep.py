@@ -18,8 +18,8 @@ The output is put together by :func:`assemble_steps`, knowing that a real scan i
   bicubic for a noise-free cube and bilinear (which averages more neighbours, the better
   interpolation of noisy real scans) for a noisy one. On a cube that is already denoised
   (``noise="denoised"``, as *Fast scan restore* runs it) what its spectra call noise may be
-  signal the denoiser kept, which the shrink would remove: the self-check then chooses between
-  the cube's own noise level and none, and a cube too small for the check is taken as noise-free;
+  signal the denoiser kept, which the shrink would remove: where no self-check guards the
+  result (a cube too small for it, or ``adapt="off"``) such a cube is taken as noise-free;
 - the network's component images enter with a weight: 1 as trained, or the one the cube's own
   self-check chooses (:mod:`napari_deeper.superres.adapt`, which also fine-tunes the network on
   the cube).
@@ -45,7 +45,7 @@ from .interpolation import interpolate, interpolate_steps
 #: at most this many pixels (evenly strided) are used to fit the basis of a large image
 BASIS_PIXELS = 16384
 #: what the pipeline takes as the cube's noise: its own level (:func:`band_noise`), none, or (for
-#: a denoised cube) whichever of the two the self-check finds better
+#: a denoised cube) its own level when the self-check guards the result and none when not
 NOISE_CHOICES = ("auto", "none", "denoised")
 TILE = 96
 OVERLAP = 12
@@ -303,9 +303,7 @@ class Report:
     None when there was none; ``weight``: the network's share used; ``bicubic``: the share of
     bicubic in the interpolation (None: the noise level's choice); ``method``: "network", or the
     interpolation the self-check chose instead, or "denoised network" (the network on the cube
-    through the default denoiser, the measured pixels kept); ``noise``: the noise model the
-    self-check chose for a denoised cube ("auto" or "none"; None: not chosen); ``notes``: what
-    was skipped and why.
+    through the default denoiser, the measured pixels kept); ``notes``: what was skipped and why.
     """
 
     adapted: int = 0
@@ -315,7 +313,6 @@ class Report:
     weight: float = 1.0
     method: str = "network"
     bicubic: float | None = None
-    noise: str | None = None
     notes: list = field(default_factory=list)
 
     def summary(self) -> str:
@@ -330,8 +327,6 @@ class Report:
             interpolation = "" if self.bicubic is None else f", bicubic share {self.bicubic:.0f}"
             parts.append(f"{'on the denoised cube, ' if self.method == 'denoised network' else ''}"
                          f"network weight {self.weight:.2f}{interpolation}")
-        if self.noise is not None:
-            parts.append("taken as noise-free" if self.noise == "none" else "with its own noise level")
         return "; ".join(parts + self.notes)
 
 
@@ -350,9 +345,8 @@ def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int
     gets the network as trained; one too small for the self-check, the noise-aware interpolation
     (weight 0). "auto" says so in the progress message, "on" also warns. ``report``, when given,
     is filled in (a :class:`Report`). ``noise`` (:data:`NOISE_CHOICES`): "none" takes ``data``
-    as noise-free (:func:`assumed_noise`), here and in the self-check; "denoised" runs the
-    self-check with either and keeps the better (noise-free when there is no check, or no
-    adaptation).
+    as noise-free (:func:`assumed_noise`), here and in the self-check; "denoised" is "auto" when
+    the self-check runs and "none" when it does not (too small, or no adaptation).
     """
     if noise not in NOISE_CHOICES:
         raise ValueError(f"noise must be one of {', '.join(NOISE_CHOICES)}, got {noise!r}")
@@ -360,8 +354,8 @@ def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int
 
     report = Report() if report is None else report
     device = compute.select_device(device)
-    checked = ("none", "auto") if noise == "denoised" and adapt != "off" else ()
-    noise = "none" if noise == "denoised" else noise  # until the check says otherwise
+    denoised = noise == "denoised"
+    noise = "none" if denoised and adapt == "off" else "auto" if denoised else noise
     prep = prepare(data, model.n_components, assumed_noise(data, noise))
     if prep is None:  # a spectrally constant cube: nothing for the network to sharpen
         report.method, report.weight = "bicubic", 0.0
@@ -373,20 +367,13 @@ def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int
             zero_shot.fine_tune_steps(model, data, scale, device, prep, adapt_steps, adapt_seconds, report,
                                       warn=adapt == "on"), 0, n, message)
         model = tuned if tuned is not None else model
-        checks = {}
-        for mode in checked or (noise,):
-            mode_prep = prep if mode == noise else prepare(data, model.n_components, assumed_noise(data, mode))
-            checks[mode] = yield from compute.stage(
-                zero_shot.self_check_steps(model, data, scale, device, tile, overlap, report, warn=adapt == "on",
-                                            bicubic=mode_prep.shrink.bicubic, noise=mode,
-                                            denoise=not checked), 1, n, message)
-            if checks[mode] is None:  # too small for the check: it would be for the other model too
-                break
-        if checks.get("auto") is not None:  # the noise model whose best candidate did better
-            noise = min(checks, key=lambda mode: checks[mode].errors[checks[mode].method])
+        check = yield from compute.stage(
+            zero_shot.self_check_steps(model, data, scale, device, tile, overlap, report,
+                                        warn=adapt == "on", bicubic=prep.shrink.bicubic, noise=noise), 1, n,
+            message)
+        if check is None and denoised:  # nothing guards the shrink: the denoised cube is taken as noise-free
+            noise = "none"
             prep = prepare(data, model.n_components, assumed_noise(data, noise))
-            report.noise = noise
-        check = checks[noise]
         report.check = check
         if check is None:
             report.method, report.weight = "network", 0.0
