@@ -31,9 +31,10 @@ spaced strips of rows, its noise scaling, subspace and component scores one pass
 pixel blocks (read as float32 from the lazy input, never the cube whole; at most
 :data:`~napari_deeper.denoise.classical.LAZY_BLOCK_BYTES` of input each), and its
 reconstruction goes into the store by whole rows of tiles (:class:`PixelRows`). Besides one
-block it holds its component images, ``components x pixels`` float32 twice (scores and their
+block (and the row of input chunks it lies in) it holds its component images, ``components x pixels`` float32 twice (scores and their
 noise variance, the latter freed before the reconstruction): 0.3 GiB for 1024 x 1024 pixels at
-the default ``max_components`` of 40, 1.25 GiB for 2048 x 2048. Its result equals the in-memory
+the default ``max_components`` of 40, 1.25 GiB for 2048 x 2048 (measured peak: 2.07 GiB beyond
+the start there, docs/benchmarks.md). Its result equals the in-memory
 one to the bit when the pixel blocks are the same (a cube of at most one lazy block, 16 777
 spectra of 500 bands), and to float32 rounding otherwise (sums over blocks taken in another
 order).
