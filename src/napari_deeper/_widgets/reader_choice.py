@@ -21,7 +21,7 @@ PLUGIN = "napari-deeper"
 #: the patterns napari-deeper is made the preferred reader for (napari's own reader claims them too);
 #: napari matches a folder by its path with a separator appended, hence the zarr store's pattern
 PATTERNS = ("*.npy", "*.npz", f"*.zarr{os.sep}")
-SUFFIXES = (".npy", ".npz", ".zarr")
+SUFFIXES = tuple(pattern[1:].rstrip(os.sep) for pattern in PATTERNS)
 
 
 def preferred_readers() -> dict[str, str | None]:

@@ -35,7 +35,7 @@ falls back to the CPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -373,7 +373,7 @@ def network_upscale_steps(model, data: np.ndarray, scale: int, device, tile: int
             message)
         if check is None and denoised:  # nothing guards the shrink: the denoised cube is taken as noise-free
             noise = "none"
-            prep = prepare(data, model.n_components, assumed_noise(data, noise))
+            prep = replace(prep, shrink=noise_shrink(data, prep.basis, prep.scores, assumed_noise(data, noise)))
         report.check = check
         if check is None:
             report.method, report.weight = "network", 0.0
