@@ -11,7 +11,8 @@ already holds the data it read at the start, so the run finishes, its results ar
 removed. Docks say which layers a run reads with ``start(..., viewer=, inputs=)``.
 
 While a run goes, torch computes on all cores but :data:`WINDOW_CORES` (one), so that the window
-keeps a core for its event loop and stays responsive (measured in ``benchmarks/ui.py``).
+keeps a core for its event loop and stays responsive, and threads hand the GIL over after
+:data:`RUN_SWITCH_INTERVAL` instead of Python's 5 ms (both measured in ``benchmarks/ui.py``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,32 @@ def _share_cores() -> bool:
         torch.set_num_threads(max(1, min(_torch_threads["saved"], cores - WINDOW_CORES)))
     _torch_threads["runs"] += 1
     return True
+
+
+#: Seconds a thread keeps the GIL while another waits for it, while runs go (Python's default: 5 ms).
+#: The window's thread gives the GIL up at every Qt call and a network's thread at every torch
+#: call, so each waited up to 5 ms for the other at every switch: with the Spectra dock open and
+#: the cursor moving, a 64 x 64 x 500 resunet run took 12-19 s at 5 ms and 7-12 s at 0.5 ms.
+RUN_SWITCH_INTERVAL = 0.0005
+_switching = {"runs": 0, "saved": None}  # the runs going, Python's own interval
+
+
+def _hold_switch_interval() -> None:
+    import sys
+
+    if _switching["runs"] == 0:
+        _switching["saved"] = sys.getswitchinterval()
+        sys.setswitchinterval(min(_switching["saved"], RUN_SWITCH_INTERVAL))
+    _switching["runs"] += 1
+
+
+def _release_switch_interval() -> None:
+    import sys
+
+    _switching["runs"] -= 1
+    if _switching["runs"] == 0:
+        sys.setswitchinterval(_switching["saved"])
+        _switching["saved"] = None
 
 
 def _unshare_cores() -> None:
@@ -143,6 +170,7 @@ class Runner(QWidget):
         self.progress.setValue(0)
         self.status.setText("Running...")
         self._sharing_cores = _share_cores()  # torch imported already: limited before the run computes
+        _hold_switch_interval()
         worker.start()
         return worker
 
@@ -200,6 +228,7 @@ class Runner(QWidget):
         show_info("napari-deeper: run cancelled; no layers were made.")
 
     def _on_finished(self) -> None:
+        _release_switch_interval()
         if self._sharing_cores:
             _unshare_cores()
             self._sharing_cores = False
