@@ -116,6 +116,37 @@ def test_live_lines_are_blitted_not_redrawn(qtbot, spectra, viewer, cell):
     assert len(draws) == count + 1
 
 
+def test_layout_is_computed_again_only_when_ticks_or_size_change(qtbot, spectra, viewer, monkeypatch):
+    """A full redraw keeps the last layout while ticks, labels and size stay; when they change it
+    lays out again, to the positions matplotlib's own constrained layout gives."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    layer = viewer.layers["cell"]
+    spectra.update_live(world(layer, 5, 5))
+    settle(qtbot, spectra)
+    laid_out = []
+    original = ConstrainedLayoutEngine.execute
+    monkeypatch.setattr(ConstrainedLayoutEngine, "execute", lambda engine, fig: laid_out.append(1) or original(engine, fig))
+
+    def positions():
+        return [axes.get_position().bounds for axes in spectra.figure.axes]
+
+    spectra.canvas.draw()
+    spectra.canvas.draw()
+    assert laid_out == []  # nothing changed: the layout of the last draw stands
+    low, high = spectra.axes.get_ylim()
+    spectra.axes.set_ylim(low, 1e5 * max(high, 1.0))  # much longer tick labels
+    spectra.canvas.draw()
+    assert len(laid_out) == 1
+    cached = positions()
+    reference = ConstrainedLayoutEngine()
+    reference.execute(spectra.figure)
+    np.testing.assert_allclose(cached, positions(), atol=1e-4)  # its passes settle to within 0.05 px
+    spectra.figure.set_size_inches(3.5, 2.5)
+    spectra.canvas.draw()
+    assert len(laid_out) == 3
+
+
 def test_marker_follows_the_band_slider_and_a_click_sets_it(qtbot, spectra, viewer, cell):
     layer = viewer.layers["cell"]
     spectra.update_live(world(layer, 4, 4))
