@@ -156,6 +156,27 @@ def test_compare_grid_titles_show_the_differing_part(qtbot, make_napari_viewer):
     assert tuple(shown[1].contrast_limits) != pytest.approx((1.0, 1.5))
 
 
+def test_titles_fit_their_panels_and_follow_a_resize(qtbot, make_napari_viewer):
+    """Four panels with long names in a narrow canvas: every title is cut to its panel's width
+    (keeping its end), and widening the canvas gives the titles their whole text back."""
+    from napari_deeper._widgets._grid import TITLE_CHAR_PIXELS, show_side_by_side
+
+    viewer = make_napari_viewer()
+    names = ["cell high SNR (1000 photons)", "cell low SNR (50 photons)",
+             "cell low SNR (50 photons) · hybrid", "cell low SNR (50 photons) · resunet"]
+    layers = [viewer.add_image(np.full((4, 6, 6), i, np.float32), name=name) for i, name in enumerate(names)]
+    viewer.canvas.size = (400, 360)  # (height, width) as napari's canvas reports a resize: 180 px panels
+    show_side_by_side(viewer, layers)
+    width = viewer.canvas.viewbox_size(viewer.layers)[1]
+    titles = [panel_title(layer) for layer in layers]
+    assert all(len(title) * TITLE_CHAR_PIXELS <= width for title in titles), (titles, width)
+    assert titles[0].startswith("…") and titles[0].endswith("(1000 photons)")
+    assert sorted(drawn_titles(viewer, layers)) == sorted(titles)
+    viewer.canvas.size = (800, 1600)
+    assert [panel_title(layer) for layer in layers] == ["cell high SNR (1000 photons)", "cell low SNR (50 photons)",
+                                                        "hybrid", "resunet"]
+
+
 def test_thp1_grid_contrast_is_not_set_by_its_cosmic_rays(qtbot, make_napari_viewer, thp1_path):
     """The real WITec THP-1 map at a band with a cosmic ray: the panels are not black."""
     from napari_deeper._widgets.denoise import DenoiseWidget

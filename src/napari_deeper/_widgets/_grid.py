@@ -3,7 +3,8 @@
 :func:`show_side_by_side` shows only the given layers in napari's grid, one per panel, and
 
 - titles every panel with the part of its layer's name that tells it apart from the others
-  ("resunet", "savgol"), not the whole name, whose common prefix would fill a narrow panel;
+  ("resunet", "savgol"), not the whole name, whose common prefix would fill a narrow panel, cut
+  to the panel's width (again when the canvas is resized);
 - resets the view, so every panel shows its whole image;
 - gives the panels one contrast from the 1st-99.5th percentiles of their displayed bands (a few
   hot pixels or cosmic rays do not set it), linked while the grid is shown: changing it on one
@@ -30,6 +31,10 @@ TITLE_KEY = "napari_deeper_title"
 TITLE_FONT_SIZE = 9
 #: a title longer than this keeps its end (where names differ) behind an ellipsis
 TITLE_MAX_CHARS = 36
+#: on-screen width of a title's average character at :data:`TITLE_FONT_SIZE` (pixels), so that
+#: a title is cut to its panel's width and does not run into the next panel's
+TITLE_CHAR_PIXELS = 7.0
+TITLE_MIN_CHARS = 10
 SEPARATOR = " · "
 LINKED_ATTRIBUTES = ("contrast_limits", "gamma")
 
@@ -42,13 +47,14 @@ def _real(obj):
 
 
 # ------------------------------------------------------------------------------ pure helpers
-def distinct_titles(names) -> list[str]:
+def distinct_titles(names, max_chars: int = TITLE_MAX_CHARS) -> list[str]:
     """What tells each name apart: the names' ``" · "``-parts with the parts all share removed.
 
     ``["cell · resunet", "cell · savgol"]`` gives ``["resunet", "savgol"]``; a name that is
     nothing but the shared parts (the input of the results beside it) keeps its last part. When
     the names share nothing (a reference beside a scan and its results), the names that start
-    alike are trimmed among themselves, and a name alone stays whole. Long titles keep their end.
+    alike are trimmed among themselves, and a name alone stays whole. Titles longer than
+    ``max_chars`` keep their end.
     """
     names = [str(name) for name in names]
     firsts = [name.split(SEPARATOR)[0] for name in names]
@@ -57,10 +63,10 @@ def distinct_titles(names) -> list[str]:
         for first in set(firsts):
             group = [i for i, f in enumerate(firsts) if f == first]
             if len(group) > 1:
-                for i, title in zip(group, distinct_titles([names[i] for i in group])):
+                for i, title in zip(group, distinct_titles([names[i] for i in group], max_chars)):
                     titles[i] = title
         if len(set(titles)) == len(set(names)):
-            return [_shortened(t) for t in titles]
+            return [_shortened(t, max_chars) for t in titles]
     parts = [name.split(SEPARATOR) for name in names]
     if len(names) > 1:
         lead = 0
@@ -75,12 +81,21 @@ def distinct_titles(names) -> list[str]:
             titles = names
     else:
         titles = names
-    return [_shortened(t) for t in titles]
+    return [_shortened(t, max_chars) for t in titles]
 
 
-def _shortened(title: str) -> str:
-    """A title of at most :data:`TITLE_MAX_CHARS` characters; a long one keeps its end."""
-    return title if len(title) <= TITLE_MAX_CHARS else "…" + title[-(TITLE_MAX_CHARS - 1) :]
+def _shortened(title: str, max_chars: int) -> str:
+    """A title of at most ``max_chars`` characters; a long one keeps its end."""
+    return title if len(title) <= max_chars else "…" + title[-(max_chars - 1) :]
+
+
+def title_chars(viewer) -> int:
+    """Characters a panel title may have to fit the width of a grid panel as shown now."""
+    canvas = getattr(viewer, "canvas", None)
+    if canvas is None:
+        return TITLE_MAX_CHARS
+    width = canvas.viewbox_size(viewer.layers)[1]
+    return int(np.clip(width / TITLE_CHAR_PIXELS - 2, TITLE_MIN_CHARS, TITLE_MAX_CHARS))
 
 
 def shared_limits(layers, viewer) -> tuple[float, float]:
@@ -134,9 +149,9 @@ def panel_title(layer) -> str | None:
     return layer.name if layer.name_overlay.visible else None
 
 
-def _add_titles(layers) -> None:
+def _add_titles(layers, max_chars: int = TITLE_MAX_CHARS) -> None:
     model = title_overlay_class()
-    for layer, title in zip(layers, distinct_titles([layer.name for layer in layers])):
+    for layer, title in zip(layers, distinct_titles([layer.name for layer in layers], max_chars)):
         if model is None:
             layer.name_overlay.font_size = TITLE_FONT_SIZE
             layer.name_overlay.visible = True
@@ -172,10 +187,9 @@ def show_side_by_side(viewer, layers, link_contrast: bool = True) -> None:
             layer.contrast_limits = limits
         if len(layers) > 1:
             link_layers(layers, LINKED_ATTRIBUTES)
-    _add_titles(layers)
 
-    def retitle(event=None) -> None:  # a panel's layer renamed: every title is worked out again
-        _add_titles([layer for layer in layers if layer in viewer.layers])
+    def retitle(event=None) -> None:  # a layer renamed, the canvas resized: every title worked out again
+        _add_titles([layer for layer in layers if layer in viewer.layers], title_chars(viewer))
 
     for layer in layers:
         layer.events.name.connect(retitle)
@@ -191,6 +205,9 @@ def show_side_by_side(viewer, layers, link_contrast: bool = True) -> None:
     grid.shape = (-1, -1)
     grid.enabled = True
     grid.events.enabled.connect(left)
+    retitle()
+    if hasattr(viewer, "canvas"):
+        viewer.canvas.events.size.connect(retitle)
     viewer.reset_view()
 
 
@@ -204,6 +221,8 @@ def _undo(viewer) -> None:
     grid_of(viewer).events.enabled.disconnect(state["left"])
     for layer in state["layers"]:
         layer.events.name.disconnect(state["retitle"])
+    if hasattr(viewer, "canvas"):
+        viewer.canvas.events.size.disconnect(state["retitle"])
     alive = [layer for layer in state["layers"] if layer in viewer.layers]
     _remove_titles(alive)
     if state["linked"] and len(alive) > 1:
