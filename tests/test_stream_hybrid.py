@@ -112,6 +112,28 @@ def test_progress_is_reported_and_cancel_removes_the_partial_store(tmp_path, cel
     assert any("components" in p.message for p in reports) and is_lazy(result) and out.exists()
 
 
+def test_score_variances_wait_on_disk_and_are_removed_after(tmp_path, cell, small_blocks):
+    """The component images' noise variances go to a folder beside the partial store during the
+    score pass (not memory), and nothing of it is left once the run is done."""
+    data, wn = cell
+    cube = load_cube(save_zarr(data, tmp_path / "in.zarr", wn))
+    out = tmp_path / "clean.zarr"
+    steps = nd.stream.denoise_steps(cube.data, wavenumbers=cube.wavenumbers, out=out)
+    progress = next(steps)
+    while "components" not in progress.message:
+        progress = next(steps)
+    (folder,) = tmp_path.glob(".clean.zarr.partial-*.spill")
+    variances = zarr.open_group(str(folder), mode="r")["0"]
+    assert variances.shape[1] == 70 * 90 and variances.chunks == (1, BLOCK) and variances.dtype == np.float32
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        result = stop.value
+    assert not list(tmp_path.glob(".*")), "neither the partial store nor the spilled variances are left"
+    np.testing.assert_array_equal(np.asarray(result), nd.denoise(data, wavenumbers=wn))
+
+
 def test_nonfinite_values_in_a_lazy_cube_are_refused_and_leave_no_store(tmp_path, cell, scratch):
     data, wn = cell
     holed = data.copy()

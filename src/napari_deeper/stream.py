@@ -31,10 +31,11 @@ spaced strips of rows, its noise scaling, subspace and component scores one pass
 pixel blocks (read as float32 from the lazy input, never the cube whole; at most
 :data:`~napari_deeper.denoise.classical.LAZY_BLOCK_BYTES` of input each), and its
 reconstruction goes into the store by whole rows of tiles (:class:`PixelRows`). Besides one
-block (and the row of input chunks it lies in) it holds its component images, ``components x pixels`` float32 twice (scores and their
-noise variance, the latter freed before the reconstruction): 0.3 GiB for 1024 x 1024 pixels at
-the default ``max_components`` of 40, 1.25 GiB for 2048 x 2048 (measured peak: 2.07 GiB beyond
-the start there, docs/benchmarks.md). Its result equals the in-memory
+block (and the row of input chunks it lies in) it holds its component images, ``components x
+pixels`` float32: 0.16 GiB for 1024 x 1024 pixels at the default ``max_components`` of 40,
+0.62 GiB for 2048 x 2048. Their noise variances, as large again, wait on disk
+(:func:`spilled`, beside the store) from the score pass to the spatial step (measured peaks in
+docs/benchmarks.md). Its result equals the in-memory
 one to the bit when the pixel blocks are the same (a cube of at most one lazy block, 16 777
 spectra of 500 bands), and to float32 rounding otherwise (sums over blocks taken in another
 order).
@@ -45,7 +46,9 @@ normalisation, ``stabilise``) are refused with a ValueError that names the strea
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -188,8 +191,7 @@ def _hybrid_steps(data, shape, wavenumbers, params: dict, out) -> Steps:
     """The default denoiser streamed: its passes read the cube block by block (a lazy cube's
     :class:`~napari_deeper.io._lazy.FlatPixels`), its reconstruction goes into the store row of
     tiles by row of tiles (:class:`PixelRows`). What it holds besides one block is its
-    component images (components x pixels, float32, and their noise variance until the
-    spatial step is done)."""
+    component images (components x pixels, float32); their noise variances wait on disk."""
     from ._validation import as_cube, as_wavenumbers
     from .denoise.hybrid import hybrid_steps
 
@@ -201,12 +203,34 @@ def _hybrid_steps(data, shape, wavenumbers, params: dict, out) -> Steps:
                      compress=False, overwrite=False) as writer:
         rows = PixelRows(writer, shape)
         pixels = shape[1] * shape[2]
-        yield from share(hybrid_steps(cube, wavenumbers, None, target=rows, **params), 0, pixels, pixels,
-                         "hybrid (streamed)")
+        with spilled(writer.partial.with_name(writer.partial.name + ".spill")) as spill:
+            yield from share(hybrid_steps(cube, wavenumbers, None, target=rows, spill=spill, **params), 0, pixels,
+                             pixels, "hybrid (streamed)")
         if not rows.complete:
             raise RuntimeError(f"the streamed hybrid run wrote {rows.first} of {shape[1]} rows")
         writer.commit()
     return open_result(path)
+
+
+@contextmanager
+def spilled(folder: Path):
+    """``spill(shape, block)``: float32 arrays kept on disk in ``folder`` (uncompressed zarr, one
+    chunk per row and ``block`` columns), for a streamed run's intermediate results; the folder
+    is removed when the block ends, also on an error or a cancel."""
+    import zarr
+
+    made = []
+
+    def spill(shape, block: int):
+        store = zarr.open_group(str(folder), mode="a")
+        made.append(store.create_array(str(len(made)), shape=shape, chunks=(1, int(block)), dtype="float32",
+                                       compressors=None, fill_value=0.0))
+        return made[-1]
+
+    try:
+        yield spill
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class PixelRows:

@@ -108,13 +108,16 @@ def denoise_image(image: np.ndarray, sigma: float, spatial: str, strength: float
 def hybrid_steps(data: np.ndarray, wavenumbers=None, device=None, max_components: int = 40,
                  significance: float = 10.0, spatial: str = "tv", strength: float = 0.9, auto: bool = True,
                  n_components: int | None = None, whiten: str = "biwhite", smooth_spectra: bool = True,
-                 rank_rule: str = "edge", target=None):
+                 rank_rule: str = "edge", target=None, spill=None):
     """Steps generator of the hybrid (subspace + spatial) denoiser on a ``(B, Y, X)`` cube.
 
     ``data`` may be lazy (a dask array: every pass reads it block by block, see
     :func:`~napari_deeper.denoise.classical.pixel_blocks`). ``target`` (optional) receives the
     result instead of a new cube: ``target[:, sl] = block`` for consecutive slices of the
     ``(B, Y * X)`` pixels; it is what the steps return then (the streamed run's zarr writer).
+    ``spill`` (optional, with ``auto``): ``spill(shape, block)`` makes the float32 array that
+    keeps the component images' noise variances from the score pass to the spatial step,
+    written ``block`` pixels at a time (the streamed run's store on disk; default: memory).
     """
     from .classical import pixel_blocks, principal_axes, spectral_gram_steps
 
@@ -126,7 +129,7 @@ def hybrid_steps(data: np.ndarray, wavenumbers=None, device=None, max_components
         )
     if auto:
         return (yield from auto_hybrid_steps(data, max_components, n_components, spatial, whiten, smooth_spectra,
-                                             rank_rule, target=target))
+                                             rank_rule, target=target, spill=spill))
     flat, slices = pixel_blocks(data)
     n = flat.shape[1]
     rank = int(min(max_components, n_bands, n - 1))
@@ -266,10 +269,10 @@ def edge_rank(singular: np.ndarray, shape: tuple[int, int]) -> int:
 
 def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: int | None = None,
                       spatial: str = "tv", whiten: str = "biwhite", smooth_spectra: bool = True,
-                      rank_rule: str = "edge", noise=None, target=None):
+                      rank_rule: str = "edge", noise=None, target=None, spill=None):
     """The hybrid denoiser with every choice made on the cube itself (see the module notes).
 
-    ``data`` and ``target`` as for :func:`hybrid_steps`.
+    ``data``, ``target`` and ``spill`` as for :func:`hybrid_steps`.
     """
     from ..compute import share
     from .calibrate import bcv_errors, model_variance, noise_scales_steps
@@ -337,7 +340,10 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
         rank = int(min(n_components, limit))
     basis = loadings[:, :rank]
     scores = np.empty((rank, n), dtype=np.float32)
-    score_variance = np.empty((rank, n), dtype=np.float32)
+    if spill is None:
+        score_variance = np.empty((rank, n), dtype=np.float32)
+    else:
+        score_variance = spill((rank, n), slices[0].stop - slices[0].start)
     for sl in slices:
         block = flat[:, sl]
         z = to_z(block, sl)
@@ -362,7 +368,7 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
         for i in range(rank):
             basis[:, i] = dct_smooth(basis[:, i], mean_noise / max(singular[i] ** 2, 1e-300), band_cost)
     done += 1
-    del score_variance  # (rank x pixels: room for the reconstruction's blocks)
+    del score_variance  # (rank x pixels in memory: room for the reconstruction's blocks)
     out, out_flat = _target(target, data.shape)
     for sl in slices:
         z = basis @ scores[:, sl]
