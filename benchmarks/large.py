@@ -163,8 +163,8 @@ def _minutes(rows, size: int) -> float:
 
 
 def _images(size: int, components: int = 40) -> float:
-    """GiB of the hybrid's component images (scores and their variance, float32) at ``size``."""
-    return 2 * components * size**2 * 4 / GIB
+    """GiB of the hybrid's component images (its scores, float32) at ``size``."""
+    return components * size**2 * 4 / GIB
 
 
 def main() -> None:
@@ -230,10 +230,10 @@ whatever the size of the cube. The default denoiser, `hybrid`, reads the store a
 (the noise model's strips, the 4096 evenly spaced spectra of its noise scaling, which touch every
 shard, then one pass each for the pixel scales, the subspace and the component scores, in blocks
 of at most 32 MiB of input) and writes the result once, by rows of tiles. It holds, besides one
-block and one row of tiles, its component images: components x pixels float32,
-twice (the scores and their noise variance) until the spatial step is done, which is what grows
-with the cube ({_images(args.size):.2f} GiB here at the default `max_components` of 40, the
-number this tiled cell keeps). The load average (other work on the machine) changes the times by
+block and one row of tiles, its component images: components x pixels float32, which is what
+grows with the cube ({_images(args.size):.2f} GiB here at the default `max_components` of 40,
+the number this tiled cell keeps); their noise variances, as large again, wait on disk beside
+the store from the score pass to the spatial step. The load average (other work on the machine) changes the times by
 up to 2-3x from minute to minute: compare rows measured together.
 """
     print(section)
