@@ -395,9 +395,13 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path, recipe_file, server
     folder = tmp_path / "cells"
     write_cells(folder, 96, shape=(40, 40))  # seconds of work after the signal, even on a loaded machine
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "napari_deeper", "batch", str(recipe_file), str(folder), "--out", str(out),
-         "--scheduler", servers.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as a terminal starts it, with Python's own Ctrl-C handler, even when this process was started
+    # with SIGINT ignored (a background job of a shell without job control), which children inherit
+    command = ["batch", str(recipe_file), str(folder), "--out", str(out), "--scheduler", servers.address]
+    as_in_a_terminal = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                        f"sys.argv = ['napari_deeper', *{command!r}]; runpy.run_module('napari_deeper', run_name='__main__')")
+    process = subprocess.Popen([sys.executable, "-c", as_in_a_terminal], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + BOUND
     while sum(1 for p in out.glob("cell*") if p.is_dir()) < 2 if out.is_dir() else True:
         assert time.monotonic() < deadline and process.poll() is None, "the batch did not start"
