@@ -33,7 +33,7 @@ TITLE_FONT_SIZE = 9
 TITLE_MAX_CHARS = 36
 #: on-screen width of a title's average character at :data:`TITLE_FONT_SIZE` (pixels), so that
 #: a title is cut to its panel's width and does not run into the next panel's
-TITLE_CHAR_PIXELS = 7.0
+TITLE_CHAR_PIXELS = 8.5
 TITLE_MIN_CHARS = 10
 SEPARATOR = " · "
 LINKED_ATTRIBUTES = ("contrast_limits", "gamma")
