@@ -205,7 +205,6 @@ def measure_case(viewer, mover, run=None, seconds: float = 10.0, clock: ResultCl
     result = adding = None
     if run is None:
         wall = run_loop_until(lambda: False, seconds)
-        gaps = None
     else:
         runner = run()
         wall = run_loop_until(lambda: not runner.busy, 3600)
@@ -213,13 +212,12 @@ def measure_case(viewer, mover, run=None, seconds: float = 10.0, clock: ResultCl
             raise RuntimeError(f"the run failed: {runner.last_error}")
     moves = mover.stop()
     ticks = np.asarray(probe.ticks)
-    all_gaps = probe.stop()
+    gaps = probe.stop()
     if run is not None:
         start, end = clock.spans[-1]
         before = np.searchsorted(ticks, start)  # the first tick after the result arrived
-        gaps, result, adding = all_gaps[: before - 1], float(all_gaps[before - 1 :].max()), (end - start) * 1000
+        gaps, result, adding = gaps[: before - 1], float(gaps[before - 1 :].max()), (end - start) * 1000
     settle(0.3)
-    gaps = all_gaps if gaps is None else gaps
     return {
         "p50": float(np.percentile(gaps, 50)),
         "p99": float(np.percentile(gaps, 99)),
