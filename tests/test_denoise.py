@@ -85,10 +85,27 @@ def test_hybrid_auto_reports_its_choices_and_handles_small_images():
         denoise(np.ones((50, 8, 8), np.float32), "hybrid")
 
 
+def test_tv_chambolle_equals_scikit_image():
+    from skimage.restoration import denoise_tv_chambolle
+
+    from napari_deeper.denoise.hybrid import tv_chambolle
+
+    rng = np.random.default_rng(0)
+    for shape in ((64, 64), (37, 91), (1, 50), (2, 2)):
+        image = rng.standard_normal(shape) + np.add.outer(np.arange(shape[0]), np.arange(shape[1])) / 30
+        for weight in (0.05, 0.25, 1.0, 3.0):
+            np.testing.assert_array_equal(tv_chambolle(image, weight), denoise_tv_chambolle(image, weight=weight))
+
+
 def test_noise_edge_and_spectral_smoothing_rules():
     from napari_deeper.denoise.hybrid import dct_smooth, edge_rank, marchenko_pastur_median
 
     assert marchenko_pastur_median(1.0) == pytest.approx(0.6528, abs=1e-3)  # Gavish & Donoho's mu_1
+    for beta in (0.9, 0.25, 0.01):  # half the law's mass below the median (trapezoid on a fine grid)
+        low, high = (1 - np.sqrt(beta)) ** 2, (1 + np.sqrt(beta)) ** 2
+        x = np.linspace(low, marchenko_pastur_median(beta), 200_001)
+        density = np.sqrt((high - x) * (x - low)) / (2 * np.pi * beta * x)
+        assert np.sum(0.5 * (density[1:] + density[:-1]) * np.diff(x)) == pytest.approx(0.5, abs=1e-6)
     rng = np.random.default_rng(0)
     noise = rng.standard_normal((300, 2000))
     signal = 3.0 * rng.standard_normal((300, 3)) @ rng.standard_normal((3, 2000))

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..compute import Progress
+from .hybrid import marchenko_pastur_median
 
 #: Name of the shipped pretrained weights (``models/weights/n2s.pt``) and of the method.
 MODEL = "n2s"
@@ -196,15 +197,6 @@ def whitening(data: np.ndarray, noise: str = "auto"):
         if done:
             break
     return Whitening(model, v.astype(np.float32)), model, "noise whitened by its Poisson-Gaussian model"
-
-
-def marchenko_pastur_median(beta: float) -> float:
-    """Median of the Marchenko-Pastur law of ratio ``beta`` (0 < beta <= 1) for unit variance."""
-    low, high = (1 - np.sqrt(beta)) ** 2, (1 + np.sqrt(beta)) ** 2
-    x = np.linspace(low, high, 20001)
-    density = np.sqrt(np.maximum((high - x) * (x - low), 0.0)) / (2 * np.pi * beta * np.maximum(x, 1e-12))
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(x))])
-    return float(np.interp(0.5, cdf / cdf[-1], x))
 
 
 def noise_rank(eigenvalues: np.ndarray, n_pixels: int, n_bands: int, limit: int,
