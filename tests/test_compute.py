@@ -65,6 +65,41 @@ def test_chunks_cover_the_range_exactly():
     assert compute.chunk_size(1e12) == 1  # never zero, however large an item is
 
 
+def test_ordered_map_keeps_order_bounds_the_queue_and_stops_on_close():
+    import threading
+    import time
+
+    running, most, lock = [0], [0], threading.Lock()
+    started = []
+
+    def slow(i):
+        with lock:
+            started.append(i)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02 * (5 - i % 5))  # later items finish first
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert list(compute.ordered_map(slow, range(10), 3)) == [i * i for i in range(10)]
+    assert 1 < most[0] <= 3
+    assert list(compute.ordered_map(slow, range(4), 1)) == [0, 1, 4, 9]
+    started.clear()
+    results = compute.ordered_map(slow, range(100), 2)
+    assert next(results) == 0
+    results.close()  # what a cancel does: queued calls are dropped, running ones end
+    assert len(started) <= 5 and running[0] == 0
+
+
+def test_thread_budget_follows_a_blas_limit():
+    from threadpoolctl import threadpool_limits
+
+    assert 1 <= compute.thread_budget() <= compute.usable_cores()
+    with threadpool_limits(1):
+        assert compute.thread_budget() == 1
+
+
 def test_select_device():
     assert compute.select_device("cpu").type == "cpu"
     assert compute.select_device(None).type in {"cpu", "cuda", "mps"}

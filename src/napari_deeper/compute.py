@@ -271,6 +271,51 @@ def map_batches(
     return np.concatenate(out, axis=0) if out else np.empty((0,), dtype=np.float32)
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the platform tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_budget() -> int:
+    """Threads our own parallel loops may use: the usable cores, or fewer when BLAS is held to
+    fewer threads now (a batch worker's one thread, a caller's ``threadpool_limits``)."""
+    from threadpoolctl import threadpool_info
+
+    limits = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    return max(1, min([usable_cores(), *limits]))
+
+
+def ordered_map(fn: Callable, items, workers: int) -> Iterator:
+    """``fn(item)`` for each of ``items`` in up to ``workers`` threads, the results in order.
+
+    For work that releases the GIL (numpy, BLAS). A result is yielded as soon as it and those
+    before it are done; at most ``workers`` calls wait beyond the first unfinished one (bounded
+    memory). Closing the iterator (an error, a cancel at a yield) drops the queued calls and waits
+    for the running ones. With one worker it is a plain loop in this thread.
+    """
+    if workers <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    pending: deque = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            while len(pending) > workers or (pending and pending[0].done()):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limiter = None

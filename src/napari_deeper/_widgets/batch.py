@@ -22,8 +22,8 @@ from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QVBoxLay
 
 from .. import provenance
 from ..batch import batch_steps
-from ..batch.cluster import usable_cores
 from ..batch.engine import INLINE, LOCAL
+from ..compute import usable_cores
 from ._runner import Runner
 
 IN_PROCESS = "this process"

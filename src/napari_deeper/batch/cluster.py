@@ -17,24 +17,17 @@ each task looks at (at most twice a second) between progress steps.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
 from contextlib import contextmanager
 
+from ..compute import usable_cores
+
 #: Seconds to wait for a scheduler given by address.
 CONNECT_TIMEOUT = 10.0
 #: Least seconds between two looks at the cancel event from a task.
 CANCEL_POLL = 0.5
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def cancel_event_name(run_id: str) -> str:

@@ -31,11 +31,8 @@ not fit the float32 output are refused with a ``ValueError``, never returned as 
 
 from __future__ import annotations
 
-import os
 import warnings
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 
 import numpy as np
 
@@ -183,24 +180,10 @@ def nnls_steps(
     # chunks are independent: on the CPU, one per core runs at once in threads (numpy and BLAS
     # release the GIL), with BLAS held to one thread from the first chunk to the last; results
     # land in their own slices, progress is reported in order
-    with ops.threads():
-        pool = ThreadPoolExecutor(max_workers=ops.workers)
-        pending: deque = deque()
-        try:
-            for piece in compute.chunks(n_pixels, size):
-                pending.append((piece, pool.submit(solve_chunk, piece)))
-                while len(pending) > ops.workers or (pending and pending[0][1].done()):
-                    finished, future = pending.popleft()
-                    future.result()
-                    yield compute.Progress(finished.stop, n_pixels, message)
-            while pending:
-                finished, future = pending.popleft()
-                future.result()
-                yield compute.Progress(finished.stop, n_pixels, message)
-        finally:
-            # on an error or a close at a yield (cancel): drop the queued chunks and let the
-            # running ones end (at most one per worker) before the BLAS limit is lifted
-            pool.shutdown(wait=True, cancel_futures=True)
+    pieces = list(compute.chunks(n_pixels, size))
+    with ops.threads(), closing(compute.ordered_map(solve_chunk, pieces, ops.workers)) as solved:
+        for piece, _ in zip(pieces, solved):
+            yield compute.Progress(piece.stop, n_pixels, message)
     abundances = abundances.reshape(k, ny, nx)
     if residual is None:
         return abundances
@@ -408,19 +391,11 @@ def _backend(device):
     return _TorchOps(compute.select_device(device))
 
 
-def _usable_cores() -> int:
-    """CPU cores this process may run on (its affinity where the platform tells it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on macOS / Windows
-        return max(1, os.cpu_count() or 1)
-
-
 class _NumpyOps:
     """The array operations the solvers need, in numpy float64."""
 
     #: Chunks solved at once: one per usable core.
-    workers = _usable_cores()
+    workers = compute.usable_cores()
     #: While chunks are solved, BLAS runs single-threaded: the chunk threads are the parallelism.
     threads = staticmethod(compute.one_blas_thread)
 
