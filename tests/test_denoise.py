@@ -97,6 +97,26 @@ def test_tv_chambolle_equals_scikit_image():
             np.testing.assert_array_equal(tv_chambolle(image, weight), denoise_tv_chambolle(image, weight=weight))
 
 
+def test_spatial_step_is_the_same_in_threads_and_reports_each_component(monkeypatch):
+    from napari_deeper import compute
+    from napari_deeper.denoise.hybrid import spatial_steps
+
+    rng = np.random.default_rng(1)
+    shape = (40, 50)
+    scores = (rng.standard_normal((6, 2000)) + np.linspace(0, 4, 2000)).astype(np.float32)
+    variances = np.ones_like(scores)
+    results = {}
+    for workers in (1, 3):
+        monkeypatch.setattr(compute, "thread_budget", lambda w=workers: w)
+        out = scores.copy()
+        seen = []
+        weights = compute.run(spatial_steps(out, variances, shape, "tv"), seen.append)
+        results[workers] = (out, weights)
+        assert [p.done for p in seen] == list(range(7)) and seen[-1].total == 6
+    np.testing.assert_array_equal(results[1][0], results[3][0])
+    assert results[1][1] == results[3][1] and any(w > 0 for w in results[1][1])
+
+
 def test_noise_edge_and_spectral_smoothing_rules():
     from napari_deeper.denoise.hybrid import dct_smooth, edge_rank, marchenko_pastur_median
 

@@ -40,9 +40,11 @@ It uses no network: feeding it the networks' outputs, or averaging it with them,
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import numpy as np
 
-from ..compute import Progress
+from ..compute import Progress, Steps
 
 DESCRIPTION = (
     "spectral subspace of all pixels after evening out the cube's own noise model, each component's score "
@@ -223,6 +225,10 @@ RANK_RULES = ("edge", "bcv")
 NOISE_VALUES = 500_000
 #: TV weights tried per component, in units of that component's mean noise standard deviation.
 TV_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+#: Bytes one component's spatial step holds per pixel (float64 image, variances, SURE probe and
+#: weights, the TV's ten buffers), and the most for which components run in threads at once.
+SPATIAL_BYTES_PER_PIXEL = 8 * 16
+PARALLEL_SPATIAL_BYTES = 64 << 20
 _DCT_LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-4, 1e10, 57)])
 
 
@@ -276,6 +282,36 @@ def sure_spatial(image: np.ndarray, variance: np.ndarray, spatial: str, weights:
         if risk < best[0]:
             best = (risk, out, weight)
     return best[1], best[2]
+
+
+def spatial_steps(scores: np.ndarray, variances, shape: tuple[int, int], spatial: str,
+                  weights: np.ndarray | None = None) -> Steps[list[float]]:
+    """:func:`sure_spatial` of each component image (rows of ``scores``, replaced in place);
+    returns the spatial weights chosen. ``variances``: each score's noise variance, per pixel.
+
+    Components are independent: when an image's working set is at most
+    :data:`PARALLEL_SPATIAL_BYTES`, up to :func:`~napari_deeper.compute.thread_budget` of them
+    run at once in threads (numpy releases the GIL); larger images go one at a time, so the
+    memory a large cube's run holds does not grow. Progress after every component.
+    """
+    from ..compute import ordered_map, thread_budget
+
+    rank = len(scores)
+    parallel = SPATIAL_BYTES_PER_PIXEL * shape[0] * shape[1] <= PARALLEL_SPATIAL_BYTES
+    workers = min(rank, thread_budget()) if parallel else 1
+
+    def one(i: int):
+        return sure_spatial(scores[i].reshape(shape).astype(np.float64),
+                            np.asarray(variances[i], dtype=np.float64).reshape(shape), spatial, weights)
+
+    chosen = []
+    yield Progress(0, rank, "spatial strengths")
+    with closing(ordered_map(one, range(rank), workers)) as results:
+        for i, (image, weight) in enumerate(results):
+            scores[i] = image.ravel()
+            chosen.append(weight)
+            yield Progress(i + 1, rank, f"spatial strength of component {i + 1} of {rank}")
+    return chosen
 
 
 def marchenko_pastur_median(beta: float) -> float:
@@ -402,13 +438,8 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
         yield Progress(done, total, f"hybrid: {rank} components")
     # What an error costs in data units: 1 / scale^2 per band and per pixel (separable).
     band_cost, pixel_cost = band_scale**-2.0, pixel_scale**-2.0
-    weights = []
-    for i in range(rank):
-        image, weight = sure_spatial(scores[i].reshape(ny, nx).astype(np.float64),
-                                     score_variance[i].reshape(ny, nx).astype(np.float64), spatial,
-                                     pixel_cost.reshape(ny, nx))
-        scores[i] = image.ravel()
-        weights.append(weight)
+    weights = yield from share(spatial_steps(scores, score_variance, (ny, nx), spatial, pixel_cost.reshape(ny, nx)),
+                               done, 1, total, "hybrid")
     done += 1
     yield Progress(done, total, "hybrid: spatial strengths " + ", ".join(f"{w:g}" for w in weights))
     if smooth_spectra:
