@@ -102,10 +102,13 @@ def test_spatial_step_is_the_same_in_threads_and_reports_each_component(monkeypa
     from napari_deeper.denoise.hybrid import spatial_steps
 
     rng = np.random.default_rng(1)
-    shape = (40, 50)
-    scores = (rng.standard_normal((6, 2000)) + np.linspace(0, 4, 2000)).astype(np.float32)
+    shape = (160, 210)  # at least PARALLEL_MIN_PIXELS: the threaded path
+    scores = (rng.standard_normal((6, 33600)) + np.linspace(0, 4, 33600)).astype(np.float32)
     variances = np.ones_like(scores)
-    results = {}
+    results, used = {}, []
+    ordered_map = compute.ordered_map
+    monkeypatch.setattr(compute, "ordered_map", lambda fn, items, workers: used.append(workers) or ordered_map(
+        fn, items, workers))
     for workers in (1, 3):
         monkeypatch.setattr(compute, "thread_budget", lambda w=workers: w)
         out = scores.copy()
@@ -113,6 +116,7 @@ def test_spatial_step_is_the_same_in_threads_and_reports_each_component(monkeypa
         weights = compute.run(spatial_steps(out, variances, shape, "tv"), seen.append)
         results[workers] = (out, weights)
         assert [p.done for p in seen] == list(range(7)) and seen[-1].total == 6
+    assert used == [1, 3]
     np.testing.assert_array_equal(results[1][0], results[3][0])
     assert results[1][1] == results[3][1] and any(w > 0 for w in results[1][1])
 

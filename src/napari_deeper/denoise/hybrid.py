@@ -225,8 +225,12 @@ RANK_RULES = ("edge", "bcv")
 NOISE_VALUES = 500_000
 #: TV weights tried per component, in units of that component's mean noise standard deviation.
 TV_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
-#: Bytes one component's spatial step holds per pixel (float64 image, variances, SURE probe and
-#: weights, the TV's ten buffers), and the most for which components run in threads at once.
+#: Components' spatial steps run in threads at once from this many pixels (below it, the TV's
+#: numpy calls are too short to leave the GIL free: 2 threads took 1.1-1.9x longer at 32 x 32 to
+#: 128 x 128, and 0.8x at 192 x 192, 0.7x at 256 x 256), up to images whose working set
+#: (:data:`SPATIAL_BYTES_PER_PIXEL`: float64 image, variances, SURE probe and weights, the TV's
+#: buffers) is ``PARALLEL_SPATIAL_BYTES``.
+PARALLEL_MIN_PIXELS = 32_768
 SPATIAL_BYTES_PER_PIXEL = 8 * 16
 PARALLEL_SPATIAL_BYTES = 64 << 20
 _DCT_LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-4, 1e10, 57)])
@@ -289,15 +293,17 @@ def spatial_steps(scores: np.ndarray, variances, shape: tuple[int, int], spatial
     """:func:`sure_spatial` of each component image (rows of ``scores``, replaced in place);
     returns the spatial weights chosen. ``variances``: each score's noise variance, per pixel.
 
-    Components are independent: when an image's working set is at most
-    :data:`PARALLEL_SPATIAL_BYTES`, up to :func:`~napari_deeper.compute.thread_budget` of them
-    run at once in threads (numpy releases the GIL); larger images go one at a time, so the
-    memory a large cube's run holds does not grow. Progress after every component.
+    Components are independent: on images of :data:`PARALLEL_MIN_PIXELS` pixels or more whose
+    working set is at most :data:`PARALLEL_SPATIAL_BYTES`, up to
+    :func:`~napari_deeper.compute.thread_budget` of them run at once in threads (numpy releases
+    the GIL); smaller and larger images go one at a time (larger ones so that the memory a large
+    cube's run holds does not grow). Progress after every component.
     """
     from ..compute import ordered_map, thread_budget
 
     rank = len(scores)
-    parallel = SPATIAL_BYTES_PER_PIXEL * shape[0] * shape[1] <= PARALLEL_SPATIAL_BYTES
+    pixels = shape[0] * shape[1]
+    parallel = PARALLEL_MIN_PIXELS <= pixels and SPATIAL_BYTES_PER_PIXEL * pixels <= PARALLEL_SPATIAL_BYTES
     workers = min(rank, thread_budget()) if parallel else 1
 
     def one(i: int):
