@@ -14,7 +14,9 @@ target, with the endmembers inline; endmembers load from and save to CSV; with a
 layer the pixel classification accuracy of each target is shown. *Export unmixing...* writes one run's maps,
 labels, endmember CSV and a JSON record into a new folder. Removing a layer the run reads during
 the run does not stop it: the maps are made for every target and a warning names the removed
-layers.
+layers. A lazy layer (a zarr store, a large file opened lazily) is read block by block, for VCA,
+the abundances and the suggested count alike; its spike removal before VCA is refused (it needs
+the cube in memory: despike it with Preprocess spectra first).
 """
 
 from __future__ import annotations
@@ -303,8 +305,8 @@ class UnmixWidget(QWidget):
         self.runner.start(
             unmix_steps,
             lambda result: self._on_done(result, record),
-            None if loaded is not None else np.asarray(source.data),
-            {layer.name: np.asarray(layer.data) for layer in targets},
+            None if loaded is not None else source.data,  # a lazy layer (a zarr store) is read block by block
+            {layer.name: layer.data for layer in targets},
             n_endmembers=self.n_endmembers.value,
             endmembers=None if loaded is None else loaded["endmembers"],
             sum_to_one=self.sum_to_one.value,
@@ -595,7 +597,7 @@ class UnmixWidget(QWidget):
             self.runner.refuse("Choose the layer to take endmembers from first.")
             return
         self.hint.value = ""
-        self.runner.start(ENDMEMBER_COUNT.steps, self._show_suggestion, np.asarray(source.data),
+        self.runner.start(ENDMEMBER_COUNT.steps, self._show_suggestion, source.data,  # (of a lazy layer, its sample only)
                           viewer=self.viewer, inputs=[source])
 
     def _show_suggestion(self, k: int) -> None:

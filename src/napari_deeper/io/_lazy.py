@@ -35,6 +35,36 @@ def is_lazy(array) -> bool:
     return type(array).__module__.split(".")[0] == "dask"
 
 
+#: Float32 input bytes of one pixel block of a lazy cube at most: what a pass holds besides the
+#: block (its float64 copies) stays near 0.2 GiB whatever the free memory, so a streamed run's
+#: peak is set by what it keeps, not by its blocks.
+LAZY_BLOCK_BYTES = 32 << 20
+
+
+def lazy_block_pixels(n_bands: int) -> int:
+    """Pixels per block when a lazy cube of ``n_bands`` is read by pixels: at most
+    :data:`LAZY_BLOCK_BYTES` of float32 input (and at least 256 pixels)."""
+    return max(256, LAZY_BLOCK_BYTES // (4 * int(n_bands)))
+
+
+def as_cube_or_lazy(data, name: str = "data", **options):
+    """A lazy (dask) ``(B, Y, X)`` cube as it is, else :func:`~napari_deeper._validation.as_cube`.
+
+    A lazy cube's shape and dtype are checked here (with ``as_cube``'s messages); its values are
+    checked block by block as they are read (:class:`FlatPixels`).
+    """
+    from .._validation import as_cube, check_real_dtype
+
+    if not is_lazy(data):
+        return as_cube(data, name, **options)
+    if data.ndim != 3:
+        raise ValueError(f"{name} must be a 3-D (bands, y, x) cube, got an array of shape {data.shape}")
+    if data.size == 0:
+        raise ValueError(f"{name} is empty (shape {data.shape})")
+    check_real_dtype(data.dtype, name)
+    return data
+
+
 def wants_lazy(lazy, shape) -> bool:
     """``load_cube``'s ``lazy=`` rule: True / False as given, None above :func:`lazy_threshold`."""
     if lazy not in (None, True, False):

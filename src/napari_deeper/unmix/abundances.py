@@ -136,10 +136,17 @@ def nnls_steps(
     not imported yet, it stays in numpy and does not import torch); "cpu" is numpy, "cuda"/"gpu"
     is torch on that device.
 
+    ``data`` may be lazy (a dask array): it is then read one block of pixels at a time
+    (:func:`_lazy_steps`) and only the maps are held, ``k + 1`` values per pixel.
+
     On the CPU, chunks are solved in parallel, one thread per core, with BLAS held to one thread
     (process-wide, :func:`napari_deeper.compute.one_blas_thread`) until the last chunk is done or the generator is
     closed (cancelled); closing it waits for the chunks already running, at most one per core.
     """
+    from ..io._lazy import is_lazy
+
+    if is_lazy(data):
+        return (yield from _lazy_steps(data, endmembers, sum_to_one, device, return_residual, chunk_size))
     # NaN/Inf are caught chunk by chunk (they reach b = E y), and results too large for float32
     # after solving (the float64 arithmetic holds any float32 data), not by a pass over the data
     cube = as_cube(data, "data", allow_nonfinite=True, check_range=False)
@@ -188,6 +195,34 @@ def nnls_steps(
     if residual is None:
         return abundances
     return abundances, residual.reshape(ny, nx)
+
+
+def _lazy_steps(data, endmembers, sum_to_one: bool, device, return_residual: bool, chunk_size):
+    """:func:`nnls_steps` of a lazy cube: each block of pixels (at most
+    :data:`~napari_deeper.io._lazy.LAZY_BLOCK_BYTES`, checked for NaN / Inf as it is read) is
+    solved in memory by :func:`nnls_steps`; the maps are filled block by block. Every pixel's
+    answer is the one the whole cube in memory gives (pixels are independent; on the CPU bit for
+    bit, on a GPU to rounding, its chunks being sized otherwise)."""
+    from ..io._lazy import FlatPixels, as_cube_or_lazy, lazy_block_pixels
+
+    cube = as_cube_or_lazy(data, "data")
+    n_bands, ny, nx = cube.shape
+    em = check_endmembers(endmembers, n_bands)
+    flat = FlatPixels(cube)
+    n_pixels = ny * nx
+    slices = compute.chunks(n_pixels, lazy_block_pixels(n_bands))
+    abundances = np.empty((em.shape[0], n_pixels), dtype=np.float32)
+    residual = np.empty(n_pixels, dtype=np.float32) if return_residual else None
+    for piece in slices:
+        block = flat[:, piece][:, None, :]  # (B, 1, n): a strip of the image for nnls_steps
+        steps = nnls_steps(block, em, sum_to_one, device, return_residual, chunk_size)
+        solved = yield from compute.share(steps, piece.start, piece.stop - piece.start, n_pixels)
+        if return_residual:
+            abundances[:, piece], residual[piece] = solved[0][:, 0], solved[1][0]
+        else:
+            abundances[:, piece] = solved[:, 0]
+    abundances = abundances.reshape(-1, ny, nx)
+    return abundances if residual is None else (abundances, residual.reshape(ny, nx))
 
 
 def nnls(

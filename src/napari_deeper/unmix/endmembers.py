@@ -14,6 +14,10 @@ by Rayleigh-Ritz: the range finder works on a random sample of pixels (with a po
 then one thin product over every pixel gives all the pixels' coordinates on the basis, from which
 the leading eigenpairs of both the plain and the centred correlation matrix follow. Small cubes
 use the full matrix.
+
+Every pass reads the data in pieces of pixels, so a lazy (dask) cube is read block by block
+(:class:`~napari_deeper.io._lazy.FlatPixels`) and never whole: VCA then holds the pixels'
+coordinates, about ``pixels x (k + 10)`` float32, besides one block.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import compute
-from .._validation import as_cube, as_seed, check_method
+from .._validation import as_seed, check_method
+from ..io._lazy import as_cube_or_lazy
 from .abundances import require_finite
 
 #: Extra sketch directions beyond ``k`` (randomized subspace): more is more accurate and slower.
@@ -41,11 +46,11 @@ PASS_CHUNK = 8192
 def vca_steps(data, n_endmembers: int, seed=0, mask=None, snr: float | None = None):
     """Steps generator of :func:`vca`; yields progress per pass over the data."""
     # NaN/Inf are caught in the data pass (they reach the mean), not by a separate pass
-    cube = as_cube(data, "data", allow_nonfinite=True)
+    cube = as_cube_or_lazy(data, "data", allow_nonfinite=True)
     seed = as_seed(seed)
     n_bands, ny, nx = cube.shape
     k = _check_count(n_endmembers, n_bands)
-    flat = cube.reshape(n_bands, ny * nx)
+    flat = _flat(cube)
     pixels = _mask_pixels(mask, (ny, nx))
     n = flat.shape[1] if pixels is None else pixels.size
     if n < k:
@@ -95,6 +100,11 @@ def vca(data, n_endmembers: int, seed=0, mask=None, snr: float | None = None):
     the raw spectra. ``mask`` (``(Y, X)`` bool) limits the search to the pixels where it is
     True (e.g. leave out background or saturated pixels). ``snr`` (dB) overrides the estimate
     that chooses the projection. The same input and ``seed`` give the same answer.
+
+    ``data`` may be lazy (a dask array, e.g. a zarr store): it is read block by block, and the
+    answer is the one the cube in memory gives, bit for bit. Its values are checked where they
+    are read (a cube in memory is checked whole): with a mask, NaN or Inf in unmasked pixels on
+    the rows read for the masked ones are refused too.
     """
     return compute.run(vca_steps(data, n_endmembers, seed, mask, snr))
 
@@ -141,12 +151,13 @@ def estimate_n_endmembers(
     baselines and spectrally correlated noise each add directions, so on real spectra it is
     often far above the number of chemical components.
 
-    Computed on at most ``max_pixels`` randomly chosen pixels (``seed``).
+    Computed on at most ``max_pixels`` randomly chosen pixels (``seed``); of a lazy cube only
+    those are read.
     """
     method = check_method(method, ESTIMATORS)
-    cube = as_cube(data, "data", allow_nonfinite=True)
+    cube = as_cube_or_lazy(data, "data", allow_nonfinite=True)
     n_bands, ny, nx = cube.shape
-    flat = cube.reshape(n_bands, ny * nx)
+    flat = _flat(cube)
     pixels = _mask_pixels(mask, (ny, nx))
     if pixels is None:
         pixels = np.arange(ny * nx)
@@ -223,11 +234,35 @@ def _mask_pixels(mask, shape: tuple[int, int]) -> np.ndarray | None:
     return np.flatnonzero(m.astype(bool).ravel())
 
 
-def _data_chunks(flat: np.ndarray, pixels: np.ndarray | None):
-    """The data as ``(B, n)`` float32 pieces (only the masked pixels, when there is a mask)."""
+def _flat(cube):
+    """The pixels as ``(B, Y * X)``: a view of a cube in memory, a block reader of a lazy one."""
+    from ..io._lazy import FlatPixels, is_lazy
+
+    return FlatPixels(cube) if is_lazy(cube) else cube.reshape(cube.shape[0], -1)
+
+
+def _data_chunks(flat, pixels: np.ndarray | None):
+    """The data as ``(B, n)`` float32 pieces (only the chosen pixels, sorted flat indices, when
+    ``pixels`` is given)."""
     n = flat.shape[1] if pixels is None else pixels.size
     for piece in compute.chunks(n, PASS_CHUNK):
-        yield piece, (flat[:, piece] if pixels is None else flat[:, pixels[piece]])
+        yield piece, (flat[:, piece] if pixels is None else _gather(flat, pixels[piece]))
+
+
+def _gather(flat, indices: np.ndarray) -> np.ndarray:
+    """``flat[:, indices]`` for sorted ``indices``; a lazy cube's read as contiguous runs of pixels.
+
+    A gather per piece (dask's ``vindex``) would read every chunk it touches again for every
+    piece; the runs (one per :data:`PASS_CHUNK` pixels holding any index, from its first index
+    to its last) go through the reader's row cache, which reads each row of chunks once.
+    """
+    if isinstance(flat, np.ndarray):
+        return flat[:, indices]
+    window = indices // PASS_CHUNK
+    starts = np.flatnonzero(np.diff(window, prepend=-1))
+    ends = np.append(starts[1:], indices.size)
+    runs = [flat[:, indices[a] : indices[b - 1] + 1][:, indices[a:b] - indices[a]] for a, b in zip(starts, ends)]
+    return runs[0] if len(runs) == 1 else np.concatenate(runs, axis=1)
 
 
 class _Subspace:
@@ -267,7 +302,12 @@ def _signal_subspace(flat, pixels, k: int, rng):
     # range finder on a random sample of pixels (with power iterations): R_s^p Omega spans the
     # dominant directions; the sample's mean joins the basis
     sample = _sample_blocks(n, SKETCH_PIXELS, rng)
-    ys = flat[:, sample if pixels is None else pixels[sample]]
+    sample = sample if pixels is None else pixels[sample]
+    units = sample.size + n  # progress: the sample is read, then every pixel
+    ys = np.empty((n_bands, sample.size), dtype=np.float32)
+    for piece, y in _data_chunks(flat, sample):
+        ys[:, piece] = y
+        yield compute.Progress(piece.stop, units, "VCA: pixel sample")
     if not np.isfinite(ys).all():
         return None  # the caller reports the NaN/Inf values
     image = rng.standard_normal((n_bands, q - 1)).astype(np.float32)
@@ -279,6 +319,7 @@ def _signal_subspace(flat, pixels, k: int, rng):
     inside = float(np.trace(_thin_products(ys, basis32)[1]))
     total = float(np.einsum("ij,ij->", ys, ys, dtype=np.float64))
     outside_power = max(0.0, total - inside) / ys.shape[1]
+    del ys  # (not held through the pass below: B x 65536 float32, 78 MB at 300 bands)
     # one pass over every pixel: its coordinates W = Y^T Q. Rayleigh-Ritz needs only W:
     # Q^T R Q = W^T W / N, and the mean's component in the subspace is the mean of W
     projections = np.empty((n, q), dtype=np.float32)
@@ -286,7 +327,7 @@ def _signal_subspace(flat, pixels, k: int, rng):
     for piece, y in _data_chunks(flat, pixels):
         projections[piece], gram, _ = _thin_products(y, basis32)
         reduced += gram
-        yield compute.Progress(piece.stop, n, "VCA: signal subspace")
+        yield compute.Progress(sample.size + piece.stop, units, "VCA: signal subspace")
     reduced /= n
     mean = basis @ projections.sum(0, dtype=np.float64) / n
     return _Subspace(basis, reduced, projections, mean, float(np.trace(reduced)) + outside_power)
@@ -340,16 +381,25 @@ def _blocked_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _full_subspace(flat, pixels, n: int):
-    """Steps: the exact subspace (Q = identity) from the full ``B x B`` correlation matrix."""
+    """Steps: the exact subspace (Q = identity) from the full ``B x B`` correlation matrix.
+
+    Its projections are the data themselves: a view of a cube in memory, a lazy cube's pixels
+    kept from the same pass. They fit: this path runs only while ``B^2 N <= FULL_MATRIX_WORK``
+    (at most ``4 FULL_MATRIX_WORK / B`` bytes, 53 MB at 300 bands) or when ``k + OVERSAMPLING >=
+    B`` (the randomized path's coordinates would be as large).
+    """
     n_bands = flat.shape[0]
     corr = np.zeros((n_bands, n_bands))
     sums = np.zeros(n_bands)
+    kept = None if isinstance(flat, np.ndarray) else np.empty((n_bands, n), dtype=np.float32)
     for piece, y in _data_chunks(flat, pixels):
         y64 = y.astype(np.float64)
         corr += y64 @ y64.T
         sums += y64.sum(1)
+        if kept is not None:
+            kept[:, piece] = y
         yield compute.Progress(piece.stop, n, "VCA: signal subspace")
-    projections = (flat if pixels is None else flat[:, pixels]).T
+    projections = ((flat if pixels is None else flat[:, pixels]) if kept is None else kept).T
     return _Subspace(np.eye(n_bands), corr / n, projections, sums / n, float(np.trace(corr)) / n)
 
 

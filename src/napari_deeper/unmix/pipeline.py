@@ -1,7 +1,9 @@
 """One unmixing run: endmembers from a source image (VCA, or given), abundances for each target.
 
 This is the steps generator that the Unmix widget runs in its worker; scripts may call
-:func:`unmix` the same way.
+:func:`unmix` the same way. Lazy (dask) sources and targets are read block by block, never
+whole (:func:`~napari_deeper.unmix.vca`, :func:`~napari_deeper.unmix.nnls_steps`); the maps
+they give are small and held in memory.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import compute
-from .._validation import as_cube
+from ..io._lazy import as_cube_or_lazy
 from .abundances import check_endmembers, nnls_steps
 from .endmembers import vca_steps
 from .labels import background_component, classify
@@ -67,16 +69,26 @@ def unmix_steps(
     source's, their band count may not. Every input is checked before any work starts, so a bad
     one fails at once with a ``ValueError``. NaN / Inf values are found during the work; the
     ``ValueError`` then names the image that holds them (``source_name`` names the source).
+
+    Any of them may be lazy (dask arrays): the results equal those of the cubes in memory. The
+    spike removal needs the source in memory, so ``despike`` with a lazy source is refused.
     """
     if not targets:
         raise ValueError("no target images given: choose at least one layer to unmix")
     cubes = {
-        name: as_cube(cube, f"target {name!r}", allow_nonfinite=True) for name, cube in targets.items()
+        name: as_cube_or_lazy(cube, f"target {name!r}", allow_nonfinite=True) for name, cube in targets.items()
     }
+    label = "source" if source_name is None else f"source {source_name!r}"
     if endmembers is None:
         if n_endmembers is None:
             raise ValueError("give either n_endmembers (to run VCA) or endmembers")
-        reference = as_cube(source, "source", allow_nonfinite=True)
+        reference = as_cube_or_lazy(source, "source", allow_nonfinite=True)
+        if despike is not None and not isinstance(reference, np.ndarray):
+            raise ValueError(
+                f"{label} is a lazy cube (read block by block, e.g. a zarr store), but removing cosmic-ray "
+                "spikes before VCA needs the cube in memory: despike it first (Preprocess spectra) and take "
+                "the endmembers from the result, or run without spike removal"
+            )
         n_bands = reference.shape[0]
     else:
         reference = None
@@ -95,7 +107,6 @@ def unmix_steps(
     total = int(sum(weights))
     done = 0
     removed = 0
-    label = "source" if source_name is None else f"source {source_name!r}"
     if reference is not None and despike is not None:
         from ..spectral.preprocess import find_spikes
 

@@ -36,12 +36,15 @@ def spike_like_endmembers(endmembers, source, pixel_indices) -> list[dict]:
     VCA's flat indices): a Raman band is shared by neighbouring pixels, a cosmic ray is not. The
     spectral test alone cannot tell (sampled coarsely, a real band is 1-2 bands wide too), so
     endmembers without pixels (``source`` or ``pixel_indices`` None: loaded from a file) are
-    never flagged. ``band`` is the peak's band (0-based) and ``bands`` its width.
+    never flagged. ``band`` is the peak's band (0-based) and ``bands`` its width. A lazy
+    ``source`` (a dask array) is read only in those 3 x 3 windows.
     """
+    from ..io._lazy import is_lazy
+
     em = np.atleast_2d(np.asarray(endmembers, dtype=np.float64))
     if source is None or pixel_indices is None or em.ndim != 2 or em.shape[1] < _MEDIAN_BANDS:
         return []
-    source = np.asarray(source)
+    source = source if is_lazy(source) else np.asarray(source)
     sharp = _sharp_part(em)
     second = np.diff(em, n=2, axis=1)
     sigma = np.maximum(1.4826 * np.median(np.abs(second), axis=1) / np.sqrt(6.0), 1e-12 * np.abs(em).max() + 1e-30)
@@ -69,11 +72,11 @@ def spike_like_endmembers(endmembers, source, pixel_indices) -> list[dict]:
 
 def _missing_from_neighbours(cube: np.ndarray, flat_index: int, low: int, high: int, height: float) -> bool:
     """Whether the pixel's 3 x 3 neighbours lack the peak of bands ``low..high`` (a one-pixel feature)."""
-    n_rows, n_cols = cube.shape[1:]
-    y, x = np.unravel_index(flat_index, (n_rows, n_cols))
-    rows = [r for r in (y - 1, y, y + 1) if 0 <= r < n_rows]
-    cols = [c for c in (x - 1, x, x + 1) if 0 <= c < n_cols]
-    neighbours = np.array([cube[:, r, c] for r in rows for c in cols if (r, c) != (y, x)], dtype=np.float64)
+    y, x = (int(i) for i in np.unravel_index(flat_index, cube.shape[1:]))
+    top, left = max(0, y - 1), max(0, x - 1)
+    window = np.asarray(cube[:, top : y + 2, left : x + 2], dtype=np.float64)  # one read, also of a lazy cube
+    spectra = window.reshape(window.shape[0], -1).T  # row by row, as the pixels lie
+    neighbours = np.delete(spectra, (y - top) * window.shape[2] + (x - left), axis=0)
     if neighbours.size == 0:
         return True
     excess = _sharp_part(neighbours)[:, low : high + 1].max(axis=1)
