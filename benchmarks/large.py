@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import shutil
 import subprocess
@@ -38,8 +39,24 @@ BANDS, TILE, N_ENDMEMBERS = 500, 128, 5
 GIB = 2.0**30
 #: (task, method, label)
 CASES = [("hybrid", "hybrid", "default denoiser (hybrid)"), ("denoise", "savgol", "Savitzky-Golay (window 11)"),
-         ("upscale", "bicubic", "bicubic 2x"),
+         ("pca", "pca", "PCA (automatic rank)"), ("upscale", "bicubic", "bicubic 2x"),
          ("nnls", "nnls", f"NNLS, {N_ENDMEMBERS} endmembers")]
+
+
+def _runs() -> dict:
+    """``task: steps(data, wavenumbers, endmembers, out, streamed)``: the stream module's calls,
+    which are the plain in-memory ones when ``streamed`` is False."""
+    from napari_deeper import stream
+
+    return {
+        "hybrid": lambda data, wn, em, out, streamed: stream.denoise_steps(data, None, wn, out=out, stream=streamed),
+        "denoise": lambda data, wn, em, out, streamed: stream.denoise_steps(data, "savgol", wn, out=out,
+                                                                             stream=streamed, window=11),
+        "pca": lambda data, wn, em, out, streamed: stream.denoise_steps(data, "pca", wn, out=out, stream=streamed),
+        "upscale": lambda data, wn, em, out, streamed: stream.upscale_steps(data, 2, "bicubic", out=out,
+                                                                             stream=streamed),
+        "nnls": lambda data, wn, em, out, streamed: stream.nnls_steps(data, em, out=out, stream=streamed),
+    }
 
 
 def cell() -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +96,8 @@ def _noting(steps):
         except MemoryError as error:
             raise MemoryError(f"{error} (after {message!r})") from None
         message = progress.message
-        if progress.message.endswith(" components"):
-            kept = progress.message.rsplit(": ", 1)[-1]
+        found = re.search(r"(\d+ components)\)?$", message)  # hybrid's "...from 12 components", PCA's "(6 components)"
+        kept = found.group(1) if found else kept
 
 
 def child(task: str, mode: str, source: str, out: str, endmembers: str, limit: float, crop: int) -> None:
@@ -104,25 +121,8 @@ def child(task: str, mode: str, source: str, out: str, endmembers: str, limit: f
     if task == "hybrid":
         nd.denoise(warm, wavenumbers=wn)
     before = _peak()
-    note = ""
     start = time.perf_counter()
-    if mode == "streamed":
-        if task == "hybrid":
-            result, note = _noting(stream.denoise_steps(data, wavenumbers=wn, out=out, stream=True))
-        elif task == "denoise":
-            result = stream.denoise(data, "savgol", wn, out=out, stream=True, window=11)
-        elif task == "upscale":
-            result = stream.upscale(data, 2, "bicubic", out=out, stream=True)
-        else:
-            result = stream.nnls(data, em, out=out, stream=True)
-    elif task == "hybrid":
-        result, note = _noting(denoise.denoise_steps(data, wavenumbers=wn))
-    elif task == "denoise":
-        result = nd.denoise(data, "savgol", wn, window=11)
-    elif task == "upscale":
-        result = nd.upscale(data, 2, "bicubic")
-    else:
-        result = nd.nnls(data, em)
+    result, note = _noting(_runs()[task](data, wn, em, out, mode == "streamed"))
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "peak": _peak(), "before": before,
                       "pixels": int(data.shape[1] * data.shape[2]), "input": int(np.prod(data.shape)) * 4,

@@ -23,24 +23,28 @@ says so (before the start when the free space is already short of the result's s
 stores are uncompressed). Without ``out=``, stores go to :func:`scratch_folder`.
 
 Streamed methods are those whose result at a pixel depends on that pixel's spectrum (or, for
-upscaling, on a bounded neighbourhood): Savitzky-Golay, Whittaker and wavelet denoising (noise
-estimated per spectrum) with fixed parameters, nearest / bilinear / bicubic upscaling, NNLS /
-FCLS abundances and band maps; and the default denoiser, ``hybrid``, which is fitted on the
-whole cube but only through statistics gathered block by block. Its noise model reads evenly
-spaced strips of rows, its noise scaling, subspace and component scores one pass each over
-pixel blocks (read as float32 from the lazy input, never the cube whole; at most
-:data:`~napari_deeper.denoise.classical.LAZY_BLOCK_BYTES` of input each), and its
-reconstruction goes into the store by whole rows of tiles (:class:`PixelRows`). Besides one
-block (and the row of input chunks it lies in) it holds its component images, ``components x
-pixels`` float32: 0.16 GiB for 1024 x 1024 pixels at the default ``max_components`` of 40,
-0.62 GiB for 2048 x 2048. Their noise variances, as large again, wait on disk
-(:func:`spilled`, beside the store) from the score pass to the spatial step (measured peaks in
-docs/benchmarks.md). Its result equals the in-memory
-one to the bit when the pixel blocks are the same (a cube of at most one lazy block, 16 777
-spectra of 500 bands), and to float32 rounding otherwise (sums over blocks taken in another
-order).
-Other methods fitted on the whole cube (PCA, ``auto`` parameters, the networks' per-cube
-normalisation, ``stabilise``) are refused with a ValueError that names the streamed ones.
+upscaling, on a bounded neighbourhood), given what they fit on the whole cube first from reads
+that stay bounded: Savitzky-Golay, Whittaker and wavelet denoising and the per-spectrum networks
+(``resunet``, ``aunet``, every saved ``task: denoise`` model), with ``auto`` parameters
+calibrated on evenly spaced sampled spectra and ``stabilise``'s noise model read from strips of
+rows (the transform is then applied to each block as it is read, its inverse to each result);
+nearest / bilinear / bicubic upscaling, NNLS / FCLS abundances and band maps. PCA and the
+default denoiser, ``hybrid``, are fitted on the whole cube through statistics gathered block by
+block: PCA's rank (evened noise, Gavish-Donoho or bi-cross-validation on sampled spectra), mean
+and ``B x B`` Gram matrix each take a pass over pixel blocks, its reconstruction another. The
+hybrid's noise model reads evenly spaced strips of rows, its noise scaling, subspace and
+component scores one pass each over pixel blocks (read as float32 from the lazy input, never the
+cube whole; at most :data:`~napari_deeper.io._lazy.LAZY_BLOCK_BYTES` of input each),
+and both reconstructions go into the store by whole rows of tiles (:class:`PixelRows`). Besides
+one block (and the row of input chunks it lies in) the hybrid holds its component images,
+``components x pixels`` float32: 0.16 GiB for 1024 x 1024 pixels at the default
+``max_components`` of 40, 0.62 GiB for 2048 x 2048. Their noise variances, as large again, wait
+on disk (:func:`spilled`, beside the store) from the score pass to the spatial step (measured
+peaks in docs/benchmarks.md). Results equal the in-memory ones to the bit when the pixel blocks
+are the same (a cube of at most one lazy block, 16 777 spectra of 500 bands), and to float32
+rounding otherwise (sums over blocks taken in another order). ``n2s``, which trains a network on
+the whole cube's component images, and the super-resolution networks (whole-image context and
+adaptation) are refused with a ValueError that names the streamed methods.
 """
 
 from __future__ import annotations
@@ -170,21 +174,77 @@ def denoise_steps(data, method: str | None = None, wavenumbers=None, device=None
     chosen, checked = FAMILY.check(method, params)
     if chosen.name == "hybrid":
         return (yield from _hybrid_steps(data, shape, wavenumbers, checked, out))
-    whole_cube = [k for k in ("auto", "stabilise") if checked.get(k) not in (None, False, "off")]
-    if chosen.name not in DENOISERS or whole_cube:
-        why = f"{chosen.name!r}" + (f" with {', '.join(f'{k}={checked[k]!r}' for k in whole_cube)}" if whole_cube else "")
+    if chosen.name == "pca":
+        return (yield from _pca_steps(data, shape, wavenumbers, checked, out))
+    if not _per_spectrum(chosen):
         raise ValueError(
-            f"denoising {why} is fitted on the whole cube and cannot stream block by block; streamed "
-            f"denoisers: hybrid (the default), and with fixed parameters (auto=False, stabilise='off') "
-            f"{', '.join(DENOISERS)}"
+            f"denoising with {chosen.name!r} cannot stream block by block (it trains on the whole cube's "
+            f"component images); streamed denoisers: hybrid (the default), pca, {', '.join(DENOISERS)} and the "
+            f"per-spectrum networks ({', '.join(_networks())})"
         )
-
-    def block(rows, cols):
-        return plain(_read(data, (slice(None), rows, cols)), chosen.name, wavenumbers, device, **checked)
+    from .denoise.calibrate import calibrated_steps
+    from .denoise.vst import stabiliser_steps
 
     record = {"operation": "denoise", "method": chosen.name, "params": _plain(checked)}
+    stabilise, auto = checked.pop("stabilise", "off"), checked.pop("auto", False)
+    transform, noise = yield from stabiliser_steps(data, stabilise)
+    if auto:
+        checked = yield from calibrated_steps(chosen.name, _transformed(data, transform), noise, checked)
+
+    def block(rows, cols):
+        values = _read(data, (slice(None), rows, cols))
+        if transform is not None:
+            values = transform.forward(values)
+        result = yield from plain(values, chosen.name, wavenumbers, device, **checked)
+        return result if transform is None else transform.inverse(result)
+
     return (yield from streamed_steps(shape, block, out=out, name=f"denoise-{chosen.name}", wavenumbers=wavenumbers,
                                       record=record, label=f"{chosen.name} (streamed)", in_bands=shape[0]))
+
+
+def _per_spectrum(method) -> bool:
+    """Whether a denoiser's result at a pixel depends on that pixel's spectrum alone (given what
+    it fits on the whole cube first: a noise model, ``auto`` parameters): the classical
+    :data:`DENOISERS` and every network that runs per spectrum (all saved ``task: denoise``
+    models; not ``n2s``, which trains on the cube's component images)."""
+    from .denoise.selfsupervised import MODEL
+
+    return method.name in DENOISERS or (method.kind == "network" and method.model != MODEL)
+
+
+def _networks() -> list[str]:
+    from .denoise import FAMILY
+
+    return [name for name, method in FAMILY.available().items() if method.kind == "network" and _per_spectrum(method)]
+
+
+def _transformed(data, transform):
+    """``data`` through the stabilising ``transform`` (None: as it is), as a lazy array computed
+    chunk by chunk when read (a cube in memory is wrapped, not transformed whole)."""
+    if transform is None:
+        return data
+    import dask.array as da
+
+    lazy = data if is_lazy(data) else da.from_array(data, chunks=chunk_shape(data.shape))
+    return lazy.map_blocks(transform.forward, dtype=np.float32)
+
+
+def _pca_steps(data, shape, wavenumbers, params: dict, out) -> Steps:
+    """PCA denoising streamed: its rank (when automatic), mean and Gram matrix from passes over
+    pixel blocks, its reconstruction into the store by rows of tiles (through the inverse
+    transform when ``stabilise`` calls for one). It holds one block and the ``B x B`` matrix."""
+    from .denoise.classical import pca_steps
+    from .denoise.vst import stabiliser_steps
+
+    record = {"operation": "denoise", "method": "pca", "params": _plain(params)}
+    transform, _noise = yield from stabiliser_steps(data, params["stabilise"])
+    source = _transformed(data if is_lazy(data) else np.asarray(data), transform)
+
+    def fill(target, _spill):
+        return pca_steps(source, params["n_components"], params["rank_rule"], target=target)
+
+    return (yield from _filled_steps(shape, fill, out=out, name="denoise-pca", wavenumbers=wavenumbers, record=record,
+                                     label="pca (streamed)", convert=None if transform is None else transform.inverse))
 
 
 def _hybrid_steps(data, shape, wavenumbers, params: dict, out) -> Steps:
@@ -197,17 +257,29 @@ def _hybrid_steps(data, shape, wavenumbers, params: dict, out) -> Steps:
 
     as_wavenumbers(wavenumbers, shape[0])
     cube = data if is_lazy(data) else as_cube(data, "data")
-    path = _destination(out, "denoise-hybrid")
     record = {"operation": "denoise", "method": "hybrid", "params": _plain(params)}
+
+    def fill(target, spill):
+        return hybrid_steps(cube, wavenumbers, None, target=target, spill=spill, **params)
+
+    return (yield from _filled_steps(shape, fill, out=out, name="denoise-hybrid", wavenumbers=wavenumbers,
+                                     record=record, label="hybrid (streamed)"))
+
+
+def _filled_steps(shape, fill, *, out, name: str, wavenumbers, record: dict, label: str, convert=None) -> Steps:
+    """A store filled in pixel order by ``fill(target, spill)``: a method's steps writing
+    ``target[:, sl] = block`` for consecutive slices of pixels into a :class:`PixelRows` (the
+    values through ``convert`` first, when given), with ``spill`` from :func:`spilled` (beside
+    the store); returns the store as a lazy array."""
+    path = _destination(out, name)
     with StoreWriter(path, shape, wavenumbers=wavenumbers, record=record, chunks=chunk_shape(shape),
                      compress=False, overwrite=False) as writer:
-        rows = PixelRows(writer, shape)
+        rows = PixelRows(writer, shape, convert)
         pixels = shape[1] * shape[2]
         with spilled(writer.partial.with_name(writer.partial.name + ".spill")) as spill:
-            yield from share(hybrid_steps(cube, wavenumbers, None, target=rows, spill=spill, **params), 0, pixels,
-                             pixels, "hybrid (streamed)")
+            yield from share(fill(rows, spill), 0, pixels, pixels, label)
         if not rows.complete:
-            raise RuntimeError(f"the streamed hybrid run wrote {rows.first} of {shape[1]} rows")
+            raise RuntimeError(f"the streamed {name} run wrote {rows.first} of {shape[1]} rows")
         writer.commit()
     return open_result(path)
 
@@ -239,11 +311,13 @@ class PixelRows:
     ``rows[:, sl] = block`` takes the next pixels in row-major order; every :data:`TILE` rows
     complete (every shard of them whole) go to the :class:`StoreWriter` at once, so no shard is
     written twice. Holds one row of tiles (``B x TILE x X`` float32) from the first write to
-    the last.
+    the last. ``convert`` (optional) maps each written block's values first (an inverse
+    transform).
     """
 
-    def __init__(self, writer: StoreWriter, shape):
+    def __init__(self, writer: StoreWriter, shape, convert=None):
         self.writer = writer
+        self.convert = convert
         n_bands, self.rows, self.cols = (int(n) for n in shape)
         self.shape = (n_bands, self.rows * self.cols)
         self.buffer = None
@@ -259,7 +333,7 @@ class PixelRows:
         if start != self.first * self.cols + self.filled:
             raise ValueError(f"pixels are written in order: expected pixel {self.first * self.cols + self.filled}, "
                              f"got {start}")
-        values = np.asarray(values)
+        values = np.asarray(values) if self.convert is None else self.convert(values)
         if self.buffer is None:
             self.buffer = np.empty((self.shape[0], min(TILE, self.rows) * self.cols), dtype=np.float32)
         done = 0

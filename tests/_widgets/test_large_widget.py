@@ -43,7 +43,7 @@ def test_zarr_cube_opens_lazily_and_denoises_into_a_store(make_napari_viewer, ru
     assert is_lazy(result.data) and len(list(scratch.glob("denoise-hybrid-*.zarr"))) == 1
     np.testing.assert_array_equal(np.asarray(result.data), nd.denoise(data, "hybrid", sim.wavenumbers))
 
-    widget.methods.value = ["pca"]  # fitted on the whole cube: refused, no layer, no store left
+    widget.methods.value = ["n2s"]  # trains on the whole cube's component images: refused, no layer, no store left
     error = run_dock(widget, fails=True)
     assert "cannot stream" in str(error)
     assert len(viewer.layers) == 3 and len(list(scratch.glob("*.zarr"))) == 2

@@ -43,9 +43,14 @@ WAVELET_SCALES = tuple(np.geomspace(0.25, 4.0, 9))
 def sample_spectra(data: np.ndarray, n: int = SAMPLE_SPECTRA) -> np.ndarray:
     """``(B, n)`` float64 spectra at evenly spaced pixels (all of them when there are fewer).
 
-    ``data`` is a ``(B, Y, X)`` cube or its pixels ``(B, N)`` (a view or a lazy
-    :class:`~napari_deeper.io._lazy.FlatPixels`)."""
-    flat = data if data.ndim == 2 else data.reshape(data.shape[0], -1)
+    ``data`` is a ``(B, Y, X)`` cube (in memory or lazy: only those spectra are read) or its
+    pixels ``(B, N)`` (a view or a lazy :class:`~napari_deeper.io._lazy.FlatPixels`)."""
+    from ..io._lazy import FlatPixels, is_lazy
+
+    if data.ndim == 2:
+        flat = data
+    else:
+        flat = FlatPixels(data) if is_lazy(data) else data.reshape(data.shape[0], -1)
     index = np.unique(np.linspace(0, flat.shape[1] - 1, min(n, flat.shape[1])).round().astype(int))
     return np.asarray(flat[:, index], dtype=np.float64)
 
@@ -366,7 +371,7 @@ def evened_rank_steps(data: np.ndarray, rule: str = "gavish-donoho", noise=None,
     return gavish_donoho_rank(singular[: min(n_bands, n) - 1], (n, n_bands))
 
 
-def _calibrated(name: str, data: np.ndarray, noise, params: dict) -> dict:
+def calibrated(name: str, data: np.ndarray, noise, params: dict) -> dict:
     """``params`` with the ones method ``name`` calibrates replaced by their values on ``data``."""
     if name == "savgol":
         return {**params, **calibrate_savgol(data, noise=noise)}
@@ -385,21 +390,26 @@ def classical_steps(name: str, fn):
     the methods that have one, ``auto`` (parameters calibrated on the cube, after stabilisation
     when that is on): the values ``auto`` found are reported in the progress message.
     """
-    from ..compute import Progress
     from .vst import stabilised_steps
 
     def steps(data, wavenumbers=None, device=None, stabilise="off", auto=False, **params):
         def inner(cube, noise):
-            chosen = params
-            if auto:
-                yield Progress(0, 1, f"{name}: calibrating on the cube")
-                chosen = _calibrated(name, cube, noise, params)
-                yield Progress(0, 1, f"{name}: " + ", ".join(f"{k} {_short(v)}" for k, v in chosen.items()))
+            chosen = (yield from calibrated_steps(name, cube, noise, params)) if auto else params
             return (yield from fn(cube, **chosen))
 
         return (yield from stabilised_steps(inner, data, stabilise))
 
     return steps
+
+
+def calibrated_steps(name: str, data, noise, params: dict):
+    """Steps: :func:`calibrated`, with the values found reported in a progress message."""
+    from ..compute import Progress
+
+    yield Progress(0, 1, f"{name}: calibrating on the cube")
+    chosen = calibrated(name, data, noise, params)
+    yield Progress(0, 1, f"{name}: " + ", ".join(f"{k} {_short(v)}" for k, v in chosen.items()))
+    return chosen
 
 
 def _short(value) -> str:

@@ -17,28 +17,31 @@ from ..compute import Progress, chunk_size, chunks, share
 _GD_COEFFS = (0.56, -0.95, 1.82, 1.43)
 
 
-#: Float32 input bytes of one pixel block of a lazy cube at most: what a pass holds besides the
-#: block (its float64 copies) stays near 0.2 GiB whatever the free memory, so a streamed run's
-#: peak is set by what it keeps, not by its blocks.
-LAZY_BLOCK_BYTES = 32 << 20
-
-
 def pixel_blocks(data: np.ndarray, bytes_per_band: float = 16.0, device=None):
     """``(flat (B, N) view, list of slices)`` that split the pixels into memory-sized blocks.
 
     A lazy (dask) cube gives a :class:`~napari_deeper.io._lazy.FlatPixels` reader instead of a
     view: each ``flat[:, sl]`` reads that block as float32 and nothing more; its blocks hold at
-    most :data:`LAZY_BLOCK_BYTES` of input.
+    most :data:`~napari_deeper.io._lazy.LAZY_BLOCK_BYTES` of input.
     """
-    from ..io._lazy import FlatPixels, is_lazy
+    from ..io._lazy import FlatPixels, is_lazy, lazy_block_pixels
 
     n_bands = data.shape[0]
     lazy = is_lazy(data)
     flat = FlatPixels(data) if lazy else data.reshape(n_bands, -1)
     size = chunk_size(bytes_per_band * n_bands, device, minimum=256, maximum=1 << 16)
     if lazy:
-        size = min(size, max(256, LAZY_BLOCK_BYTES // (4 * n_bands)))
+        size = min(size, lazy_block_pixels(n_bands))
     return flat, list(chunks(flat.shape[1], size))
+
+
+def result_target(target, shape):
+    """``(result, its (B, N) pixels)``: a new float32 cube, or ``target`` as it is (a streamed
+    run's writer, which takes ``target[:, sl] = block`` for consecutive slices of pixels)."""
+    if target is not None:
+        return target, target
+    out = np.empty(shape, dtype=np.float32)
+    return out, out.reshape(shape[0], -1)
 
 
 def _blockwise(data: np.ndarray, fn, message: str, bytes_per_band: float = 16.0):
@@ -252,7 +255,7 @@ def principal_axes(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 RANK_RULES = ("gavish-donoho", "bcv")
 
 
-def pca_steps(data: np.ndarray, n_components: int | None = None, rank_rule: str = "gavish-donoho"):
+def pca_steps(data: np.ndarray, n_components: int | None = None, rank_rule: str = "gavish-donoho", target=None):
     """Low-rank (PCA) denoising: keep the first ``n_components`` principal components.
 
     With ``n_components`` None (or 0) the rank is chosen on the data, after evening out its noise
@@ -261,6 +264,9 @@ def pca_steps(data: np.ndarray, n_components: int | None = None, rank_rule: str 
     the singular values above Gavish & Donoho's optimal hard threshold for an unknown noise
     level, ``omega(beta) * median(singular values)``, or "bcv", bi-cross-validation over pixels
     and bands. The reconstruction itself is plain PCA of the data as they are.
+
+    A lazy ``data`` is read block by block in every pass (:func:`pixel_blocks`); ``target``
+    (optional) receives the result instead of a new cube (see :func:`result_target`).
     """
     rule = str(rank_rule).lower()
     if rule not in RANK_RULES:
@@ -283,8 +289,7 @@ def pca_steps(data: np.ndarray, n_components: int | None = None, rank_rule: str 
     rank = min(rank, n_bands, n_pixels)
     basis = loadings[:, :rank].astype(np.float32)
     mean32 = mean.astype(np.float32)[:, None]
-    out = np.empty(data.shape, dtype=np.float32)
-    out_flat = out.reshape(flat.shape)
+    out, out_flat = result_target(target, data.shape)
     message = f"PCA denoising ({rank} components)"
     for i, sl in enumerate(slices):
         block = np.asarray(flat[:, sl], dtype=np.float32) - mean32

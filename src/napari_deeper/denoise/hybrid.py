@@ -160,7 +160,7 @@ def hybrid_steps(data: np.ndarray, wavenumbers=None, device=None, max_components
     keeps the component images' noise variances from the score pass to the spatial step,
     written ``block`` pixels at a time (the streamed run's store on disk; default: memory).
     """
-    from .classical import pixel_blocks, principal_axes, spectral_gram_steps
+    from .classical import pixel_blocks, principal_axes, result_target, spectral_gram_steps
 
     n_bands, ny, nx = data.shape
     if min(ny, nx) < 4:
@@ -200,21 +200,13 @@ def hybrid_steps(data: np.ndarray, wavenumbers=None, device=None, max_components
         yield Progress(done, total, message)
     basis_kept = basis[:, kept]
     scores_kept = scores[kept]
-    out, out_flat = _target(target, data.shape)
+    out, out_flat = result_target(target, data.shape)
     message = f"hybrid: reconstructing from {len(kept)} components"
     for sl in slices:
         out_flat[:, sl] = basis_kept @ scores_kept[:, sl] + mean32
         done += 1
         yield Progress(done, total, message)
     return out
-
-
-def _target(target, shape):
-    """``(result, its (B, N) pixels)``: a new float32 cube, or ``target`` as it is."""
-    if target is not None:
-        return target, target
-    out = np.empty(shape, dtype=np.float32)
-    return out, out.reshape(shape[0], -1)
 
 
 # --- the self-calibrated pipeline (auto) --------------------------------------------------------
@@ -366,7 +358,7 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
     """
     from ..compute import share
     from .calibrate import bcv_errors, model_variance, noise_scales_steps
-    from .classical import pixel_blocks, principal_axes
+    from .classical import pixel_blocks, principal_axes, result_target
     from .noise import estimate_noise
     from .vst import Anscombe
 
@@ -454,7 +446,7 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
             basis[:, i] = dct_smooth(basis[:, i], mean_noise / max(singular[i] ** 2, 1e-300), band_cost)
     done += 1
     del score_variance  # (rank x pixels in memory: room for the reconstruction's blocks)
-    out, out_flat = _target(target, data.shape)
+    out, out_flat = result_target(target, data.shape)
     for sl in slices:
         z = basis @ scores[:, sl]
         z += mean[:, None]  # (in place: one float64 block, the same values)

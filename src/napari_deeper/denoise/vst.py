@@ -177,15 +177,16 @@ def _chunked(data, fn, size: int = 1 << 20) -> np.ndarray:
 STABILISE_CHOICES = ("off", "on", "auto")
 
 
-def stabilised_steps(steps, data: np.ndarray, stabilise: str = "auto", noise=None):
-    """Run ``steps(cube, noise)`` (a steps generator) on the stabilised cube; result in data units.
+def stabiliser_steps(data, stabilise: str = "auto", noise=None):
+    """Steps: ``(transform, noise)``, the :class:`Anscombe` transform that ``stabilise`` calls for
+    on ``data`` (None: none) and the noise model of what a method then gets.
 
-    ``stabilise`` is "on" (always), "off" (never: ``steps`` gets the cube as it is) or "auto"
-    (when the cube's noise model says the noise depends on the intensity, see
+    ``stabilise`` is "on" (always), "off" (never) or "auto" (when the cube's noise model says the
+    noise depends on the intensity, see
     :attr:`~napari_deeper.denoise.noise.NoiseModel.needs_stabilising`). ``noise`` is the cube's
-    :class:`~napari_deeper.denoise.noise.NoiseModel` (estimated here when needed and None);
-    ``steps`` receives the model of what it is given: unit white noise after stabilisation, the
-    cube's own (or None when it was not needed) otherwise.
+    :class:`~napari_deeper.denoise.noise.NoiseModel` (estimated here when needed and None; a lazy
+    cube is read only where examined). After stabilisation the model is unit white noise; without
+    it, the cube's own (None when it was not needed).
     """
     from ..compute import Progress
     from .noise import NoiseModel, estimate_noise
@@ -194,14 +195,25 @@ def stabilised_steps(steps, data: np.ndarray, stabilise: str = "auto", noise=Non
     if choice not in STABILISE_CHOICES:
         raise ValueError(f"stabilise must be one of {', '.join(STABILISE_CHOICES)}; got {stabilise!r}")
     if choice == "off":
-        return (yield from steps(data, noise))
+        return None, noise
     if noise is None:
         yield Progress(0, 1, "estimating the noise")
         noise = estimate_noise(data, spikes=False)
     if choice == "auto" and not noise.needs_stabilising:
+        return None, noise
+    return Anscombe.from_noise(noise), NoiseModel.white(1.0)
+
+
+def stabilised_steps(steps, data: np.ndarray, stabilise: str = "auto", noise=None):
+    """Run ``steps(cube, noise)`` (a steps generator) on the stabilised cube; result in data units.
+
+    ``stabilise`` and ``noise`` as for :func:`stabiliser_steps`; ``steps`` receives the model of
+    what it is given.
+    """
+    transform, noise = yield from stabiliser_steps(data, stabilise, noise)
+    if transform is None:
         return (yield from steps(data, noise))
-    transform = Anscombe.from_noise(noise)
-    out = yield from steps(transform.forward(data), NoiseModel.white(1.0))
+    out = yield from steps(transform.forward(data), noise)
     return transform.inverse(out)
 
 

@@ -1,4 +1,6 @@
-"""The default denoiser (hybrid) streamed: lazy input read block by block, result into a zarr store."""
+"""Denoisers fitted on the whole cube, streamed: the default (hybrid), PCA, ``auto`` parameters,
+``stabilise`` and the per-spectrum networks read a lazy cube block by block and write their result
+into a zarr store."""
 
 from __future__ import annotations
 
@@ -156,8 +158,80 @@ def test_noise_model_taken_a_few_bands_at_a_time_is_the_same(monkeypatch, shape)
     assert noise.estimate_noise(data, max_values=50_000) == whole
 
 
-def test_pca_is_still_refused_when_streaming(tmp_path, cell):
+# --- PCA, calibrated and stabilised methods, networks ----------------------------------------
+
+
+@pytest.fixture
+def lazy(tmp_path, cell):
     data, wn = cell
-    cube = load_cube(save_zarr(data, tmp_path / "in.zarr", wn))
-    with pytest.raises(ValueError, match="'pca' is fitted on the whole cube.*hybrid \\(the default\\)"):
-        nd.stream.denoise(cube.data, "pca", cube.wavenumbers)
+    return load_cube(save_zarr(data, tmp_path / "in.zarr", wn))
+
+
+@pytest.mark.parametrize("params", [{"n_components": 6}, {}, {"rank_rule": "bcv"}, {"stabilise": "on"}],
+                         ids=["fixed", "gavish-donoho", "bcv", "stabilised"])
+def test_streamed_pca_equals_the_in_memory_run_exactly(tmp_path, cell, lazy, small_blocks, params):
+    data, wn = cell
+    out = tmp_path / "pca.zarr"
+    streamed = nd.stream.denoise(lazy.data, "pca", lazy.wavenumbers, out=out, **params)
+    assert is_lazy(streamed) and streamed.shape == data.shape
+    plain = nd.denoise(data, "pca", wn, **params)
+    np.testing.assert_array_equal(np.asarray(streamed), plain)
+    assert np.abs(plain - data).mean() > 0.05 * np.abs(data).mean(), "PCA changed the cube"
+    record = zarr.open_group(str(out), mode="r").attrs["napari_deeper"]
+    assert record["method"] == "pca" and record["params"]["stabilise"] == params.get("stabilise", "off")
+
+
+@pytest.mark.parametrize(("method", "params"), [
+    ("savgol", {"auto": True}),
+    ("whittaker", {"auto": True, "stabilise": "on"}),
+    ("wavelet", {"auto": True, "stabilise": "auto"}),
+    ("savgol", {"window": 9, "stabilise": "on"}),
+])
+def test_streamed_calibration_and_stabilisation_equal_the_in_memory_run(scratch, cell, lazy, method, params):
+    """The noise model and the calibrated parameters come from the lazy cube (its strips and
+    sampled spectra), then every block is denoised with them: the in-memory result exactly."""
+    data, wn = cell
+    steps = nd.stream.denoise_steps(lazy.data, method, lazy.wavenumbers, **params)
+    messages = []
+    try:
+        while True:
+            messages.append(next(steps).message)
+    except StopIteration as stop:
+        streamed = stop.value
+    assert is_lazy(streamed) and len(list(scratch.glob(f"denoise-{method}-*.zarr"))) == 1
+    np.testing.assert_array_equal(np.asarray(streamed), nd.denoise(data, method, wn, **params))
+    if params.get("auto"):
+        assert any(m.startswith(f"{method}: ") and "calibrating" not in m for m in messages), messages
+
+
+def test_stabilised_pca_of_a_cube_in_memory_streams_without_transforming_it_whole(tmp_path, cell, small_blocks):
+    """``stream=True`` on a NumPy cube: the transform is applied to the blocks as they are read."""
+    data, wn = cell
+    streamed = nd.stream.denoise(data, "pca", wn, out=tmp_path / "pca.zarr", stream=True, stabilise="on",
+                                 n_components=5)
+    np.testing.assert_array_equal(np.asarray(streamed), nd.denoise(data, "pca", wn, stabilise="on", n_components=5))
+
+
+def test_a_per_spectrum_network_streams(scratch, cell, lazy):
+    pytest.importorskip("torch", reason="the networks need torch (a dependency of napari-deeper)")
+    data, wn = cell
+    streamed = nd.stream.denoise(lazy.data, "resunet", lazy.wavenumbers)
+    plain = nd.denoise(data, "resunet", wn)
+    assert is_lazy(streamed)
+    np.testing.assert_allclose(np.asarray(streamed), plain, rtol=0, atol=1e-6 * np.abs(plain).max())
+
+
+def test_n2s_is_refused_and_names_what_streams(scratch, lazy):
+    with pytest.raises(ValueError, match=r"'n2s' cannot stream.*hybrid \(the default\), pca, savgol.*resunet"):
+        nd.stream.denoise(lazy.data, "n2s", lazy.wavenumbers)
+    assert not scratch.exists() or not list(scratch.iterdir())
+
+
+def test_cancelled_pca_removes_its_partial_store(tmp_path, lazy, small_blocks):
+    out = tmp_path / "pca.zarr"
+    steps = nd.stream.denoise_steps(lazy.data, "pca", lazy.wavenumbers, out=out, n_components=4)
+    for _ in range(12):
+        next(steps)
+    assert list(tmp_path.glob(".pca.zarr.partial-*"))
+    steps.close()
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
