@@ -253,3 +253,96 @@ def test_band_maps_of_a_lazy_cube(tmp_path, cell):
     for mode in ("area", "height"):
         np.testing.assert_array_equal(nd.band_map(cube.data, cube.wavenumbers, 1004.0, 20.0, mode=mode),
                                       nd.band_map(data, wn, 1004.0, 20.0, mode=mode))
+
+
+# --- streamed preprocessing ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spiky(wide):
+    """75 x 129 pixels, cut by ``BLOCK_BYTES = 1`` into 2 x 3 blocks (rows 0-63 / 64-74, columns
+    0-63 / 64-127 / 128, one column wide), with cosmic rays on the blocks' edges and corners, and a
+    flat patch whose faint bump is a spike to its own block's noise floor, not to the whole cube's
+    (a value 10 times the block's largest elsewhere)."""
+    data, wn = wide
+    data = data[:, :, :129].copy()
+    height = np.float32(0.5 * np.abs(data).max())
+    for band, y, x in [(30, 63, 63), (31, 63, 63), (60, 64, 64), (45, 63, 127), (80, 64, 128), (20, 0, 0),
+                       (90, 74, 128), (100, 63, 20), (50, 64, 100), (70, 30, 64)]:
+        data[band, y, x] += height
+    data[:, 68:73, 10:20] = np.float32(np.median(data))
+    block = np.abs(data[:, 63:, :65]).max()  # the haloed read of the block (rows 64-74, columns 0-63)
+    data[60, 70, 15] += np.float32(24e-6 * block)  # 24 noise floors of the block, 2.4 of the cube
+    data[5, 10, 100] = np.float32(10 * block)
+    return data, wn
+
+
+def test_streamed_preprocess_equals_in_memory(tmp_path, scratch, spiky, monkeypatch):
+    """A zarr cube of 16 x 16 chunks in 6 blocks: bit for bit the in-memory result, the counts of
+    replaced values summed over blocks; progress per block; the store records the operation."""
+    from napari_deeper.compute import run
+    from napari_deeper.spectral import find_spikes, preprocess_steps
+
+    monkeypatch.setattr(nd.stream, "BLOCK_BYTES", 1)
+    data, wn = spiky
+    flat_patch = data[:, 63:, :65]
+    assert find_spikes(flat_patch, 8.0)[0][60, 7, 15], "a spike to the block's own noise floor"
+    assert not find_spikes(flat_patch, 8.0, peak=float(np.abs(data).max()))[0][60, 7, 15]
+    cube = load_cube(save_zarr(data, tmp_path / "spiky.zarr", wn, chunks=(data.shape[0], 16, 16)))
+    for params in [{"despike": 8.0, "baseline": 3}, {"crop": (600.0, 1700.0), "despike": 6.0, "normalise": "area"},
+                   {"despike": 8.0, "normalise": "max"}, {"fill": 0.0, "normalise": "vector"},
+                   {"normalise": "minmax"}]:
+        plain = run(preprocess_steps(data, wn, **params))
+        reports = []
+        streamed = run(nd.stream.preprocess_steps(cube.data, cube.wavenumbers, **params), reports.append)
+        assert is_lazy(streamed.data), params
+        np.testing.assert_array_equal(np.asarray(streamed.data), plain.data, err_msg=str(params))
+        assert streamed.steps == plain.steps, params
+        np.testing.assert_array_equal(streamed.wavenumbers, plain.wavenumbers)
+        done = [report.done for report in reports]
+        assert done == sorted(done) and reports[-1].fraction == 1.0 and len(set(done)) > 6, params
+    spikes = run(preprocess_steps(data, wn, despike=8.0)).steps[0]["replaced"]
+    assert spikes >= 10, "every cosmic ray is found (and the wings of some)"
+    stores = sorted(scratch.glob("preprocess-*.zarr"))
+    assert len(stores) == 5
+    record = zarr.open_group(str(stores[0]), mode="r").attrs["napari_deeper"]
+    assert record["operation"] == "preprocess" and set(record["params"]) >= {"crop", "despike", "baseline"}
+
+
+def test_streamed_preprocess_nonfinite_and_refusals(tmp_path, scratch, spiky, monkeypatch):
+    """NaN / Inf: filled and counted as in memory, passed through by a crop alone, refused
+    otherwise (with no store left); the per-cube normalisations do not stream."""
+    from napari_deeper.compute import run
+    from napari_deeper.spectral import preprocess_steps
+
+    monkeypatch.setattr(nd.stream, "BLOCK_BYTES", 1)
+    data, wn = spiky
+    data = data.copy()
+    data[7, 63, 64], data[:3, 74, 128], data[50, 0, 0] = np.nan, np.inf, -np.inf
+    cube = load_cube(save_zarr(data, tmp_path / "holes.zarr", wn, chunks=(data.shape[0], 32, 32)))
+    streamed = nd.stream.preprocess(cube.data, wn, fill=0.0, despike=8.0)
+    expected = run(preprocess_steps(data, wn, fill=0.0, despike=8.0))
+    np.testing.assert_array_equal(np.asarray(streamed.data), expected.data)
+    assert streamed.steps == expected.steps and streamed.steps[0]["replaced"] == 5
+    cropped = nd.stream.preprocess(cube.data, wn, crop=(500.0, 1500.0))
+    np.testing.assert_array_equal(np.asarray(cropped.data), run(preprocess_steps(data, wn, crop=(500.0, 1500.0))).data)
+    assert np.count_nonzero(~np.isfinite(np.asarray(cropped.data))) == 5
+    for params in [{"despike": 8.0}, {"baseline": 3}, {}]:
+        with pytest.raises(ValueError, match=r"data \(rows \d+-\d+, columns \d+-\d+\) contains \d NaN and \d Inf values"):
+            nd.stream.preprocess(cube.data, wn, **params)
+    with pytest.raises(ValueError, match="'cube-max'.*cannot stream.*max, minmax, vector, area"):
+        nd.stream.preprocess(cube.data, wn, fill=0.0, normalise="cube-max")
+    assert len(list(scratch.iterdir())) == 2, "the two complete runs' stores only"
+    in_memory = nd.stream.preprocess(expected.data, wn, normalise="cube-minmax")
+    assert isinstance(in_memory.data, np.ndarray), "a cube in memory is preprocessed in memory"
+
+
+def test_cancelled_streamed_preprocess_removes_the_partial_store(tmp_path, spiky, monkeypatch):
+    monkeypatch.setattr(nd.stream, "BLOCK_BYTES", 1)
+    data, wn = spiky
+    out = tmp_path / "cancelled.zarr"
+    steps = nd.stream.preprocess_steps(data, wn, despike=8.0, baseline=3, out=out, stream=True)
+    seen = [next(steps) for _ in range(20)]
+    assert seen[-1].fraction > 0.1 and list(tmp_path.glob(".cancelled.zarr.partial-*"))
+    steps.close()
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))

@@ -7,6 +7,7 @@
     smooth = stream.denoise(cube.data, "savgol", window=11)         # a per-spectrum method
     hr = stream.upscale(clean, 2, "bicubic", out="scan_x2.zarr")    # a store of your choosing
     abundances = stream.nnls(hr, endmembers)
+    pre = stream.preprocess(cube.data, cube.wavenumbers, despike=8.0, baseline=3)  # .data: the store
 
 **The rule** (:func:`should_stream`): an operation streams when its input is lazy (a dask
 array, e.g. a zarr store or a large ``.npy`` / v7.3 file opened lazily) or when its result would
@@ -28,7 +29,10 @@ that stay bounded: Savitzky-Golay, Whittaker and wavelet denoising and the per-s
 (``resunet``, ``aunet``, every saved ``task: denoise`` model), with ``auto`` parameters
 calibrated on evenly spaced sampled spectra and ``stabilise``'s noise model read from strips of
 rows (the transform is then applied to each block as it is read, its inverse to each result);
-nearest / bilinear / bicubic upscaling, NNLS / FCLS abundances and band maps. PCA and the
+nearest / bilinear / bicubic upscaling, NNLS / FCLS abundances and band maps; and spectral
+preprocessing (crop, NaN / Inf filling, baseline, per-spectrum normalisation; despiking reads
+each block with a one-pixel halo, its noise floor from the cube's largest value found in a first
+pass; ``cube-max`` / ``cube-minmax`` are refused). PCA and the
 default denoiser, ``hybrid``, are fitted on the whole cube through statistics gathered block by
 block: PCA's rank (evened noise, Gavish-Donoho or bi-cross-validation on sampled spectra), mean
 and ``B x B`` Gram matrix each take a pass over pixel blocks, its reconstruction another. The
@@ -65,6 +69,8 @@ from .io._zarr import TILE, StoreWriter, chunk_shape, open_result
 DENOISERS = ("savgol", "whittaker", "wavelet")
 #: Upscalers that stream (separable interpolation, bounded reach).
 UPSCALERS = ("nearest", "bilinear", "bicubic")
+#: Normalisations that stream: one factor per spectrum (the cube-wide ones need the finished cube).
+NORMALISERS = ("max", "minmax", "vector", "area")
 #: Input pixels around an upscaled tile: the cubic spline's weights fall below 1e-7 after 12.
 MARGIN = 12
 #: Input pixels along each side of an upscaled tile (the margin's share of the work falls with
@@ -415,6 +421,113 @@ def band_map_steps(data, wavenumbers=None, center: float = 1450.0, width: float 
               "baseline": bool(baseline)}
     return (yield from streamed_steps((ny, nx), block, out=out, name="band-map", record=record,
                                       label=f"band {center:g} (streamed)", in_bands=b))
+
+
+def preprocess_steps(data, wavenumbers=None, crop=None, fill=None, despike=None, baseline=None, normalise=None, *,
+                     out=None, stream=None) -> Steps:
+    """:func:`napari_deeper.spectral.preprocess_steps`, streamed by the rule of :func:`should_stream`.
+
+    The crop slices the kept bands off the lazy cube; every pixel block is then filled,
+    despiked, baseline-corrected and normalised by the in-memory functions, so the result equals
+    the in-memory one bit for bit. Despiking reads each block with a one-pixel halo (the reach
+    of its 3 x 3 spatial median) and takes its noise floor from the whole cube's largest absolute
+    value, found in a first pass over the cropped and filled cube. ``cube-max`` and
+    ``cube-minmax`` are refused: their one factor is a statistic of the finished cube, known
+    only after the whole chain has run (streaming would run it twice). Returns a
+    :class:`~napari_deeper.spectral.Preprocessed` whose ``data`` is a dask array over the store.
+    """
+    from ._validation import as_cube, check_method
+    from .spectral.bands import crop_slice, spectral_axis
+    from .spectral.preprocess import NORMALISATIONS, Preprocessed, fill_nonfinite, find_spikes
+    from .spectral.preprocess import preprocess_steps as plain
+
+    n_bands, ny, nx = _cube_shape(data)
+    bands = slice(None) if crop is None else crop_slice(wavenumbers, n_bands, *crop)
+    kept = len(range(*bands.indices(n_bands)))
+    if not should_stream(data, (kept, ny, nx), stream):
+        return (yield from plain(data, wavenumbers, crop, fill, despike, baseline, normalise))
+    if normalise is not None and check_method(normalise, NORMALISATIONS) not in NORMALISERS:
+        raise ValueError(
+            f"normalising with {normalise!r} divides by a statistic of the whole preprocessed cube and cannot "
+            f"stream block by block; streamed normalisations (per spectrum): {', '.join(NORMALISERS)}"
+        )
+    cube = data[bands]
+    if crop is not None and wavenumbers is not None:
+        wavenumbers = spectral_axis(wavenumbers, n_bands)[bands].copy()
+    # the in-memory run checks for NaN / Inf (unless filled) and huge values, except a crop alone
+    checked = crop is None or any(step is not None for step in (despike, baseline, normalise))
+
+    def load(rows, cols) -> np.ndarray:
+        tile = _read(cube, (slice(None), rows, cols))
+        as_cube(tile, f"data (rows {rows.start}-{rows.stop - 1}, columns {cols.start}-{cols.stop - 1})",
+                allow_nonfinite=fill is not None or not checked, check_range=checked)
+        return tile
+
+    def peak_steps() -> Steps[float]:
+        """The largest absolute value of the cropped and filled cube, block by block."""
+        blocks = [(rows, cols) for rows in chunks(ny, TILE) for cols in _column_groups(nx, TILE, kept, TILE)]
+        peak = 0.0
+        yield Progress(0, len(blocks), "largest value")
+        for index, (rows, cols) in enumerate(blocks):
+            tile = load(rows, cols)
+            peak = max(peak, float(np.abs(tile if fill is None else fill_nonfinite(tile, fill)[0]).max()))
+            yield Progress(index + 1, len(blocks), "largest value")
+        return peak
+
+    replaced = {"fill": 0, "despike": 0}
+    later: list[dict] = []  # the baseline and normalise steps, as the in-memory run of a block lists them
+
+    def block(rows, cols):
+        near = (_with_halo(rows, ny), _with_halo(cols, nx)) if despike is not None else (rows, cols)
+        tile = load(*near)
+        core = (slice(None), *(slice(a.start - b.start, a.stop - b.start) for a, b in zip((rows, cols), near)))
+        if fill is not None:
+            replaced["fill"] += int(np.count_nonzero(~np.isfinite(tile[core])))
+            tile, _ = fill_nonfinite(tile, fill)
+        if despike is not None:
+            mask, replacement = find_spikes(tile, despike, peak=peak)
+            tile = np.where(mask, replacement, tile)  # (a new array: a block of a NumPy input may be a view of it)
+            replaced["despike"] += int(mask[core].sum())
+        tile = tile[core]
+        if baseline is None and normalise is None:
+            return tile
+        rest = yield from plain(tile, wavenumbers, baseline=baseline, normalise=normalise)
+        later[:] = rest.steps
+        return rest.data
+
+    label = "preprocess (streamed)"
+    # progress in tenths of pixels: the first pass only reads, about a tenth of a despiking pass (measured)
+    pixels = ny * nx
+    first = pixels if despike is not None else 0
+    peak = (yield from share(peak_steps(), 0, first, 10 * pixels, label)) if first else None
+    params = {"crop": None if crop is None else [None if end is None else float(end) for end in crop], "fill": fill,
+              "despike": despike, "baseline": baseline, "normalise": normalise}
+    record = {"operation": "preprocess", "method": "standard", "params": _plain(params)}
+    result = yield from share(streamed_steps((kept, ny, nx), block, out=out, name="preprocess",
+                                             wavenumbers=wavenumbers, record=record, label=label, in_bands=kept),
+                              first, 10 * pixels - first, 10 * pixels)
+    steps = []
+    if crop is not None:
+        steps.append({"step": "crop", "start": crop[0], "stop": crop[1], "bands": kept})
+    if fill is not None:
+        steps.append({"step": "fill", "value": fill, "replaced": replaced["fill"]})
+    if despike is not None:
+        steps.append({"step": "despike", "threshold": despike, "replaced": replaced["despike"]})
+    return Preprocessed(result, wavenumbers, steps + later)
+
+
+def _with_halo(span: slice, n: int) -> slice:
+    """``span`` of an axis of ``n`` pixels widened by the one pixel of the 3 x 3 spatial median's
+    reach on each side, and to at least 3 pixels where the axis has them (a narrower block would
+    take the spectral spike test alone, which the whole cube does not)."""
+    stop = min(n, span.stop + 1)
+    return slice(max(0, min(span.start - 1, stop - 3)), stop)
+
+
+def preprocess(data, wavenumbers=None, crop=None, fill=None, despike=None, baseline=None, normalise=None, *,
+               out=None, stream=None):
+    """:func:`preprocess_steps` run to the end."""
+    return run(preprocess_steps(data, wavenumbers, crop, fill, despike, baseline, normalise, out=out, stream=stream))
 
 
 def denoise_many_steps(data, jobs: dict[str, dict], wavenumbers=None, device=None) -> Steps[dict]:

@@ -121,3 +121,53 @@ def test_disk_filling_up_shows_the_error_and_makes_no_layer(make_napari_viewer, 
     assert "disk filled up" in str(error) and "partial store was removed" in str(error)
     assert [lay.name for lay in viewer.layers] == ["scan"]
     assert not list(scratch.iterdir())
+
+
+def test_lazy_layer_preprocessed_into_a_store(make_napari_viewer, run_dock, tmp_path, monkeypatch):
+    """Crop, spike and baseline removal of a zarr layer, block by block: the new layer reads from
+    its store and equals the in-memory result; a cancelled run leaves no layer and no store."""
+    from napari_deeper._widgets.preprocess import PreprocessWidget
+    from napari_deeper.compute import run
+    from napari_deeper.spectral import preprocess_steps
+
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv(nd.stream.SCRATCH_ENV, str(scratch))
+    monkeypatch.setattr(nd.stream, "BLOCK_BYTES", 1)  # 2 x 2 blocks of at most 64 x 64 pixels
+    sim = nd.simulate.simulate_cell((70, 90), n_bands=80, photons=40, seed=2)
+    data = np.asarray(sim.noisy, dtype=np.float32)
+    for band, y, x in [(30, 63, 40), (50, 64, 64), (20, 10, 63)]:  # cosmic rays on the blocks' edges
+        data[band, y, x] += 0.5 * data.max()
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(save_zarr(data, tmp_path / "scan.zarr", sim.wavenumbers)), plugin="napari-deeper")
+    widget = PreprocessWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.layer.value = layer
+    widget.crop_start.value, widget.crop_stop.value = 700.0, 1700.0
+    widget.despike.value = widget.baseline.value = True
+    params = widget.parameters(layer)
+    assert params["crop"] == (700.0, 1700.0) and params["despike"] == 8.0 and params["baseline"] == 3
+    run_dock(widget)
+    result = viewer.layers["scan · preprocessed"]
+    assert is_lazy(result.data), "the result layer reads from its zarr store"
+    stores = list(scratch.glob("preprocess-*.zarr"))
+    assert len(stores) == 1
+    expected = run(preprocess_steps(data, sim.wavenumbers, **params))
+    np.testing.assert_array_equal(np.asarray(result.data), expected.data)
+    np.testing.assert_array_equal(result.metadata["wavenumbers"], expected.wavenumbers)
+    assert result.metadata["napari_deeper"]["steps"] == expected.steps
+    assert expected.steps[1]["replaced"] >= 3
+
+    viewer.layers.remove(result)
+    widget.layer.value = layer
+
+    partial = []
+
+    def cancel_once_writing(value: int) -> None:  # (after the first pass, once the store is being filled)
+        partial.extend(scratch.glob(".preprocess-*.partial-*"))
+        if partial:
+            widget.runner.cancel_button.click()
+
+    run_dock(widget, on_start=lambda worker: widget.runner.progress.valueChanged.connect(cancel_once_writing))
+    assert [lay.name for lay in viewer.layers] == ["scan"]
+    assert "Cancelled" in widget.runner.status.text() and partial
+    assert [path.name for path in scratch.iterdir()] == [stores[0].name], "the partial store is removed"

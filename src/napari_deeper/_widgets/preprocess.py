@@ -2,7 +2,9 @@
 
 The result is a new layer ``"<name> · preprocessed"`` with the cropped wavenumbers in its
 metadata and every step, with its parameters, in its provenance (one recipe step: the
-``standard`` method of the preprocessing family). The input layer is untouched.
+``standard`` method of the preprocessing family). The input layer is untouched. A lazy layer
+(a zarr store, a large file opened lazily) is preprocessed block by block into a zarr store
+(:func:`napari_deeper.stream.preprocess_steps`), and the new layer reads from it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBo
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import provenance
-from ..spectral import NORMALISATIONS, preprocess_steps
+from ..spectral import NORMALISATIONS
+from ..stream import preprocess_steps
 from ._layers import (
     cube_layer_kwargs,
     follow_layers,
@@ -54,7 +57,8 @@ class PreprocessWidget(QWidget):
             label="Normalise", choices=[NO_NORMALISATION, *NORMALISATIONS], value=NO_NORMALISATION
         )
         self.normalisation.tooltip = (
-            "Per spectrum: max, minmax, vector (L2), area; per cube: cube-max, cube-minmax"
+            "Per spectrum: max, minmax, vector (L2), area; per cube: cube-max, cube-minmax (not for a lazy "
+            "layer, which is preprocessed block by block)"
         )
         self.controls = Container(
             widgets=[
@@ -126,7 +130,7 @@ class PreprocessWidget(QWidget):
         if all(value is None for value in params.values()):
             self.runner.refuse("Nothing to do: choose a crop range or at least one step.")
             return
-        self.runner.start(
+        self.runner.start(  # in memory, or streamed to a zarr store for a lazy layer
             preprocess_steps, partial(self._add_result, layer, params), layer.data,
             wavenumbers_of(layer), **params,
         )

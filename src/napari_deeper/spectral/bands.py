@@ -190,7 +190,15 @@ def crop(data, wavenumbers, start: float | None = None, stop: float | None = Non
     result is a new float32 array (it never shares memory with the input).
     """
     cube = lazy_cube(data)
-    axis = spectral_axis(wavenumbers, cube.shape[0])
+    bands = crop_slice(wavenumbers, cube.shape[0], start, stop)
+    cropped = np.array(as_cube(cube[bands], allow_nonfinite=True, check_range=False), dtype=np.float32, copy=True)
+    return cropped, (None if wavenumbers is None else spectral_axis(wavenumbers, cube.shape[0])[bands].copy())
+
+
+def crop_slice(wavenumbers, n_bands: int, start: float | None = None, stop: float | None = None) -> slice:
+    """The bands :func:`crop` keeps, as a slice, without reading any data (streamed runs slice a
+    lazy cube with it)."""
+    axis = spectral_axis(wavenumbers, n_bands)
     _check_monotonic(axis)
     low = -np.inf if start is None else float(start)
     high = np.inf if stop is None else float(stop)
@@ -201,6 +209,4 @@ def crop(data, wavenumbers, start: float | None = None, stop: float | None = Non
             f"crop {low:g}-{high:g} keeps no band; the spectral axis runs from "
             f"{axis.min():g} to {axis.max():g}"
         )
-    bands = slice(int(kept[0]), int(kept[-1]) + 1)
-    cropped = np.array(as_cube(cube[bands], allow_nonfinite=True, check_range=False), dtype=np.float32, copy=True)
-    return cropped, (None if wavenumbers is None else axis[bands].copy())
+    return slice(int(kept[0]), int(kept[-1]) + 1)

@@ -134,13 +134,18 @@ def remove_baseline(data, wavenumbers=None, order: int = 3, iterations: int = 10
     return run(remove_baseline_steps(data, wavenumbers, order, iterations, tolerance))
 
 
-def _noise_level(cube: np.ndarray) -> np.ndarray:
-    """Per-pixel noise standard deviation from the second difference along the bands (robust)."""
+def _noise_level(cube: np.ndarray, *, peak: float | None = None) -> np.ndarray:
+    """Per-pixel noise standard deviation from the second difference along the bands (robust).
+
+    Its floor is 1e-6 of ``peak``, the largest absolute value of the cube (``cube``'s own when
+    None; a block of a streamed cube is given the whole cube's, so its floor is the same).
+    """
     if cube.shape[0] < 3:
         return np.full(cube.shape[1:], np.inf, dtype=np.float32)
     second = np.diff(cube, n=2, axis=0)
     sigma = 1.4826 * np.median(np.abs(second), axis=0) / np.sqrt(6.0)
-    floor = 1e-6 * float(np.abs(cube).max()) + np.finfo(np.float32).tiny
+    peak = float(np.abs(cube).max()) if peak is None else float(peak)
+    floor = 1e-6 * peak + np.finfo(np.float32).tiny
     return np.maximum(sigma, floor).astype(np.float32)
 
 
@@ -160,7 +165,7 @@ def _spectral_median(cube: np.ndarray, size: int = 5) -> np.ndarray:
     return reference
 
 
-def find_spikes(data, threshold: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+def find_spikes(data, threshold: float = 8.0, *, peak: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flag cosmic-ray spikes; returns ``(mask (B, Y, X) bool, replacement (B, Y, X))``.
 
     A value is a spike when it stands more than ``threshold`` noise levels above both the median
@@ -170,7 +175,8 @@ def find_spikes(data, threshold: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
     The bands right next to a spike are flagged too when they stand more than ``threshold/2``
     above the spatial median (the spike's wings). Images narrower than 3 pixels use the spectral
     test alone. ``replacement`` holds the spatial median (spectral where there is no spatial
-    one), the value that :func:`remove_spikes` puts in place of a spike.
+    one), the value that :func:`remove_spikes` puts in place of a spike. ``peak`` is the whole
+    cube's largest absolute value when ``data`` is one block of it (see :func:`_noise_level`).
     """
     from scipy.ndimage import median_filter
 
@@ -178,7 +184,7 @@ def find_spikes(data, threshold: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"spike threshold must be positive, got {threshold}")
     cube = as_cube(data)
     n_bands, n_rows, n_cols = cube.shape
-    sigma = _noise_level(cube)[None]
+    sigma = _noise_level(cube, peak=peak)[None]
     spectral_median = _spectral_median(cube)
     spectral_z = (cube - spectral_median) / sigma
     if n_rows >= 3 and n_cols >= 3:
@@ -211,7 +217,8 @@ def remove_spikes(data, threshold: float = 8.0) -> np.ndarray:
 
 @dataclass
 class Preprocessed:
-    """What :func:`preprocess_steps` returns: the new cube, its axis, and what was done."""
+    """What :func:`preprocess_steps` returns: the new cube (a dask array over its zarr store
+    when :func:`napari_deeper.stream.preprocess_steps` streamed it), its axis, and what was done."""
 
     data: np.ndarray
     wavenumbers: np.ndarray | None
