@@ -177,8 +177,11 @@ def test_unmix_pipeline_refuses_before_any_work(cell, lazy):
     def first_step(*args, **kwargs):
         return next(unmix_steps(*args, **kwargs))
 
-    with pytest.raises(ValueError, match="source 'scan' is a lazy cube .* needs the cube in memory: despike it first"):
+    with pytest.raises(ValueError, match="source 'scan' is a lazy cube .* use napari_deeper.stream.unmix_steps"):
         first_step(lazy, {"raw": lazy}, n_endmembers=3, source_name="scan", despike=8.0)
+    with pytest.raises(ValueError, match="target 'short' has 99 bands"):  # (the streamed spike removal's checks)
+        first_step_streamed = nd.stream.unmix_steps(lazy, {"raw": data, "short": lazy[:-1]}, 3, despike=8.0)
+        next(first_step_streamed)
     with pytest.raises(ValueError, match="target 'short' has 99 bands but the source has 100"):
         first_step(data, {"raw": data, "short": lazy[:-1]}, n_endmembers=3)
     with pytest.raises(ValueError, match="target 'flat' must be a 3-D"):
@@ -202,3 +205,29 @@ def test_endmember_count_of_a_lazy_cube_reads_its_sample(cell, lazy, method, no_
     expected = [estimate_n_endmembers(data, method, max_pixels=m, seed=2) for m in (500, 5000)]
     no_whole_reads(data.shape)
     assert [estimate_n_endmembers(lazy, method, max_pixels=m, seed=2) for m in (500, 5000)] == expected
+
+
+def test_spike_removal_of_a_lazy_source_streams_into_a_scratch_store(cell, lazy, tmp_path, monkeypatch):
+    """``stream.unmix_steps`` despikes the lazy source block by block into a scratch store, runs
+    VCA on it and removes it: the result of the cube in memory, spike counts included."""
+    data, _ = cell
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv(nd.stream.SCRATCH_ENV, str(scratch))
+    monkeypatch.setattr(nd.stream, "BLOCK_BYTES", 1)  # blocks of one tile,
+    monkeypatch.setattr(nd.stream, "TILE", 16)  # of 16 x 16 pixels: 3 x 4 blocks
+    options = {"n_endmembers": 5, "despike": 8.0, "device": "cpu", "source_name": "scan"}
+    expected = unmix(data, {"raw": data}, **options)
+    assert expected.spikes_removed >= 2
+    found = compute.run(nd.stream.unmix_steps(lazy, {"raw": lazy}, **options))
+    np.testing.assert_array_equal(found.endmembers, expected.endmembers)
+    np.testing.assert_array_equal(found.pixel_indices, expected.pixel_indices)
+    np.testing.assert_array_equal(found.targets["raw"].abundances, expected.targets["raw"].abundances)
+    assert found.spikes_removed == expected.spikes_removed and found.params == expected.params
+    assert found.spike_like == expected.spike_like == []
+    assert not list(scratch.iterdir()), "the despiked scratch store is removed"
+
+    steps = nd.stream.unmix_steps(lazy, {"raw": lazy}, **options)
+    while not list(scratch.iterdir()):  # (the first pass, for the largest value, writes nothing)
+        next(steps)
+    steps.close()  # a cancel while the spikes are being removed
+    assert not list(scratch.iterdir())

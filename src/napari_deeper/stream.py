@@ -29,11 +29,12 @@ that stay bounded: Savitzky-Golay, Whittaker and wavelet denoising and the per-s
 (``resunet``, ``aunet``, every saved ``task: denoise`` model), with ``auto`` parameters
 calibrated on evenly spaced sampled spectra and ``stabilise``'s noise model read from strips of
 rows (the transform is then applied to each block as it is read, its inverse to each result);
-nearest / bilinear / bicubic upscaling, NNLS / FCLS abundances and band maps; and spectral
-preprocessing (crop, NaN / Inf filling, baseline, per-spectrum normalisation; despiking reads
-each block with a one-pixel halo, its noise floor from the cube's largest value found in a first
-pass; ``cube-max`` / ``cube-minmax`` are refused). PCA and the
-default denoiser, ``hybrid``, are fitted on the whole cube through statistics gathered block by
+nearest / bilinear / bicubic upscaling, NNLS / FCLS abundances and band maps (and VCA, which
+reads a lazy cube block by block itself: :func:`unmix_steps` streams only the spike removal
+before it); and spectral preprocessing (crop, NaN / Inf filling, baseline, per-spectrum
+normalisation; despiking reads each block with a one-pixel halo, its noise floor from the
+cube's largest value found in a first pass; ``cube-max`` / ``cube-minmax`` are refused). PCA
+and the default denoiser, ``hybrid``, are fitted on the whole cube through statistics gathered block by
 block: PCA's rank (evened noise, Gavish-Donoho or bi-cross-validation on sampled spectra), mean
 and ``B x B`` Gram matrix each take a pass over pixel blocks, its reconstruction another. The
 hybrid's noise model reads evenly spaced strips of rows, its noise scaling, subspace and
@@ -530,6 +531,37 @@ def preprocess(data, wavenumbers=None, crop=None, fill=None, despike=None, basel
     return run(preprocess_steps(data, wavenumbers, crop, fill, despike, baseline, normalise, out=out, stream=stream))
 
 
+def unmix_steps(source, targets: dict, n_endmembers=None, endmembers=None, *, despike=None, **options) -> Steps:
+    """:func:`napari_deeper.unmix.unmix_steps`, with the spike removal of a lazy source streamed.
+
+    VCA and the abundances read lazy cubes block by block themselves; removing cosmic-ray
+    spikes before VCA needs each value's 3 x 3 neighbours, so a lazy source is despiked first
+    into a scratch store (:func:`preprocess_steps`), which VCA then reads and which is removed
+    when the run ends (finished, failed or cancelled). The result equals the in-memory run's.
+    """
+    from .unmix import unmix_steps as plain
+    from .unmix.pipeline import checked_inputs
+
+    if despike is None or endmembers is not None or not is_lazy(source):
+        return (yield from plain(source, targets, n_endmembers, endmembers, despike=despike, **options))
+    checked_inputs(source, targets, n_endmembers, endmembers)  # (every input before any work)
+    name = options.get("source_name")
+    label = "source" if name is None else f"source {name!r}"
+    path = _destination(None, "despiked")
+    try:
+        try:
+            cleaned = yield from share(preprocess_steps(source, despike=despike, out=path, stream=True), 0, 1, 2,
+                                       "removing spikes")
+        except ValueError as error:
+            raise ValueError(f"{label}: {error}") from error
+        result = yield from share(plain(cleaned.data, targets, n_endmembers, endmembers, **options), 1, 1, 2)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+    result.spikes_removed = next(step["replaced"] for step in cleaned.steps if step["step"] == "despike")
+    result.params["despike"] = despike
+    return result
+
+
 def denoise_many_steps(data, jobs: dict[str, dict], wavenumbers=None, device=None) -> Steps[dict]:
     """The Denoise dock's run: :meth:`Family.many_steps` in memory, or every job streamed."""
     from .denoise import FAMILY
@@ -604,3 +636,8 @@ def band_map(data, wavenumbers=None, center: float = 1450.0, width: float = 30.0
              baseline: bool = False, *, out=None, stream=None):
     """:func:`band_map_steps` run to the end."""
     return run(band_map_steps(data, wavenumbers, center, width, mode, baseline, out=out, stream=stream))
+
+
+def unmix(source, targets: dict, n_endmembers=None, endmembers=None, **options):
+    """:func:`unmix_steps` run to the end: a :class:`~napari_deeper.unmix.UnmixResult`."""
+    return run(unmix_steps(source, targets, n_endmembers, endmembers, **options))

@@ -3,7 +3,7 @@
 Pick the layer to take endmembers from (the cleanest: a long exposure or a denoised result; the
 dock opens on the selected layer), how many, and the layers to explain with them (raw, every
 processed version; those on the source's spectral axis start chosen, the source first). *Unmix*
-runs :func:`napari_deeper.unmix.unmix_steps` in a worker (cosmic-ray spikes removed from the
+runs :func:`napari_deeper.stream.unmix_steps` in a worker (cosmic-ray spikes removed from the
 source by default, VCA, then NNLS or FCLS per target, with progress and cancel), warns about
 endmembers that still look like spikes, and makes, per target: the abundance maps (by default one
 colour layer mixing the components; or one stacked layer, or one coloured layer per component),
@@ -15,8 +15,8 @@ layer the pixel classification accuracy of each target is shown. *Export unmixin
 labels, endmember CSV and a JSON record into a new folder. Removing a layer the run reads during
 the run does not stop it: the maps are made for every target and a warning names the removed
 layers. A lazy layer (a zarr store, a large file opened lazily) is read block by block, for VCA,
-the abundances and the suggested count alike; its spike removal before VCA is refused (it needs
-the cube in memory: despike it with Preprocess spectra first).
+the abundances and the suggested count alike; its spike removal before VCA streams into a scratch
+store first (:func:`napari_deeper.stream.unmix_steps`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from ..compute import devices
 from ..io.endmembers import default_names, load_endmembers_csv, save_endmembers_csv
 from ..io.unmixing import next_free_folder, write_unmixing
 from ..spectral.preprocess import find_spikes
-from ..unmix import unmix_steps
+from ..stream import unmix_steps  # (a lazy source's spike removal streamed)
 from ..unmix.methods import ENDMEMBER_COUNT
 from ._display import grid_of
 from ._grid import title_overlay_class

@@ -70,38 +70,18 @@ def unmix_steps(
     one fails at once with a ``ValueError``. NaN / Inf values are found during the work; the
     ``ValueError`` then names the image that holds them (``source_name`` names the source).
 
-    Any of them may be lazy (dask arrays): the results equal those of the cubes in memory. The
-    spike removal needs the source in memory, so ``despike`` with a lazy source is refused.
+    Any of them may be lazy (dask arrays): the results equal those of the cubes in memory.
+    ``despike`` with a lazy source is refused here: :func:`napari_deeper.stream.unmix_steps`
+    streams it.
     """
-    if not targets:
-        raise ValueError("no target images given: choose at least one layer to unmix")
-    cubes = {
-        name: as_cube_or_lazy(cube, f"target {name!r}", allow_nonfinite=True) for name, cube in targets.items()
-    }
     label = "source" if source_name is None else f"source {source_name!r}"
-    if endmembers is None:
-        if n_endmembers is None:
-            raise ValueError("give either n_endmembers (to run VCA) or endmembers")
-        reference = as_cube_or_lazy(source, "source", allow_nonfinite=True)
-        if despike is not None and not isinstance(reference, np.ndarray):
-            raise ValueError(
-                f"{label} is a lazy cube (read block by block, e.g. a zarr store), but removing cosmic-ray "
-                "spikes before VCA needs the cube in memory: despike it first (Preprocess spectra) and take "
-                "the endmembers from the result, or run without spike removal"
-            )
-        n_bands = reference.shape[0]
-    else:
-        reference = None
-        n_bands = next(iter(cubes.values())).shape[0]
-    for name, cube in cubes.items():
-        if cube.shape[0] != n_bands:
-            raise ValueError(
-                f"target {name!r} has {cube.shape[0]} bands but the "
-                f"{'source' if reference is not None else 'first target'} has {n_bands}; "
-                "all images must share one spectral axis"
-            )
-    if endmembers is not None:
-        endmembers = check_endmembers(endmembers, n_bands)
+    reference, cubes, endmembers = checked_inputs(source, targets, n_endmembers, endmembers)
+    if despike is not None and reference is not None and not isinstance(reference, np.ndarray):
+        raise ValueError(
+            f"{label} is a lazy cube (read block by block, e.g. a zarr store), but removing cosmic-ray "
+            "spikes before VCA needs each value's neighbours: use napari_deeper.stream.unmix_steps, which "
+            "removes them into a scratch store first, or run without spike removal"
+        )
     weights = [reference.shape[1] * reference.shape[2]] if reference is not None else []
     weights += [cube.shape[1] * cube.shape[2] for cube in cubes.values()]
     total = int(sum(weights))
@@ -126,7 +106,7 @@ def unmix_steps(
         endmembers = found
     else:
         pixel_indices = None
-    em = check_endmembers(endmembers, n_bands).astype(np.float32)
+    em = check_endmembers(endmembers, next(iter(cubes.values())).shape[0]).astype(np.float32)  # (VCA's too)
     result = UnmixResult(
         em,
         pixel_indices,
@@ -155,6 +135,35 @@ def unmix_steps(
             abundances, residual, classify(abundances, min_abundance, left_out), left_out
         )
     return result
+
+
+def checked_inputs(source, targets: dict, n_endmembers=None, endmembers=None):
+    """``(source, targets, endmembers)`` of an unmixing run, checked (shapes, band counts, the
+    endmembers' form) before any work; a lazy cube stays lazy. ``source`` is None when the
+    endmembers are given."""
+    if not targets:
+        raise ValueError("no target images given: choose at least one layer to unmix")
+    cubes = {
+        name: as_cube_or_lazy(cube, f"target {name!r}", allow_nonfinite=True) for name, cube in targets.items()
+    }
+    if endmembers is None:
+        if n_endmembers is None:
+            raise ValueError("give either n_endmembers (to run VCA) or endmembers")
+        reference = as_cube_or_lazy(source, "source", allow_nonfinite=True)
+        n_bands = reference.shape[0]
+    else:
+        reference = None
+        n_bands = next(iter(cubes.values())).shape[0]
+    for name, cube in cubes.items():
+        if cube.shape[0] != n_bands:
+            raise ValueError(
+                f"target {name!r} has {cube.shape[0]} bands but the "
+                f"{'source' if reference is not None else 'first target'} has {n_bands}; "
+                "all images must share one spectral axis"
+            )
+    if endmembers is not None:
+        endmembers = check_endmembers(endmembers, n_bands)
+    return reference, cubes, endmembers
 
 
 def unmix(source, targets: dict, n_endmembers=None, endmembers=None, **options) -> UnmixResult:
