@@ -195,6 +195,31 @@ def test_chunk_threads_run_with_one_blas_thread_and_restore_the_limit(rng, monke
     assert relative_difference(ours, scipy_reference(cube, endmembers)) <= 1e-6
 
 
+def test_a_caller_holding_blas_to_one_thread_gets_no_chunk_threads(rng, monkeypatch):
+    """A batch worker runs with one BLAS thread and one task per core: its NNLS solves the chunks
+    in its own thread (:func:`~napari_deeper.compute.thread_budget`), the same answer."""
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    seen = []
+    project = abundances_module._NumpyOps.project
+    monkeypatch.setattr(
+        abundances_module._NumpyOps, "project",
+        staticmethod(lambda *args: seen.append(threading.get_ident()) or project(*args)),
+    )  # fmt: skip
+    cube = rng.normal(0.2, 1.0, (40, 20, 30)).astype(np.float32)
+    endmembers = rng.random((5, 40))
+    free = nd.nnls(cube, endmembers, device="cpu", chunk_size=50)
+    if compute.usable_cores() > 1:
+        assert threading.get_ident() not in seen, "without a limit the chunks run in threads"
+    seen.clear()
+    with threadpool_limits(1, user_api="blas"):
+        held = nd.nnls(cube, endmembers, device="cpu", chunk_size=50)
+    assert set(seen) == {threading.get_ident()} and len(seen) == 12
+    np.testing.assert_array_equal(held, free)
+
+
 def test_concurrent_and_cancelled_solves_share_one_blas_limit(rng):
     """The limit is process-wide: it is lifted when the last solve ends, also when cancelled."""
     from threadpoolctl import threadpool_limits

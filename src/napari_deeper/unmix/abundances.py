@@ -429,14 +429,16 @@ def _backend(device):
 class _NumpyOps:
     """The array operations the solvers need, in numpy float64."""
 
-    #: Chunks solved at once: one per usable core.
-    workers = compute.usable_cores()
     #: While chunks are solved, BLAS runs single-threaded: the chunk threads are the parallelism.
     threads = staticmethod(compute.one_blas_thread)
 
-    @classmethod
-    def default_chunk(cls, n_bands: int, k: int) -> int:
-        per_pixel = 8.0 * (n_bands + (k + 1) ** 2 + 12 * k) * cls.workers  # a chunk per worker
+    def __init__(self):
+        #: Chunks solved at once: one per thread of :func:`~napari_deeper.compute.thread_budget`
+        #: (the cores, or fewer when BLAS is held to fewer, as in a batch worker).
+        self.workers = compute.thread_budget()
+
+    def default_chunk(self, n_bands: int, k: int) -> int:
+        per_pixel = 8.0 * (n_bands + (k + 1) ** 2 + 12 * k) * self.workers  # a chunk per worker
         return compute.chunk_size(per_pixel, None, maximum=CPU_CHUNK)
 
     @staticmethod
