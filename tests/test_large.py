@@ -175,8 +175,6 @@ def test_lazy_input_streams_by_the_rule(tmp_path, scratch, cell):
     np.testing.assert_array_equal(np.asarray(result), nd.denoise(data, "savgol", wn, window=9))
     in_memory = nd.stream.denoise(data, "savgol", wn, window=9)
     assert isinstance(in_memory, np.ndarray) and len(list(scratch.glob("*.zarr"))) == 1  # the lazy run's store only
-    with pytest.raises(ValueError, match="cannot stream block by block.*pca, savgol, whittaker, wavelet"):
-        nd.stream.denoise(cube.data, "n2s", cube.wavenumbers)
     with pytest.raises(ValueError, match="cannot stream by tiles"):
         nd.stream.upscale(cube.data, 2, "hyrisr")
 

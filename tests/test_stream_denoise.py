@@ -1,6 +1,6 @@
-"""Denoisers fitted on the whole cube, streamed: the default (hybrid), PCA, ``auto`` parameters,
-``stabilise`` and the per-spectrum networks read a lazy cube block by block and write their result
-into a zarr store."""
+"""Denoisers fitted on the whole cube, streamed: the default (hybrid), PCA, n2s, ``auto``
+parameters, ``stabilise`` and the per-spectrum networks read a lazy cube block by block and write
+their result into a zarr store."""
 
 from __future__ import annotations
 
@@ -221,10 +221,23 @@ def test_a_per_spectrum_network_streams(scratch, cell, lazy):
     np.testing.assert_allclose(np.asarray(streamed), plain, rtol=0, atol=1e-6 * np.abs(plain).max())
 
 
-def test_n2s_is_refused_and_names_what_streams(scratch, lazy):
-    with pytest.raises(ValueError, match=r"'n2s' cannot stream.*hybrid \(the default\), pca, savgol.*resunet"):
-        nd.stream.denoise(lazy.data, "n2s", lazy.wavenumbers)
-    assert not scratch.exists() or not list(scratch.iterdir())
+def test_streamed_n2s_equals_the_in_memory_run_exactly(tmp_path, cell, lazy, small_blocks):
+    """The self-supervised denoiser on a lazy cube: the same blocks, a fixed number of training
+    steps (the time budget otherwise decides how many), the same result to the bit."""
+    pytest.importorskip("torch", reason="n2s trains a network with torch (a dependency of napari-deeper)")
+    data, wn = cell
+    params = {"steps": 3, "device": "cpu"}
+    streamed = nd.stream.denoise(lazy.data, "n2s", lazy.wavenumbers, out=tmp_path / "n2s.zarr", **params)
+    plain = nd.denoise(data, "n2s", wn, **params)
+    assert is_lazy(streamed)
+    np.testing.assert_array_equal(np.asarray(streamed), plain)
+    assert np.abs(plain - data).mean() > 0.05 * np.abs(data).mean(), "n2s changed the cube"
+    bad = np.array(data)
+    bad[3, 10, 10] = np.nan
+    nan_cube = load_cube(save_zarr(bad, tmp_path / "nan.zarr", wn))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        nd.stream.denoise(nan_cube.data, "n2s", wn, out=tmp_path / "none.zarr", **params)
+    assert not (tmp_path / "none.zarr").exists()
 
 
 def test_cancelled_pca_removes_its_partial_store(tmp_path, lazy, small_blocks):

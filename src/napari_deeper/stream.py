@@ -47,9 +47,11 @@ one block (and the row of input chunks it lies in) the hybrid holds its componen
 on disk (:func:`spilled`, beside the store) from the score pass to the spatial step (measured
 peaks in docs/benchmarks.md). Results equal the in-memory ones to the bit when the pixel blocks
 are the same (a cube of at most one lazy block, 16 777 spectra of 500 bands), and to float32
-rounding otherwise (sums over blocks taken in another order). ``n2s``, which trains a network on
-the whole cube's component images, and the super-resolution networks (whole-image context and
-adaptation) are refused with a ValueError that names the streamed methods.
+rounding otherwise (sums over blocks taken in another order). ``n2s`` gathers its noise model,
+subspace and component images the same way, trains its network on the component images in
+memory and writes its back projection by rows of tiles. The super-resolution networks
+(whole-image context and adaptation) are refused with a ValueError that names the streamed
+upscalers.
 """
 
 from __future__ import annotations
@@ -66,8 +68,6 @@ from .compute import Progress, Steps, chunks, run, share
 from .io._lazy import is_lazy, lazy_threshold
 from .io._zarr import TILE, StoreWriter, chunk_shape, open_result
 
-#: Denoisers whose result at a pixel is a function of that pixel's spectrum alone.
-DENOISERS = ("savgol", "whittaker", "wavelet")
 #: Upscalers that stream (separable interpolation, bounded reach).
 UPSCALERS = ("nearest", "bilinear", "bicubic")
 #: Normalisations that stream: one factor per spectrum (the cube-wide ones need the finished cube).
@@ -183,12 +183,9 @@ def denoise_steps(data, method: str | None = None, wavenumbers=None, device=None
         return (yield from _hybrid_steps(data, shape, wavenumbers, checked, out))
     if chosen.name == "pca":
         return (yield from _pca_steps(data, shape, wavenumbers, checked, out))
-    if not _per_spectrum(chosen):
-        raise ValueError(
-            f"denoising with {chosen.name!r} cannot stream block by block (it trains on the whole cube's "
-            f"component images); streamed denoisers: hybrid (the default), pca, {', '.join(DENOISERS)} and the "
-            f"per-spectrum networks ({', '.join(_networks())})"
-        )
+    if chosen.name == "n2s":
+        return (yield from _n2s_steps(data, shape, wavenumbers, device, checked, out))
+    # every other denoiser works per spectrum (savgol, whittaker, wavelet, every saved task: denoise network)
     from .denoise.calibrate import calibrated_steps
     from .denoise.vst import stabiliser_steps
 
@@ -207,22 +204,6 @@ def denoise_steps(data, method: str | None = None, wavenumbers=None, device=None
 
     return (yield from streamed_steps(shape, block, out=out, name=f"denoise-{chosen.name}", wavenumbers=wavenumbers,
                                       record=record, label=f"{chosen.name} (streamed)", in_bands=shape[0]))
-
-
-def _per_spectrum(method) -> bool:
-    """Whether a denoiser's result at a pixel depends on that pixel's spectrum alone (given what
-    it fits on the whole cube first: a noise model, ``auto`` parameters): the classical
-    :data:`DENOISERS` and every network that runs per spectrum (all saved ``task: denoise``
-    models; not ``n2s``, which trains on the cube's component images)."""
-    from .denoise.selfsupervised import MODEL
-
-    return method.name in DENOISERS or (method.kind == "network" and method.model != MODEL)
-
-
-def _networks() -> list[str]:
-    from .denoise import FAMILY
-
-    return [name for name, method in FAMILY.available().items() if method.kind == "network" and _per_spectrum(method)]
 
 
 def _transformed(data, transform):
@@ -271,6 +252,21 @@ def _hybrid_steps(data, shape, wavenumbers, params: dict, out) -> Steps:
 
     return (yield from _filled_steps(shape, fill, out=out, name="denoise-hybrid", wavenumbers=wavenumbers,
                                      record=record, label="hybrid (streamed)"))
+
+
+def _n2s_steps(data, shape, wavenumbers, device, params: dict, out) -> Steps:
+    """The self-supervised denoiser streamed: its noise model, subspace and scores from bounded
+    reads and passes over pixel blocks, its network trained on the component images (held in
+    memory, ``components x pixels`` float32), its back projection written by rows of tiles."""
+    from .denoise.selfsupervised import n2s_steps
+
+    record = {"operation": "denoise", "method": "n2s", "params": _plain(params)}
+
+    def fill(target, _spill):
+        return n2s_steps(data, wavenumbers, device, target=target, **params)
+
+    return (yield from _filled_steps(shape, fill, out=out, name="denoise-n2s", wavenumbers=wavenumbers, record=record,
+                                     label="n2s (streamed)"))
 
 
 def _filled_steps(shape, fill, *, out, name: str, wavenumbers, record: dict, label: str, convert=None) -> Steps:

@@ -43,10 +43,11 @@ def test_zarr_cube_opens_lazily_and_denoises_into_a_store(make_napari_viewer, ru
     assert is_lazy(result.data) and len(list(scratch.glob("denoise-hybrid-*.zarr"))) == 1
     np.testing.assert_array_equal(np.asarray(result.data), nd.denoise(data, "hybrid", sim.wavenumbers))
 
-    widget.methods.value = ["n2s"]  # trains on the whole cube's component images: refused, no layer, no store left
-    error = run_dock(widget, fails=True)
-    assert "cannot stream" in str(error)
-    assert len(viewer.layers) == 3 and len(list(scratch.glob("*.zarr"))) == 2
+    widget.methods.value = ["pca"]  # fitted on the whole cube, through passes over blocks
+    run_dock(widget)
+    result = viewer.layers["scan · pca"]
+    assert is_lazy(result.data) and len(list(scratch.glob("denoise-pca-*.zarr"))) == 1
+    np.testing.assert_array_equal(np.asarray(result.data), nd.denoise(data, "pca", sim.wavenumbers))
 
 
 def test_lazy_layer_upscaled_by_tiles_in_the_super_resolve_dock(make_napari_viewer, run_dock, tmp_path, monkeypatch):

@@ -164,13 +164,15 @@ class Whitening:
         return (block / pixel[None, :] / band[:, None]).astype(np.float32)
 
 
-def whitening(data: np.ndarray, noise: str = "auto"):
+def whitening(data: np.ndarray, noise: str = "auto", largest: float | None = None):
     """``(Whitening, NoiseModel or None, words)`` for ``data``: see :class:`Whitening`.
 
     ``noise`` "auto" estimates the Poisson-Gaussian model (:func:`~napari_deeper.denoise.noise.
     estimate_noise`); "gaussian" takes the noise as white (every scale 1). A cube with no
-    positive value is taken as Gaussian too.
+    positive value is taken as Gaussian too (``largest``: its largest value, when known). A lazy
+    ``data`` is read only where the model and the scales' sample look.
     """
+    from ..io._lazy import FlatPixels, is_lazy
     from .noise import estimate_noise
 
     choice = str(noise).lower()
@@ -178,13 +180,13 @@ def whitening(data: np.ndarray, noise: str = "auto"):
         raise ValueError(f"noise must be one of {', '.join(NOISE_CHOICES)}; got {noise!r}")
     if choice == "gaussian":
         return Whitening(), None, "noise taken as white Gaussian"
-    if not float(np.max(data)) > 0:
+    if not (float(np.max(data)) if largest is None else float(largest)) > 0:
         return Whitening(), None, "no positive value: noise taken as white Gaussian"
     model = estimate_noise(data, spikes=False)
     if not model.gain > 0:
         return Whitening(), model, "noise the same at every intensity"
     n_bands = data.shape[0]
-    flat = data.reshape(n_bands, -1)
+    flat = FlatPixels(data) if is_lazy(data) else data.reshape(n_bands, -1)
     index = np.unique(np.linspace(0, flat.shape[1] - 1, min(WHITEN_PIXELS, flat.shape[1])).round().astype(int))
     variance = Whitening(model).variance(flat[:, index]).astype(np.float64)
     n = variance.shape[1]
@@ -300,7 +302,7 @@ def score_noise(data: np.ndarray, white: Whitening, subspace: Subspace, region, 
     """
     rows, cols = region
     ny, nx = data.shape[1:]
-    block = np.ascontiguousarray(data[:, rows, cols]).reshape(data.shape[0], -1)
+    block = np.ascontiguousarray(data[:, rows, cols], dtype=np.float32).reshape(data.shape[0], -1)  # (lazy: read)
     index = (np.arange(ny)[rows, None] * nx + np.arange(nx)[None, cols]).ravel()
     w = white.whitened_variance(block, subspace.pixel_scale[index], FIT_POWER) * np.float32(subspace.noise_factor)
     k = subspace.basis.shape[1]
@@ -314,13 +316,13 @@ def score_noise(data: np.ndarray, white: Whitening, subspace: Subspace, region, 
     return variance.astype(np.float32), probes.astype(np.float32)
 
 
-def back_project_steps(data: np.ndarray, subspace: Subspace, scores: np.ndarray, white: Whitening):
-    """Steps generator: the cube from denoised component images (noise units), block by block."""
-    from .classical import pixel_blocks
+def back_project_steps(data: np.ndarray, subspace: Subspace, scores: np.ndarray, white: Whitening, target=None):
+    """Steps generator: the cube from denoised component images (noise units), block by block
+    (into ``target`` when given, see :func:`~napari_deeper.denoise.classical.result_target`)."""
+    from .classical import pixel_blocks, result_target
 
     flat, slices = pixel_blocks(data)
-    out = np.empty(data.shape, dtype=np.float32)
-    out_flat = out.reshape(flat.shape)
+    out, out_flat = result_target(target, data.shape)
     weights = (subspace.basis * subspace.noise_scale[None, :]).astype(np.float32)
     scores = scores.reshape(scores.shape[0], -1)
     for i, sl in enumerate(slices):
@@ -594,6 +596,26 @@ def load_pretrained(device):
     return load_model(info.path, device)
 
 
+def value_range(data) -> tuple[float, float]:
+    """The smallest and largest value of a cube, in memory or lazy (one pass, chunk by chunk)."""
+    from ..io._lazy import SCHEDULER, is_lazy
+
+    if is_lazy(data):
+        import dask
+
+        low, high = dask.compute(data.min(), data.max(), scheduler=SCHEDULER)
+        return float(low), float(high)
+    return float(np.min(data)), float(np.max(data))
+
+
+def _into(target, cube: np.ndarray):
+    """``cube``, or ``target`` filled with it (a streamed run's writer; a small cube only)."""
+    if target is None:
+        return cube
+    target[:, :] = np.asarray(cube, dtype=np.float32).reshape(cube.shape[0], -1)
+    return target
+
+
 def _fallback(data, wavenumbers, reason: str):
     """Steps of the default closed-form method, after saying why the network does not run."""
     from . import DEFAULT, METHODS
@@ -625,11 +647,15 @@ def _with_oom_fallback(action, trainer: _Trainer, shrink):
 
 
 def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: float = DEFAULT_BUDGET,
-              components: int | None = None, steps: int | None = None, noise: str = "auto", seed: int = 0):
+              components: int | None = None, steps: int | None = None, noise: str = "auto", seed: int = 0,
+              target=None):
     """Steps generator of the self-supervised denoiser on a ``(B, Y, X)`` cube (see the module notes).
 
     Yields ``Progress`` with the current self-supervised loss while training (cancel at any
-    yield); returns the denoised float32 cube in the data's units.
+    yield); returns the denoised float32 cube in the data's units. A lazy ``data`` is read block
+    by block (its passes, the noise model's strips, the SURE region); what the run holds is its
+    component images. ``target`` (optional) receives the result instead of a new cube (see
+    :func:`~napari_deeper.denoise.classical.result_target`).
     """
     started = time.perf_counter()  # the budget counts everything, imports included
     from ..compute import one_blas_thread, select_device
@@ -639,13 +665,16 @@ def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: floa
         raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
     n_bands, ny, nx = data.shape
     if min(ny, nx) < MIN_PIXELS:
-        return (yield from _fallback(
+        return _into(target, (yield from _fallback(
             data, wavenumbers,
-            f"the image is {ny} x {nx} pixels, too small to learn from (it needs at least {MIN_PIXELS} x {MIN_PIXELS})"))
-    if not float(np.ptp(data)) > 0:
+            f"the image is {ny} x {nx} pixels, too small to learn from (it needs at least {MIN_PIXELS} x {MIN_PIXELS})")))
+    low, high = value_range(data)
+    if not (np.isfinite(low) and np.isfinite(high)):  # (a cube in memory was checked before: a lazy one)
+        raise ValueError("data contains NaN or Inf values; replace them first (Preprocess spectra: fill)")
+    if not high > low:
         warnings.warn("n2s: the cube is constant; there is nothing to denoise, it comes back unchanged",
                       RuntimeWarning, stacklevel=2)
-        return np.array(data, dtype=np.float32, copy=True)
+        return _into(target, np.array(data, dtype=np.float32, copy=True))
     if n_bands < 9:
         raise ValueError(f"the n2s method needs at least 9 bands to model the noise; this cube has {n_bands}")
 
@@ -656,7 +685,7 @@ def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: floa
         return Progress(int(1000 * min(elapsed(), budget)), int(1000 * budget), message, loss)
 
     yield tick("n2s: estimating the noise")
-    white, _model, words = whitening(data, noise)
+    white, _model, words = whitening(data, noise, largest=high)
     device = select_device(device)
     model, _card = load_pretrained(device)
     before = elapsed()
@@ -716,7 +745,7 @@ def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: floa
         yield tick(f"n2s: denoising {k} components (weights of step {best_step} of {step})", best_risk)
         denoised = _with_oom_fallback(lambda: trainer.predict(best_alpha), trainer, lambda: False)
     with one_blas_thread():
-        out = yield from back_project_steps(data, subspace, denoised, white)
+        out = yield from back_project_steps(data, subspace, denoised, white, target)
     threads_used = f", {threads} CPU thread{'s' if threads != 1 else ''}" if threads else ""
     yield tick(f"n2s: done in {elapsed():.1f} s ({step} training steps, {k} components{threads_used}; "
                f"estimated error {best_risk:.3f} of the noise)", best_risk)
