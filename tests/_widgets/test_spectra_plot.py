@@ -52,7 +52,7 @@ def spectra(qtbot, viewer):
 
 def settle(qtbot, widget) -> None:
     """Let a pending re-fit of the axes (a full redraw) happen, and the redraw asked for be done."""
-    qtbot.waitUntil(lambda: not widget._rescale_timer.isActive(), timeout=3000)
+    qtbot.waitUntil(lambda: not (widget._rescale_timer.isActive() or widget._refit_timer.isActive()), timeout=3000)
     qtbot.waitUntil(lambda: not widget.canvas._draw_pending, timeout=3000)  # matplotlib's draw_idle flag
     qtbot.wait(50)
 
@@ -288,3 +288,20 @@ def test_update_is_cheap_on_a_large_cube(qtbot, make_napari_viewer):
     full = time.perf_counter() - start
     assert np.median(times) < full / 3, (np.median(times), full)
     assert _display.is_cube(viewer.layers["big"])
+
+
+def test_first_spectra_under_the_cursor_need_no_full_redraw(qtbot, spectra, viewer, cell):
+    """The axes are set from the layer when the dock opens, so the first hover (often while a run
+    starts) only draws the lines over the saved background."""
+    layer = viewer.layers["cell"]
+    settle(qtbot, spectra)
+    np.testing.assert_allclose(spectra.axes.get_xlim(), (cell.wavenumbers.min() - 0.01 * np.ptp(cell.wavenumbers),
+                                                         cell.wavenumbers.max() + 0.01 * np.ptp(cell.wavenumbers)))
+    draws = count_full_draws(spectra)
+    for row, col in [(10, 12), (3, 4), (15, 20)]:
+        spectra.update_live(world(layer, row, col))
+        assert not spectra._rescale_timer.isActive()
+    qtbot.wait(100)
+    assert draws == [], "no full redraw while the cursor moves"
+    low, high = spectra.axes.get_ylim()
+    assert low <= cell.noisy[:, 10, 12].min() and cell.noisy[:, 10, 12].max() <= high

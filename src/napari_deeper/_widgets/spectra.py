@@ -49,6 +49,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import provenance
+from ..io._lazy import is_lazy
 from ..spectral import roi_stats, save_spectra_csv
 from . import _display, _docks
 from ._layers import spectral_axis, spectral_layers, wavenumbers_of
@@ -59,6 +60,8 @@ ROI_REFRESH_MS = 150  # shapes emit many events while being drawn; recompute onc
 RESCALE_MS = 1000  # while the mouse moves, the axes grow (a full redraw) at most this often
 REFIT_MS = 400  # once the mouse rests this long, the axes are fitted to the curves again
 HEADROOM = 0.25  # a y axis that must grow takes this much more room, so it does not grow at every move
+PRESET_GRID = 8  # before any curve, the axes fit this many x this many spectra of the first layer
+PRESET_GRID_LAZY = 3  # ... of a lazy layer (each read may fetch a chunk of every band)
 LEGEND_ROWS = 4  # the legend list shows this many rows, then scrolls
 CLICK_PIXELS = 4  # a press and release closer than this on the plot is a click, not a drag
 LAYER_COLOURS = colormaps["tab10"].colors
@@ -408,6 +411,7 @@ class SpectraWidget(QWidget):
         self._apply_theme()
         self.refresh_rois()
         if not self._rois:
+            self._preset_limits()
             self._rebuild()  # the empty plot, labelled
         SpectraWidget._instances.add(self)
         _docks.arrange_soon(self)
@@ -805,10 +809,12 @@ class SpectraWidget(QWidget):
     def _fit_x(self) -> bool:
         """Fit the x axis to the shown curves; True when it changed."""
         shown = [s for s in self._all_series() if s.label not in self._hidden and len(s.x)]
-        if not shown:
-            return False
-        low = min(float(np.min(s.x)) for s in shown)
-        high = max(float(np.max(s.x)) for s in shown)
+        return bool(shown) and self._set_x([s.x for s in shown])
+
+    def _set_x(self, axes_values) -> bool:
+        """The x axis over the spectral axes ``axes_values`` (1 % to spare); True when it changed."""
+        low = min(float(np.min(x)) for x in axes_values)
+        high = max(float(np.max(x)) for x in axes_values)
         if not high > low:
             return False
         pad = 0.01 * (high - low)
@@ -817,6 +823,26 @@ class SpectraWidget(QWidget):
             return False
         self.axes.set_xlim(*limits)
         return True
+
+    def _preset_limits(self) -> None:
+        """Before any curve: the axes of the first plotted layer (its spectral axis, and the range
+        of a few of its spectra on a grid, with the headroom a growing axis takes), so that the
+        first spectra under the cursor, often shown while a run starts, are drawn over the saved
+        background instead of asking for full redraws of the figure."""
+        layers = self._layers()
+        if self._all_series() or not layers:
+            return
+        layer = layers[0]
+        _, n_rows, n_cols = layer.data.shape
+        side = PRESET_GRID_LAZY if is_lazy(layer.data) else PRESET_GRID
+        rows, cols = (np.unique(np.linspace(0, n - 1, min(n, side)).round().astype(int)) for n in (n_rows, n_cols))
+        with np.errstate(invalid="ignore"):
+            sample = np.stack([np.asarray(layer.data[:, row, cols], dtype=np.float32) for row in rows])
+            low, high = float(np.nanmin(sample)), float(np.nanmax(sample))
+        self._set_x([spectral_axis(layer)])
+        if np.isfinite(low) and np.isfinite(high):
+            pad = (0.05 + HEADROOM) * max(high - low, 1e-12)
+            self.axes.set_ylim(low - pad, high + pad)
 
     def _limits_changed(self, force: bool = False, grow_only: bool = False) -> bool:
         """Fit each y axis to its curves; True if a limit changed.
