@@ -49,9 +49,12 @@ peaks in docs/benchmarks.md). Results equal the in-memory ones to the bit when t
 are the same (a cube of at most one lazy block, 16 777 spectra of 500 bands), and to float32
 rounding otherwise (sums over blocks taken in another order). ``n2s`` gathers its noise model,
 subspace and component images the same way, trains its network on the component images in
-memory and writes its back projection by rows of tiles. The super-resolution networks
-(whole-image context and adaptation) are refused with a ValueError that names the streamed
-upscalers.
+memory and writes its back projection by rows of tiles. The super-resolution networks take
+their basis and component images (``components x pixels`` float32) from two passes over pixel
+blocks, adapt to the cube on those images, self-check on its central 256 x 256 pixels, and
+write their result block by block of whole network tiles; when the self-check picks the
+network on the denoised cube, the default denoiser streams into a scratch store first, removed
+when the run ends.
 """
 
 from __future__ import annotations
@@ -64,16 +67,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .compute import Progress, Steps, chunks, run, share
+from .compute import Progress, Steps, chunks, run, share, stage
 from .io._lazy import is_lazy, lazy_threshold
 from .io._zarr import TILE, StoreWriter, chunk_shape, open_result
+from .superres.interpolation import MARGIN
 
-#: Upscalers that stream (separable interpolation, bounded reach).
-UPSCALERS = ("nearest", "bilinear", "bicubic")
 #: Normalisations that stream: one factor per spectrum (the cube-wide ones need the finished cube).
 NORMALISERS = ("max", "minmax", "vector", "area")
-#: Input pixels around an upscaled tile: the cubic spline's weights fall below 1e-7 after 12.
-MARGIN = 12
 #: Input pixels along each side of an upscaled tile (the margin's share of the work falls with
 #: it, the interpolation matrices' cost grows with it).
 UPSCALE_TILE = 128
@@ -134,20 +134,21 @@ def _column_groups(n_cols: int, tile: int, n_bands: int, rows: int) -> list[slic
 
 
 def streamed_steps(out_shape, block_steps, *, out=None, name: str = "result", wavenumbers=None,
-                   record: dict | None = None, label: str = "", in_bands: int = 1, scale: int = 1) -> Steps:
+                   record: dict | None = None, label: str = "", in_bands: int = 1, scale: int = 1,
+                   side: int | None = None) -> Steps:
     """Fill a zarr store of ``out_shape`` block by block; return it as a lazy dask array.
 
     ``block_steps(rows, cols)`` is a ``*_steps`` generator returning the result of the input
     pixels ``rows`` x ``cols`` (output pixels ``scale`` times as many along each axis). Blocks
     are rows of :data:`TILE` input pixels, as wide as :data:`BLOCK_BYTES` of input allows; when
     upscaling (``scale`` > 1), square tiles of :data:`UPSCALE_TILE` input pixels (the
-    interpolation's cost per pixel grows with the tile's side).
+    interpolation's cost per pixel grows with the tile's side), or of ``side`` when given.
     """
     path = _destination(out, name)
     rows_in, cols_in = (int(n) // scale for n in out_shape[-2:])
     with StoreWriter(path, out_shape, wavenumbers=wavenumbers, record=record, chunks=chunk_shape(out_shape),
                      compress=False, overwrite=False) as writer:  # (uncompressed: no CPU spent on noise)
-        side = TILE if scale == 1 else UPSCALE_TILE
+        side = side or (TILE if scale == 1 else UPSCALE_TILE)
         groups = _column_groups(cols_in, side, in_bands, side) if scale == 1 else list(chunks(cols_in, side))
         blocks = [(rows, cols) for rows in chunks(rows_in, side) for cols in groups]
         total = rows_in * cols_in
@@ -355,19 +356,29 @@ class PixelRows:
             self.buffer = None
 
 
-def upscale_steps(data, scale: int = 2, method: str = "bicubic", *, out=None, stream=None) -> Steps:
-    """Interpolation upscaling (:data:`UPSCALERS`), streamed by tiles with a :data:`MARGIN`."""
-    from .superres import check_scale
+def upscale_steps(data, scale: int = 2, method: str = "bicubic", device=None, *, out=None, stream=None,
+                  **params) -> Steps:
+    """:func:`napari_deeper.superres.upscale_steps`, streamed by the rule of :func:`should_stream`.
+
+    Interpolation (nearest, bilinear, bicubic) reads each tile with a :data:`MARGIN`; the networks
+    (``hyrisr``, ``srresnet``, saved ``task: superres`` models, with their ``params``) run their
+    streamed pipeline (:func:`napari_deeper.superres.deep.network_upscale_steps`), whose
+    denoised version of the cube, when the self-check picks it, goes into a scratch store
+    removed when the run ends.
+    """
+    from .superres import FAMILY, check_scale, check_size
     from .superres import upscale_steps as plain
 
     scale = check_scale(scale)
     b, ny, nx = _cube_shape(data)
     out_shape = (b, ny * scale, nx * scale)
     if not should_stream(data, out_shape, stream):
-        return (yield from plain(np.asarray(data), scale, method))
-    name = str(method).lower()
-    if name not in UPSCALERS:
-        raise ValueError(f"upscaling with {method!r} cannot stream by tiles; streamed upscalers: {', '.join(UPSCALERS)}")
+        return (yield from plain(np.asarray(data), scale, method, device=device, **params))
+    chosen, checked = FAMILY.check(method, {"scale": scale, **params})
+    check_size((b, ny, nx), scale)
+    if chosen.kind == "network":
+        return (yield from _network_upscale_steps(data, chosen, checked, device, out))
+    name = chosen.name
 
     def block(rows, cols):
         top, left = max(0, rows.start - MARGIN), max(0, cols.start - MARGIN)
@@ -380,6 +391,68 @@ def upscale_steps(data, scale: int = 2, method: str = "bicubic", *, out=None, st
     record = {"operation": "upscale", "method": name, "scale": scale}
     return (yield from streamed_steps(out_shape, block, out=out, name=f"upscale-{name}-x{scale}", record=record,
                                       label=f"{name} x{scale} (streamed)", in_bands=b, scale=scale))
+
+
+def restore_steps(data, scale: int = 2, denoise_method: str | None = None, upscale_method: str | None = None,
+                  wavenumbers=None, device=None, exposure_ratio: float | None = None, upscale_params: dict | None = None,
+                  *, stream=None) -> Steps:
+    """:func:`napari_deeper.superres.restore_steps` (Fast scan restore), streamed by the rule of
+    :func:`should_stream`: the denoised cube and the upscaled one each go into a store (in
+    :func:`scratch_folder`); a cancel or a failure leaves neither."""
+    from .superres import RestoreResult, restore_plan
+    from .superres import restore_steps as plain
+
+    b, ny, nx = _cube_shape(data)
+    plan = restore_plan((b, ny, nx), scale, denoise_method, upscale_method, exposure_ratio, upscale_params)
+    if not should_stream(data, (b, ny * plan["scale"], nx * plan["scale"]), stream):
+        return (yield from plain(np.asarray(data), scale, denoise_method, upscale_method, wavenumbers, device,
+                                 exposure_ratio, upscale_params))
+    paths = [_destination(None, f"denoise-{plan['denoise_method']}"),
+             _destination(None, f"upscale-{plan['upscale_method']}-x{plan['scale']}")]
+    try:
+        denoised = yield from stage(denoise_steps(data, plan["denoise_method"], wavenumbers, device, out=paths[0],
+                                                  stream=True), 0, 2, "denoising")
+        upscaled = yield from stage(upscale_steps(denoised, plan["scale"], plan["upscale_method"], device, out=paths[1],
+                                                  stream=True, **plan["upscale_params"]), 1, 2, "super-resolving")
+    except BaseException:
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return RestoreResult(denoised, upscaled, **plan)
+
+
+def _network_upscale_steps(data, chosen, params: dict, device, out) -> Steps:
+    """A super-resolution network on a cube larger than memory (see :func:`upscale_steps`)."""
+    from .io._lazy import from_array
+    from .superres import network_steps
+    from .superres.deep import Streamed
+
+    params = dict(params)
+    scale = params.pop("scale")
+    lazy = data if is_lazy(data) else from_array(np.asarray(data), chunk_shape(data.shape))
+    scratch = []
+    record = {"operation": "upscale", "method": chosen.name, "scale": scale, "params": _plain(params)}
+
+    def denoised(cube) -> Steps:
+        scratch.append(_destination(None, "denoised"))
+        try:
+            return (yield from denoise_steps(cube, out=scratch[-1], stream=True))
+        except ValueError:
+            return None
+
+    def interpolated(cube, factor, method) -> Steps:
+        return upscale_steps(cube, factor, method, out=out, stream=True)
+
+    def fill(shape, block_steps, side) -> Steps:
+        return streamed_steps(shape, block_steps, out=out, name=f"upscale-{chosen.name}-x{scale}", record=record,
+                              label=f"{chosen.name} x{scale} (streamed)", in_bands=shape[0], scale=scale, side=side)
+
+    try:
+        return (yield from network_steps(chosen.model, lazy, scale, device, chosen.name,
+                                         streamed=Streamed(denoised, interpolated, fill), **params))
+    finally:
+        for path in scratch:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def nnls_steps(data, endmembers, sum_to_one: bool = False, device=None, *, out=None, stream=None) -> Steps:
@@ -575,7 +648,7 @@ def upscale_many_steps(data, jobs: dict[str, dict], wavenumbers=None, device=Non
     largest = max((int(params.get("scale", 2)) for params in jobs.values()), default=2)
     return (yield from _many_steps(
         FAMILY, data, jobs, wavenumbers, device, lambda shape: (shape[0], shape[1] * largest, shape[2] * largest),
-        lambda name, params, out: upscale_steps(data, params.get("scale", 2), name, out=out, stream=True),
+        lambda name, params, out: upscale_steps(data, method=name, device=device, out=out, stream=True, **params),
     ))
 
 
@@ -618,9 +691,17 @@ def denoise(data, method: str | None = None, wavenumbers=None, device=None, *, o
     return run(denoise_steps(data, method, wavenumbers, device, out=out, stream=stream, **params))
 
 
-def upscale(data, scale: int = 2, method: str = "bicubic", *, out=None, stream=None):
+def upscale(data, scale: int = 2, method: str = "bicubic", device=None, *, out=None, stream=None, **params):
     """:func:`upscale_steps` run to the end."""
-    return run(upscale_steps(data, scale, method, out=out, stream=stream))
+    return run(upscale_steps(data, scale, method, device, out=out, stream=stream, **params))
+
+
+def restore(data, scale: int = 2, denoise_method: str | None = None, upscale_method: str | None = None,
+            wavenumbers=None, device=None, exposure_ratio: float | None = None, upscale_params: dict | None = None,
+            *, stream=None):
+    """:func:`restore_steps` run to the end: a :class:`~napari_deeper.superres.RestoreResult`."""
+    return run(restore_steps(data, scale, denoise_method, upscale_method, wavenumbers, device, exposure_ratio,
+                             upscale_params, stream=stream))
 
 
 def nnls(data, endmembers, sum_to_one: bool = False, device=None, *, out=None, stream=None):

@@ -51,7 +51,9 @@ __all__ = [
     "RestoreResult",
     "available_methods",
     "check_scale",
+    "check_size",
     "restore",
+    "restore_plan",
     "restore_steps",
     "upscale",
     "upscale_steps",
@@ -115,9 +117,9 @@ def _interpolation(name: str):
 def _network(model_name: str):
     def steps(data, scale: int, device, tile: int, overlap: int, adapt: str, adapt_steps: int,
               adapt_seconds: float, noise: str) -> compute.Steps[np.ndarray]:
-        return (yield from _network_steps(model_name, data, scale, device, model_name, tile, overlap,
-                                          adapt=adapt, adapt_steps=adapt_steps, adapt_seconds=adapt_seconds,
-                                          noise=noise))
+        return (yield from network_steps(model_name, data, scale, device, model_name, tile, overlap,
+                                         adapt=adapt, adapt_steps=adapt_steps, adapt_seconds=adapt_seconds,
+                                         noise=noise))
 
     return steps
 
@@ -148,7 +150,7 @@ def _saved_model(info) -> Method:
     return _network_method(info.name, info.card.get("description") or f"fine-tuned {info.arch} ({base})")
 
 
-def _check_size(shape, scale: int) -> None:
+def check_size(shape, scale: int) -> None:
     """Refuse an image smaller than the scale (or than 2 pixels) along either axis.
 
     With fewer input pixels than the scale factor there is too little to interpolate between:
@@ -167,7 +169,7 @@ def _run(data, method: Method, wavenumbers, device, params) -> compute.Steps[np.
     scale = params.pop("scale")
     cube = as_cube(data)
     as_wavenumbers(wavenumbers, cube.shape[0])
-    _check_size(cube.shape, scale)
+    check_size(cube.shape, scale)
     return (yield from method.steps(cube, scale, device, **params))
 
 
@@ -179,8 +181,10 @@ FAMILY = Family(
 available_methods = FAMILY.available
 
 
-def _network_steps(model_name: str, data: np.ndarray, scale: int, device, label: str,
-                   tile: int, overlap: int, **adaptation) -> compute.Steps[np.ndarray]:
+def network_steps(model_name: str, data, scale: int, device, label: str,
+                  tile: int, overlap: int, **options) -> compute.Steps[np.ndarray]:
+    """The network ``model_name`` (shipped or saved) on ``data``: its scales checked, then
+    :func:`~napari_deeper.superres.deep.network_upscale_steps` with ``options``."""
     from ..models.registry import cached_model
     from .deep import network_upscale_steps
 
@@ -190,7 +194,7 @@ def _network_steps(model_name: str, data: np.ndarray, scale: int, device, label:
             f"model {model_name!r} was trained for scales {tuple(model.scales)}, not {scale}"
         )
     return (yield from network_upscale_steps(model, data, scale, device, tile, overlap,
-                                             f"{label} x{scale}", **adaptation))
+                                             f"{label} x{scale}", **options))
 
 
 def upscale_steps(data, scale: int = 2, method: str = DEFAULT, wavenumbers=None, device=None,
@@ -248,33 +252,40 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     away between the measured pixels, so it is used only where the self-check guards the result
     (:mod:`napari_deeper.superres.deep`; measured in docs/superres.md).
     """
-    scale = check_scale(scale)
     cube = as_cube(data)
     as_wavenumbers(wavenumbers, cube.shape[0])
+    plan = restore_plan(cube.shape, scale, denoise_method, upscale_method, exposure_ratio, upscale_params)
+    from .. import denoise
+
+    denoised = yield from compute.stage(
+        denoise.denoise_steps(cube, plan["denoise_method"], wavenumbers, device), 0, 2, "denoising"
+    )
+    denoised = np.asarray(denoised, dtype=np.float32)
+    upscaled = yield from compute.stage(
+        upscale_steps(denoised, plan["scale"], plan["upscale_method"], wavenumbers, device, **plan["upscale_params"]),
+        1, 2, "super-resolving"
+    )
+    return RestoreResult(denoised, upscaled, **plan)
+
+
+def restore_plan(shape, scale, denoise_method, upscale_method, exposure_ratio, upscale_params) -> dict:
+    """What :func:`restore_steps` will run, checked before anything runs: ``scale``,
+    ``exposure_ratio``, ``time_saving``, both method names and the upscaler's parameters (a
+    network's ``noise`` is "denoised" unless given), as :class:`RestoreResult` fields."""
+    from .. import denoise
+
+    scale = check_scale(scale)
     ratio = 1.0 if exposure_ratio is None else float(exposure_ratio)
     if not np.isfinite(ratio) or ratio < 1.0:
         raise ValueError(f"exposure_ratio must be a number >= 1, got {exposure_ratio!r}")
-    from .. import denoise
-
     denoise_method = denoise.get_method(denoise_method).name
     upscale_params = dict(upscale_params or {})
     chosen = FAMILY.check(upscale_method, {"scale": scale, **upscale_params})[0]
     if chosen.kind == "network":
         upscale_params.setdefault("noise", "denoised")
-    upscale_method = chosen.name
-    _check_size(cube.shape, scale)
-    denoised = yield from compute.stage(
-        denoise.denoise_steps(cube, denoise_method, wavenumbers, device), 0, 2, "denoising"
-    )
-    denoised = np.asarray(denoised, dtype=np.float32)
-    upscaled = yield from compute.stage(
-        upscale_steps(denoised, scale, upscale_method, wavenumbers, device, **upscale_params), 1, 2,
-        "super-resolving"
-    )
-    return RestoreResult(
-        denoised, upscaled, scale, ratio, float(scale * scale * ratio), denoise_method, upscale_method,
-        upscale_params,
-    )
+    check_size(shape, scale)
+    return {"scale": scale, "exposure_ratio": ratio, "time_saving": float(scale * scale * ratio),
+            "denoise_method": denoise_method, "upscale_method": chosen.name, "upscale_params": upscale_params}
 
 
 def restore(data, scale: int = 2, denoise_method: str | None = None,

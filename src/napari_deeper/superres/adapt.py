@@ -55,6 +55,19 @@ def adapt_min(scale: int) -> int:
 
 #: fewest LR pixels per side for the self-check
 CHECK_MIN = 2 * CHECK_INPUT
+#: a lazy cube is self-checked on its central part, at most this many pixels a side
+CHECK_SIDE = 256
+
+
+def check_region(data) -> np.ndarray:
+    """The cube the self-check runs on: ``data`` itself in memory, or the central
+    :data:`CHECK_SIDE` pixels a side of a lazy (dask) cube, read as float32."""
+    from ..io._lazy import is_lazy
+
+    if not is_lazy(data):
+        return data
+    window = [slice(max(0, (n - CHECK_SIDE) // 2), max(0, (n - CHECK_SIDE) // 2) + CHECK_SIDE) for n in data.shape[1:]]
+    return np.ascontiguousarray(data[:, window[0], window[1]], dtype=np.float32)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ import numpy as np
 from .. import compute
 
 ORDERS = {"nearest": 0, "bilinear": 1, "bicubic": 3}
+#: Input pixels of context a tile needs to be upscaled as part of the whole image: the cubic
+#: spline's weights fall below 1e-7 after 12.
+MARGIN = 12
 #: weights below this fraction of the largest one are dropped (cubic splines decay as 0.268^k)
 _NEGLIGIBLE = 1e-7
 #: Axes longer than ``_DENSE_LIMIT`` input pixels are applied ``_BLOCK`` output rows at a time:
