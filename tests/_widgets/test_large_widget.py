@@ -71,6 +71,24 @@ def test_lazy_layer_upscaled_by_tiles_in_the_super_resolve_dock(make_napari_view
     np.testing.assert_allclose(np.asarray(result.data), plain, rtol=0, atol=2e-6 * np.abs(plain).max())
     np.testing.assert_allclose(result.scale[1:], layer.scale[1:] / 2)
 
+    widget.methods.value = ["hyrisr"]  # the network streams too: its basis from passes over blocks
+    widget.params["hyrisr"].controls["adapt_steps"].value = 3
+    run_dock(widget)
+    result = viewer.layers["scan · hyrisr ×2"]
+    assert is_lazy(result.data) and len(list(scratch.glob("superres-hyrisr-*.zarr"))) == 1
+    plain = nd.upscale(data, 2, "hyrisr", adapt_steps=3)
+    np.testing.assert_allclose(np.asarray(result.data), plain, rtol=0, atol=1e-6 * np.abs(plain).max())
+
+    before = set(scratch.iterdir())
+    run_dock(widget.restore_runner)  # Fast scan restore: the denoised cube and the upscaled one, each a store
+    assert widget.restore_runner.last_error is None, widget.restore_runner.last_error
+    denoised, final = viewer.layers[-2:]
+    assert is_lazy(denoised.data) and is_lazy(final.data) and final.data.shape == (40, 80, 140)
+    assert len(set(scratch.iterdir()) - before) == 2
+    restored = nd.superres.restore(data, 2, upscale_params={"adapt_steps": 3})
+    np.testing.assert_allclose(np.asarray(final.data), restored.upscaled, rtol=0,
+                               atol=1e-5 * np.abs(restored.upscaled).max())
+
 
 def test_cancelled_streamed_run_leaves_no_layer_and_no_store(make_napari_viewer, run_dock, tmp_path, monkeypatch):
     from napari_deeper._widgets.denoise import DenoiseWidget

@@ -10,8 +10,8 @@ overlays the input in world coordinates (output pixel ``f*i + f//2`` on input pi
 with its provenance in ``metadata["napari_deeper"]``. *Side by side* shows the input and the
 results in napari's grid. Removing the input layer during a run does not stop it: the results
 are added and a warning says the input is gone. A lazy input (a zarr store, a large file opened
-lazily) is upscaled by tiles into zarr stores with the interpolation methods
-(:mod:`napari_deeper.stream`); the networks need the cube in memory and are refused for it.
+lazily) is upscaled block by block into zarr stores, by every method and by *Fast scan restore*
+(:mod:`napari_deeper.stream`).
 
 *Fast scan restore* is the DeepeR pipeline for a fast, noisy, coarse scan: denoise (default
 method) then super-resolve (default method, with the parameters its panel shows, adaptation
@@ -22,14 +22,13 @@ times the exposure ratio (how many times shorter each point's dwell was than the
 
 from __future__ import annotations
 
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import provenance
 from ..compute import devices
-from ..stream import upscale_many_steps
-from ..superres import DEFAULT, FAMILY, SCALES, restore_steps
+from ..stream import restore_steps, upscale_many_steps
+from ..superres import DEFAULT, FAMILY, SCALES
 from ._layers import (
     cube_layer_kwargs,
     follow_layers,
@@ -170,9 +169,9 @@ class SuperResWidget(QWidget):
         # runs it with noise "denoised"
         upscale_params = {k: v for k, v in self.panels.panels[DEFAULT].params.items() if k != "noise"}
         self.restore_runner.start(
-            restore_steps,
+            restore_steps,  # in memory, or streamed to zarr stores for a lazy input
             lambda result: self._add_restored(source, device, result),
-            np.asarray(source.data), scale, None, None, wavenumbers_of(source), device, ratio, upscale_params,
+            source.data, scale, None, None, wavenumbers_of(source), device, ratio, upscale_params,
             viewer=self.viewer, inputs=[source],
         )
 
