@@ -288,7 +288,7 @@ def prepare_steps(cube, n_components: int, noise: str = "auto") -> compute.Steps
     for index, part in enumerate(blocks):
         values = flat[:, part]
         total += values.sum(axis=1, dtype=np.float64)
-        picked.append(values[:, -part.start % step :: step])
+        picked.append(values[:, -part.start % step :: step].copy())  # (a view would hold the block)
         yield compute.Progress(index + 1, 2 * len(blocks), "reading the cube: its mean and sample")
     sample = np.concatenate(picked, axis=1)
     basis = basis_of(sample, total / n, n_components)
