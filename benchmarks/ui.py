@@ -21,7 +21,8 @@ Super-resolve ``hyrisr``) through its Runner, as its Run button does, with
 
 The loop's gaps are split at the moment the result reaches the dock: those before are the run's,
 the one after is the dock adding the result's layer (napari's work, compared with its bare
-``add_image``).
+``add_image``). Each case also counts Python's full (generation-2) garbage collections, which
+hold the GIL in whichever thread runs them, and one full collection is timed at the end.
 
     python benchmarks/ui.py [--size 1000] [--bands 500] [--net-size 64] [--method resunet|hyrisr]
                             [--before REV] [--seconds S] [--repeat N] [--no-write]
@@ -30,6 +31,7 @@ the one after is the dock adding the result's layer (napari's work, compared wit
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import shutil
 import statistics
@@ -199,17 +201,30 @@ def measure_case(viewer, mover, run=None, seconds: float = 10.0, clock: ResultCl
     For a run, the gaps are those until its result reached the dock; ``result`` is the gap in
     which the dock added the result's layers, ``adding`` how long that took.
     """
+    collections = []  # [generation, seconds] of every garbage collection, in whichever thread ran it
+
+    def collected(phase, info):
+        if phase == "start":
+            collections.append([info["generation"], time.perf_counter()])
+        elif collections:
+            collections[-1][1] = time.perf_counter() - collections[-1][1]
+
     probe = Probe()
+    gc.callbacks.append(collected)
     probe.start()
     mover.start()
     result = adding = None
-    if run is None:
-        wall = run_loop_until(lambda: False, seconds)
-    else:
-        runner = run()
-        wall = run_loop_until(lambda: not runner.busy, 3600)
-        if runner.last_error is not None:
-            raise RuntimeError(f"the run failed: {runner.last_error}")
+    try:
+        if run is None:
+            wall = run_loop_until(lambda: False, seconds)
+        else:
+            runner = run()
+            wall = run_loop_until(lambda: not runner.busy, 3600)
+            if runner.last_error is not None:
+                raise RuntimeError(f"the run failed: {runner.last_error}")
+    finally:
+        gc.callbacks.remove(collected)
+    full = [1000 * seconds for generation, seconds in collections if generation == 2]
     moves = mover.stop()
     ticks = np.asarray(probe.ticks)
     gaps = probe.stop()
@@ -227,6 +242,8 @@ def measure_case(viewer, mover, run=None, seconds: float = 10.0, clock: ResultCl
         "adding": adding,
         "wall": wall,
         "moves": moves,
+        "full_gc": len(full),
+        "full_gc_max": max(full, default=0.0),
     }
 
 
@@ -389,21 +406,26 @@ def main(argv=None) -> int:
                     viewer.layers.remove(layer)  # the run's result: each case starts from the same layers
                 settle(0.3)
         _runner.WINDOW_CORES, _runner.RUN_SWITCH_INTERVAL = defaults
+        start = time.perf_counter()
+        gc.collect()
+        full_gc = (1000 * (time.perf_counter() - start), len(gc.get_objects()))
         viewer.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    text = report(results, costs, floor, bare_add, args, threads)
+    text = report(results, costs, floor, bare_add, args, threads, full_gc)
     print(text)
     if not args.no_write:
         write_section(SECTION, text)
     return 0
 
 
-def report(results: dict, costs: dict, floor: float, bare_add: float, args, threads: int) -> str:
+def report(results: dict, costs: dict, floor: float, bare_add: float, args, threads: int,
+           full_gc: tuple[float, int]) -> str:
     """The docs section: what was run, the event-loop table, the Spectra update costs."""
     rows = ["| case | loop gap p50 | p99 | max | gaps > 100 ms | adding the result: gap (dock's work) "
-            "| network run | mouse moves handled |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| network run | mouse moves handled | full garbage collections (longest) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, cases in results.items():
         for case in cases:
             network = name.startswith("network")
@@ -411,7 +433,8 @@ def report(results: dict, costs: dict, floor: float, bare_add: float, args, thre
             added = f"{case['result']:.0f} ms ({case['adding']:.0f} ms)" if network else "—"
             rows.append(
                 f"| {name} | {case['p50']:.0f} ms | {case['p99']:.0f} ms | {case['max']:.0f} ms | "
-                f"{case['over_100']} | {added} | {run} | {case['moves']} |"
+                f"{case['over_100']} | {added} | {run} | {case['moves']} | {case['full_gc']}"
+                + (f" ({case['full_gc_max']:.0f} ms) |" if case["full_gc"] else " |")
             )
     now = [case for name, cases in results.items() if name.endswith("(now)") for case in cases]
     bare = [case for name, cases in results.items() if name.startswith("network, no dock") for case in cases]
@@ -448,7 +471,10 @@ def report(results: dict, costs: dict, floor: float, bare_add: float, args, thre
         "left\" leaves a core to the window (`_runner.WINDOW_CORES`). \"GIL 5 ms\" is Python's "
         "switch interval; now a run sets it to 0.5 ms (`_runner.RUN_SWITCH_INTERVAL`): the window's "
         "thread releases the GIL at every Qt call and the network's at every torch call, and each "
-        "waited up to the interval for the other at every switch. All cases in one run: the idle "
+        "waited up to the interval for the other at every switch. \"Full garbage collections\": "
+        "Python's generation-2 collections during the case, in any thread (each holds the GIL; "
+        f"one of this window's {full_gc[1]:,} objects, timed after the cases, took {full_gc[0]:.0f} ms). "
+        "All cases in one run: the idle "
         f"case, then {args.repeat} round(s) of the network cases one after the other (the rows of a "
         f"case are its rounds). Machine: {machine()}; other jobs shared the cores while measuring, "
         "so the absolute numbers move from run to run: compare the rows of one table.\n\n"
