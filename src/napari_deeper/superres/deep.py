@@ -486,11 +486,12 @@ def network_upscale_steps(model, data, scale: int, device, tile: int = TILE,
         else:
             report.method, report.weight, report.bicubic = check.method, check.weight, check.bicubic
         if report.method == "denoised network":
+            raw = prep
             given = yield from compute.stage(zero_shot.denoised_steps(data) if streamed is None else
                                              streamed.denoise(data), first + 2, n, f"{message}: denoising")
             prep = None if given is None else (yield from prepare_steps(given, model.n_components, noise))
             if prep is None:  # the check could denoise the coarser cube; this one failed
-                given, prep = data, (yield from prepare_steps(data, model.n_components, noise))
+                given, prep = data, raw
                 report.method = "network"
     if report.method in ("bilinear", "bicubic"):
         return (yield from compute.stage(upscaled(data, scale, report.method), n - 1, n, message))
