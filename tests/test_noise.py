@@ -78,6 +78,21 @@ def test_line_scans_and_bounded_work_on_large_cubes():
     assert model.gain == pytest.approx(gain, rel=0.10)
 
 
+def test_bin_index_in_float32_equals_the_binary_search():
+    from napari_deeper.denoise.noise import _bin_index
+
+    rng = np.random.default_rng(3)
+    values = (rng.standard_normal(200_000) * 50 + 7).astype(np.float32)
+    edges = np.quantile(values, np.linspace(0, 1, 33))[1:-1]
+    on = np.float32(edges[3])  # an edge equal to a value: that value goes above it
+    below = np.float32(edges[4])  # an edge between two neighbouring float32 values
+    above = np.nextafter(below, np.float32(np.inf))
+    edges[3], edges[4] = float(on), (float(below) + float(above)) / 2
+    values[:3] = on, below, above
+    expected = np.searchsorted(edges, values.astype(np.float64), side="right")
+    np.testing.assert_array_equal(_bin_index(values, edges), expected)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="constant"):
         estimate_noise(np.ones((50, 8, 8), np.float32))
