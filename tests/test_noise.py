@@ -74,7 +74,7 @@ def test_line_scans_and_bounded_work_on_large_cubes():
     assert estimate_noise(line).gain == pytest.approx(gain, rel=0.15)
     big = np.tile(cell.noisy, (1, 5, 5))  # 240 x 240 pixels: read in strips
     model = estimate_noise(big, max_values=1_000_000)
-    assert model.spectra_examined < 240 * 240 / 4
+    assert model.spectra_examined * 300 <= 1_000_000  # at most max_values values, halo rows included
     assert model.gain == pytest.approx(gain, rel=0.10)
 
 

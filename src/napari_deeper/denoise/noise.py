@@ -149,7 +149,7 @@ def _strips(n_rows: int, n_values_per_row: int, max_values: int) -> list[slice]:
     if n_rows * n_values_per_row <= max_values:
         return [slice(0, n_rows)]
     rows_wanted = max(3, max_values // max(1, n_values_per_row))
-    height = max(3, min(n_rows, 32))
+    height = max(3, min(n_rows, 32, rows_wanted))
     n_strips = max(1, rows_wanted // height)
     starts = np.linspace(0, n_rows - height, n_strips).astype(int)
     return [slice(int(s), int(s) + height) for s in np.unique(starts)]
