@@ -40,8 +40,8 @@ SAVGOL_ORDERS = (2, 3, 4)
 WAVELET_SCALES = tuple(np.geomspace(0.25, 4.0, 9))
 
 
-def sample_spectra(data: np.ndarray, n: int = SAMPLE_SPECTRA) -> np.ndarray:
-    """``(B, n)`` float64 spectra at evenly spaced pixels (all of them when there are fewer).
+def sample_spectra(data: np.ndarray, n: int = SAMPLE_SPECTRA, dtype=np.float64) -> np.ndarray:
+    """``(B, n)`` spectra (float64, or ``dtype``) at evenly spaced pixels (all of them when there are fewer).
 
     ``data`` is a ``(B, Y, X)`` cube (in memory or lazy: only those spectra are read) or its
     pixels ``(B, N)`` (a view or a lazy :class:`~napari_deeper.io._lazy.FlatPixels`)."""
@@ -52,7 +52,7 @@ def sample_spectra(data: np.ndarray, n: int = SAMPLE_SPECTRA) -> np.ndarray:
     else:
         flat = FlatPixels(data) if is_lazy(data) else data.reshape(data.shape[0], -1)
     index = np.unique(np.linspace(0, flat.shape[1] - 1, min(n, flat.shape[1])).round().astype(int))
-    return np.asarray(flat[:, index], dtype=np.float64)
+    return np.asarray(flat[:, index], dtype=dtype)
 
 
 def _loo_loss(smoothed: np.ndarray, spectra: np.ndarray, diagonal: np.ndarray) -> float:
@@ -328,7 +328,7 @@ def noise_scales_steps(flat: np.ndarray, slices, noise, message: str = "evening 
     """
     from ..compute import Progress
 
-    u, _ = sinkhorn_scaling(model_variance(sample_spectra(flat, 4096), noise).astype(np.float64))
+    u, _ = sinkhorn_scaling(model_variance(sample_spectra(flat, 4096, np.float32), noise).astype(np.float64))
     pixel = np.empty(flat.shape[1])
     for i, sl in enumerate(slices):
         pixel[sl] = flat.shape[0] / (u.astype(np.float32) @ model_variance(flat[:, sl], noise))

@@ -386,25 +386,31 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
         z *= pixel_scale[None, sl]
         return z
 
-    def projected_variance(weights, block, sl):
-        """``weights @ var(z)`` per pixel, ``weights`` (k, bands): the noise variance of weighted
-        sums of a pixel's scaled values under the model (float32 products: no float64 copy)."""
+    def projected_variance(weights, variance, sl):
+        """``weights @ var(z)`` per pixel, ``weights`` (k, bands), ``variance`` the model's of the
+        values (None with a transform): the noise variance of weighted sums of a pixel's scaled
+        values under the model (float32 products: no float64 copy)."""
         if transform is not None:
-            return np.repeat(weights.sum(axis=1, keepdims=True), block.shape[1], axis=1)
+            return np.repeat(weights.sum(axis=1, keepdims=True), sl.stop - sl.start, axis=1)
         scaled = (weights * band_scale[None] ** 2).astype(np.float32)
-        return (scaled @ model_variance(block, noise)) * pixel_scale[None, sl] ** 2
+        return (scaled @ variance) * pixel_scale[None, sl] ** 2
+
+    def variance_of(block):
+        return None if transform is not None else model_variance(block, noise)
 
     # Mean and centred Gram matrix of z, block by block.
     mean = np.zeros(n_bands)
     gram = np.zeros((n_bands, n_bands))
     noise_total = 0.0
     ones = np.ones((1, n_bands))
+    kept = None  # a cube of one block keeps its z and variances for the second pass
     for sl in slices:
         block = flat[:, sl]
-        z = to_z(block, sl)
+        z, variance = to_z(block, sl), variance_of(block)
         mean += z.sum(axis=1)
         gram += z @ z.T
-        noise_total += float(projected_variance(ones, block, sl).sum())
+        noise_total += float(projected_variance(ones, variance, sl).sum())
+        kept = (z, variance) if len(slices) == 1 else None
         done += 1
         yield Progress(done, total, "hybrid: spectral subspace")
     mean /= n
@@ -428,10 +434,12 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
         score_variance = spill((rank, n), slices[0].stop - slices[0].start)
     for sl in slices:
         block = flat[:, sl]
-        z = to_z(block, sl)
+        z, variance = kept if kept is not None else (to_z(block, sl), variance_of(block))
+        kept = None
         z -= mean[:, None]
         scores[:, sl] = basis.T @ z
-        score_variance[:, sl] = projected_variance((basis**2).T, block, sl)
+        score_variance[:, sl] = projected_variance((basis**2).T, variance, sl)
+        del z, variance
         done += 1
         yield Progress(done, total, f"hybrid: {rank} components")
     # What an error costs in data units: 1 / scale^2 per band and per pixel (separable).
