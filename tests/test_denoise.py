@@ -359,3 +359,17 @@ def test_command_line_denoises_a_file(tmp_path, cell, capsys):
     assert "accepts: window, order" in capsys.readouterr().err
     assert main(["--list"]) == 0
     assert "n_components (int, default auto" in capsys.readouterr().out
+
+
+def test_command_line_writes_a_zarr_store_from_a_lazy_one(tmp_path, cell):
+    """A zarr store in (read lazily) and a zarr store out, the spectral axis and its unit kept."""
+    from napari_deeper.denoise.__main__ import main
+
+    source, target = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    nd.save_cube(cell.noisy, source, wavenumbers=cell.wavenumbers, metadata={"spectral_unit": "nm"})
+    assert not isinstance(nd.load_cube(source).data, np.ndarray)  # lazy: a dask array
+    assert main([str(source), str(target), "--method", "savgol", "--set", "window=21"]) == 0
+    written = nd.load_cube(target)
+    np.testing.assert_allclose(np.asarray(written.data), denoise(cell.noisy, "savgol", window=21), rtol=1e-6)
+    np.testing.assert_allclose(written.wavenumbers, cell.wavenumbers)
+    assert written.spectral_unit == "nm"

@@ -569,6 +569,13 @@ def test_command_line_super_resolves_a_file(tmp_path, user_models, rng, capsys):
     np.testing.assert_array_equal(written.wavenumbers, axis)
     assert written.spectral_unit == "nm"
     assert "wrote" in capsys.readouterr().out
+    store = tmp_path / "out.zarr"  # a zarr store out: the same values and axis
+    assert main([str(source), str(store), "--scale", "2", "--method", "bicubic"]) == 0
+    stored = nd.load_cube(store)
+    np.testing.assert_array_equal(np.asarray(stored.data), upscale(lr, 2, "bicubic"))
+    np.testing.assert_array_equal(stored.wavenumbers, axis)
+    assert stored.spectral_unit == "nm"
+    capsys.readouterr()
     assert main([str(source), str(target), "--method", "bicubic", "--set", "tile=8"]) == 2
     assert "has no parameter 'tile'; it accepts: scale" in capsys.readouterr().err
     assert main([str(source), str(target), "--scale", "5"]) == 2

@@ -35,7 +35,7 @@ def build_parser(name: str, prog: str, description: str) -> argparse.ArgumentPar
     chosen = family(name)
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("input", nargs="?", help="cube file to read (.mat, .npy, .npz, ...)")
-    parser.add_argument("output", nargs="?", help="file to write (.npy, .npz, .mat)")
+    parser.add_argument("output", nargs="?", help="file to write (.npy, .npz, .mat, or a .zarr store)")
     for param in chosen.params:
         parser.add_argument(f"--{param.name}", default=None, help=param.describe())
     parser.add_argument("--method", default=chosen.default,
@@ -50,7 +50,7 @@ def build_parser(name: str, prog: str, description: str) -> argparse.ArgumentPar
 def main(name: str, argv: list[str] | None = None, prog: str | None = None, description: str = "") -> int:
     """Run family ``name`` on a file; returns the exit status (2 for bad input, with the reason)."""
     from . import compute
-    from .io import load_cube, save_cube
+    from .io import Cube, load_cube, save_cube
     from .provenance import step
 
     chosen = family(name)
@@ -72,11 +72,10 @@ def main(name: str, argv: list[str] | None = None, prog: str | None = None, desc
         cube = load_cube(args.input)
         result = compute.run(chosen.steps(cube.data, method.name, cube.wavenumbers, args.device, **checked), report)
         print(file=sys.stderr)
-        data = getattr(result, "data", result)
-        wavenumbers = getattr(result, "wavenumbers", cube.wavenumbers)
+        result = Cube.from_result(result, cube)
         record = {**step(name, {"method": method.name, **checked}), "source": str(args.input),
                   "spectral_unit": cube.spectral_unit}
-        written = save_cube(data, args.output, wavenumbers=wavenumbers, metadata=record)
+        written = save_cube(result.data, args.output, wavenumbers=result.wavenumbers, metadata=record)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

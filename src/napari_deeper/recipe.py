@@ -179,22 +179,9 @@ class Recipe:
                 chosen.steps(given.data, entry.get("method"), given.wavenumbers, device, **(entry.get("params") or {})),
                 index, n, label,
             )
-            result.outputs.append(_as_output(out, given) if chosen.output == "cube" else out)
+            result.outputs.append(Cube.from_result(out, given) if chosen.output == "cube" else out)
         return result
 
     def run(self, cube, device=None) -> RecipeResult:
         """Replay the recipe on ``cube`` (a :class:`~napari_deeper.io.Cube` or a ``(B, Y, X)`` array)."""
         return run(self.run_steps(cube, device))
-
-
-def _as_output(out, given):
-    """A cube step's output as a ``Cube``: its own axis when it made one, else the input's."""
-    from .io import Cube
-
-    if isinstance(out, Cube):
-        return out
-    data = out if isinstance(out, np.ndarray) else getattr(out, "data", out)  # ndarray.data is a memoryview
-    wavenumbers = getattr(out, "wavenumbers", None)
-    if wavenumbers is None and given.wavenumbers is not None and data.shape[0] == len(given.wavenumbers):
-        wavenumbers = given.wavenumbers
-    return Cube(data, wavenumbers, {})

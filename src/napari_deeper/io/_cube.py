@@ -51,6 +51,18 @@ class Cube:
     def spectral_unit(self) -> str:
         return self.metadata.get("spectral_unit", "1/cm")
 
+    @classmethod
+    def from_result(cls, result, given: Cube) -> Cube:
+        """A cube-making method's ``result`` (a ``Cube`` or an array) as a ``Cube``: its own axis
+        when it made one, else that of ``given``, its input, when the band counts agree."""
+        if isinstance(result, Cube):
+            return result
+        data = result if isinstance(result, np.ndarray) else getattr(result, "data", result)  # ndarray.data: a memoryview
+        wavenumbers = getattr(result, "wavenumbers", None)
+        if wavenumbers is None and given.wavenumbers is not None and data.shape[0] == len(given.wavenumbers):
+            wavenumbers = given.wavenumbers
+        return cls(data, wavenumbers, {})
+
 
 def describe(shape, dtype=None) -> str:
     """``(1600, 500) float32``: how error messages and choices name an array."""
