@@ -166,7 +166,7 @@ def hybrid_steps(data: np.ndarray, wavenumbers=None, device=None, max_components
     if min(ny, nx) < 4:
         raise ValueError(
             f"the hybrid method needs an image of at least 4 x 4 pixels (spatial context); got {ny} x {nx}. "
-            "Use a per-spectrum method (resunet, aunet, savgol, wavelet) for single spectra or lines"
+            "Use a per-spectrum method (whittaker, savgol, wavelet, resunet, aunet) for single spectra or lines"
         )
     if auto:
         return (yield from auto_hybrid_steps(data, max_components, n_components, spatial, whiten, smooth_spectra,
