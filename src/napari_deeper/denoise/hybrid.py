@@ -403,16 +403,16 @@ def auto_hybrid_steps(data: np.ndarray, max_components: int = 40, n_components: 
     gram = np.zeros((n_bands, n_bands))
     noise_total = 0.0
     ones = np.ones((1, n_bands))
-    kept = None  # a cube of one block keeps its z and variances for the second pass
     for sl in slices:
         block = flat[:, sl]
         z, variance = to_z(block, sl), variance_of(block)
         mean += z.sum(axis=1)
         gram += z @ z.T
         noise_total += float(projected_variance(ones, variance, sl).sum())
-        kept = (z, variance) if len(slices) == 1 else None
         done += 1
         yield Progress(done, total, "hybrid: spectral subspace")
+    kept = (z, variance) if len(slices) == 1 else None  # one block: its z and variances serve the second pass
+    del z, variance
     mean /= n
     gram -= n * np.outer(mean, mean)
     mean_noise = noise_total / (n * n_bands)

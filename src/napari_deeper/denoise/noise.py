@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .._validation import as_cube, check_finite
+from ..compute import ordered_map, thread_budget
 
 #: Values examined at most (positions in the fit); larger cubes are read in evenly spaced strips.
 MAX_VALUES = 4_000_000
@@ -314,8 +315,6 @@ def _binned(kernels, axes, n_bins: int):
     edge across the image) and noise correlated along one axis (which makes its residuals too
     *small*) both leave the other two axes to decide.
     """
-    from ..compute import ordered_map, thread_budget
-
     # (numpy's selection is several times faster on sorted values, and the quantiles are the same)
     edges = np.quantile(np.sort(kernels[0][0]), np.linspace(0, 1, n_bins + 1))
     per_kernel = list(ordered_map(lambda k: _kernel_bins(k, edges[1:-1], n_bins), kernels,
