@@ -163,10 +163,10 @@ def test_gpu_out_of_memory_retries_smaller_then_continues_on_the_cpu(cell):
 
     shrinks = iter([True, False])
     with pytest.warns(RuntimeWarning, match="ran out of memory; continuing on the CPU"):
-        assert ss._with_oom_fallback(action, trainer, lambda: next(shrinks)) == "done"
+        assert ss.with_oom_fallback(action, trainer, lambda: next(shrinks)) == "done"
     assert calls == ["cuda", "cuda", "cpu"] and trainer.device.type == "cpu"
     with pytest.raises(RuntimeError, match="shape"):  # other errors are not swallowed
-        ss._with_oom_fallback(lambda: (_ for _ in ()).throw(RuntimeError("bad shape")), trainer, lambda: False)
+        ss.with_oom_fallback(lambda: (_ for _ in ()).throw(RuntimeError("bad shape")), trainer, lambda: False)
 
 
 def test_registered_in_the_schema_with_its_card():

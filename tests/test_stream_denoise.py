@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import napari_deeper as nd
+from napari_deeper.compute import run
 from napari_deeper.denoise import classical
 from napari_deeper.io import load_cube, save_zarr
 from napari_deeper.io._lazy import is_lazy
@@ -215,10 +216,24 @@ def test_stabilised_pca_of_a_cube_in_memory_streams_without_transforming_it_whol
 def test_a_per_spectrum_network_streams(scratch, cell, lazy):
     pytest.importorskip("torch", reason="the networks need torch (a dependency of napari-deeper)")
     data, wn = cell
-    streamed = nd.stream.denoise(lazy.data, "resunet", lazy.wavenumbers)
-    plain = nd.denoise(data, "resunet", wn)
+    streamed = nd.stream.denoise(lazy.data, "resunet", lazy.wavenumbers, adapt="off")
+    plain = nd.denoise(data, "resunet", wn, adapt="off")
     assert is_lazy(streamed)
     np.testing.assert_allclose(np.asarray(streamed), plain, rtol=0, atol=1e-6 * np.abs(plain).max())
+
+
+def test_an_adapting_network_streams_and_equals_the_in_memory_run(tmp_path, cell, lazy, small_blocks):
+    """Adapted once to the whole lazy cube (a fixed number of steps: the time budget otherwise
+    decides how many), then written block by block: the in-memory result, to float32 rounding."""
+    pytest.importorskip("torch", reason="the networks need torch (a dependency of napari-deeper)")
+    data, wn = cell
+    params = {"steps": 3, "device": "cpu"}
+    reports = []
+    streamed = run(nd.stream.denoise_steps(lazy.data, "aunet", lazy.wavenumbers, out=tmp_path / "aunet.zarr",
+                                           **params), reports.append)
+    plain = nd.denoise(data, "aunet", wn, **params)
+    assert is_lazy(streamed) and any("adapting on" in p.message for p in reports)
+    np.testing.assert_allclose(np.asarray(streamed), plain, rtol=0, atol=1e-4 * np.abs(plain).max())
 
 
 def test_streamed_n2s_equals_the_in_memory_run_exactly(tmp_path, cell, lazy, small_blocks):

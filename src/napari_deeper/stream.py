@@ -26,7 +26,7 @@ stores are uncompressed). Without ``out=``, stores go to :func:`scratch_folder`.
 Streamed methods are those whose result at a pixel depends on that pixel's spectrum (or, for
 upscaling, on a bounded neighbourhood), given what they fit on the whole cube first from reads
 that stay bounded: Savitzky-Golay, Whittaker and wavelet denoising and the per-spectrum networks
-(``resunet``, ``aunet``, every saved ``task: denoise`` model), with ``auto`` parameters
+as trained (``resunet``, ``aunet``, every saved ``task: denoise`` model, ``adapt="off"``), with ``auto`` parameters
 calibrated on evenly spaced sampled spectra and ``stabilise``'s noise model read from strips of
 rows (the transform is then applied to each block as it is read, its inverse to each result);
 nearest / bilinear / bicubic upscaling, NNLS / FCLS abundances and band maps (and VCA, which
@@ -49,7 +49,10 @@ peaks in docs/benchmarks.md). Results equal the in-memory ones to the bit when t
 are the same (a cube of at most one lazy block, 16 777 spectra of 500 bands), and to float32
 rounding otherwise (sums over blocks taken in another order). ``n2s`` gathers its noise model,
 subspace and component images the same way, trains its network on the component images in
-memory and writes its back projection by rows of tiles. The super-resolution networks take
+memory and writes its back projection by rows of tiles; an adapting per-spectrum network
+(``adapt="auto"``, their default) gathers its noise model and subspace the same way, reads its
+training sample (at most 16 384 spectra) spectrum by spectrum, and writes its result block by
+block. The super-resolution networks take
 their basis and component images (``components x pixels`` float32) from two passes over pixel
 blocks, adapt to the cube on those images, self-check on its central 256 x 256 pixels, and
 write their result block by block of whole network tiles; when the self-check picks the
@@ -186,6 +189,8 @@ def denoise_steps(data, method: str | None = None, wavenumbers=None, device=None
         return (yield from _pca_steps(data, shape, wavenumbers, checked, out))
     if chosen.name == "n2s":
         return (yield from _n2s_steps(data, shape, wavenumbers, device, checked, out))
+    if chosen.kind == "network" and checked.get("adapt", "auto") != "off":
+        return (yield from _adapting_network_steps(data, chosen, shape, wavenumbers, device, checked, out))
     # every other denoiser works per spectrum (savgol, whittaker, wavelet, every saved task: denoise network)
     from .denoise.calibrate import calibrated_steps
     from .denoise.vst import stabiliser_steps
@@ -268,6 +273,18 @@ def _n2s_steps(data, shape, wavenumbers, device, params: dict, out) -> Steps:
 
     return (yield from _filled_steps(shape, fill, out=out, name="denoise-n2s", wavenumbers=wavenumbers, record=record,
                                      label="n2s (streamed)"))
+
+
+def _adapting_network_steps(data, chosen, shape, wavenumbers, device, params: dict, out) -> Steps:
+    """A per-spectrum network adapted to the whole cube (its subspace from passes over pixel
+    blocks, its training sample read spectrum by spectrum), then applied block by block."""
+    record = {"operation": "denoise", "method": chosen.name, "params": _plain(params)}
+
+    def fill(target, _spill):
+        return chosen.steps(data, wavenumbers=wavenumbers, device=device, target=target, **params)
+
+    return (yield from _filled_steps(shape, fill, out=out, name=f"denoise-{chosen.name}", wavenumbers=wavenumbers,
+                                     record=record, label=f"{chosen.name} (streamed)"))
 
 
 def _filled_steps(shape, fill, *, out, name: str, wavenumbers, record: dict, label: str, convert=None) -> Steps:

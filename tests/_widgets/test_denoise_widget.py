@@ -44,13 +44,16 @@ def test_two_methods_make_named_layers_with_provenance(dock, cell, run_dock):
     viewer, widget, layer = dock
     widget.methods.value = ["savgol", "resunet"]
     widget.params["savgol"].controls["window"].value = 21
+    widget.params["resunet"].controls["steps"].value = 3  # (its time budget would decide otherwise)
     widget.device.value = "cpu"
     run_dock(widget)
     assert widget.runner.last_error is None
     smooth = viewer.layers["cell · savgol"]
     net = viewer.layers["cell · resunet"]
     np.testing.assert_allclose(smooth.data, denoise(cell.noisy, "savgol", window=21), rtol=1e-6)
-    np.testing.assert_allclose(net.data, denoise(cell.noisy, "resunet", device="cpu"), rtol=1e-5, atol=1e-6)
+    # the worker thread's torch threads may sum in another order: equal to float32 rounding
+    np.testing.assert_allclose(net.data, denoise(cell.noisy, "resunet", device="cpu", steps=3), rtol=1e-4,
+                               atol=1e-4 * float(np.abs(net.data).max()))
     record = net.metadata["napari_deeper"]
     assert record["operation"] == "denoise" and record["source"] == "cell"
     assert record["params"]["method"] == "resunet" and record["params"]["device"] == "cpu"

@@ -23,6 +23,7 @@ def test_denoise_run_leaves_a_core_to_the_window(make_napari_viewer, run_dock):
     _, widget = viewer.window.add_plugin_dock_widget("napari-deeper", "Denoise")
     widget.methods.value = ["resunet"]
     widget.panels.panels["resunet"].controls["batch_size"].value = 16  # several progress reports
+    widget.panels.panels["resunet"].controls["steps"].value = 2
     before, interval = torch.get_num_threads(), sys.getswitchinterval()
     during, switching = [], []
 

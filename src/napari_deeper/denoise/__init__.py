@@ -38,18 +38,29 @@ def _classical(fn):
 def _network(model_name: str):
     from .deep import network_steps
 
-    def steps(data, wavenumbers=None, device=None, batch_size=None):
-        return (yield from network_steps(data, model_name, device, batch_size))
+    def steps(data, wavenumbers=None, device=None, **params):
+        return (yield from network_steps(data, model_name, device, **params))
 
     return steps
 
 
 def _build_registry() -> dict[str, Method]:
-    from . import calibrate, classical, hybrid, selfsupervised
+    from . import calibrate, classical, deep, hybrid, selfsupervised
     from .vst import STABILISE_CHOICES
 
-    batch = Param("batch_size", int, None, (1, 1 << 16), help="spectra per batch (auto: from free memory)",
-                  optional=True)
+    network = (
+        Param("adapt", str, "auto", choices=deep.ADAPT_CHOICES,
+              help="auto: train the network further on this cube's own spectra, projected on its spectral "
+                   "components (Recorrupted-to-Recorrupted, no clean answer), within the time budget; "
+                   "off: the network as trained"),
+        Param("time_budget", float, deep.DEFAULT_BUDGET, (1.0, 86400.0),
+              help="seconds for the whole run when adapting; training stops early enough to finish within it"),
+        Param("steps", int, None, (0, 1_000_000), optional=True,
+              help="adaptation steps (auto: as many as the time budget allows); set it to get the same result "
+                   "on every run"),
+        Param("batch_size", int, None, (1, 1 << 16), help="spectra per batch (auto: from free memory)",
+              optional=True),
+    )
     stabilise = Param("stabilise", str, "off", choices=STABILISE_CHOICES,
                       help="generalised Anscombe transform around the method (noise model estimated on the cube); "
                            "auto: when the noise depends on the intensity")
@@ -107,12 +118,12 @@ def _build_registry() -> dict[str, Method]:
             "Whittaker smoothing of each spectrum (penalised least squares, second differences)",
         ),
         "resunet": Method(
-            "resunet", _network("resunet"), (batch,),
-            "DeepeR's 1D residual U-net, per spectrum", kind="network", model="resunet", uses_device=True,
+            "resunet", _network("resunet"), network,
+            "DeepeR's 1D residual U-net, per spectrum, adapted to the cube", kind="network", model="resunet", uses_device=True,
         ),
         "aunet": Method(
-            "aunet", _network("aunet"), (batch,),
-            "noise-learning attention U-net in the DCT domain, per spectrum", kind="network", model="aunet",
+            "aunet", _network("aunet"), network,
+            "noise-learning attention U-net in the DCT domain, per spectrum, adapted to the cube", kind="network", model="aunet",
             uses_device=True,
         ),
         "n2s": Method(

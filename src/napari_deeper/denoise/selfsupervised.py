@@ -241,7 +241,8 @@ class Subspace:
     edge_rank: int  # components above the noise edge (before any cap)
 
 
-def subspace_steps(data: np.ndarray, white: Whitening, components: int | None, limit: int):
+def subspace_steps(data: np.ndarray, white: Whitening, components: int | None, limit: int,
+                   message: str = "n2s: spectral components"):
     """Steps generator: the :class:`Subspace` of ``data`` (``components`` None: the noise rank).
 
     One pass accumulates the Gram matrices of the whitened cube (its eigenvalues give the noise
@@ -265,7 +266,7 @@ def subspace_steps(data: np.ndarray, white: Whitening, components: int | None, l
             weighted = weighted.astype(np.float64)
             sums[power] += weighted.sum(axis=1)
             grams[power] += weighted @ weighted.T
-        yield Progress(i + 1, total, "n2s: spectral components")
+        yield Progress(i + 1, total, message)
     means = {power: sums[power] / n for power in sums}
     for power in grams:
         grams[power] -= n * np.outer(means[power], means[power])
@@ -285,7 +286,7 @@ def subspace_steps(data: np.ndarray, white: Whitening, components: int | None, l
         weighted, u = white.forward(block, FIT_POWER)
         scores[:, sl] = basis.T @ (weighted - mean32[:, None])
         noise += (basis.T**2 @ white.whitened_variance(block, u, FIT_POWER)).sum(axis=1)
-        yield Progress(len(slices) + i + 1, total, "n2s: spectral components")
+        yield Progress(len(slices) + i + 1, total, message)
     noise_scale = np.sqrt(sigma2 * noise / n).astype(np.float32)
     scores /= noise_scale[:, None]
     return Subspace(mean32, basis, noise_scale, float(sigma2), scores.reshape(rank, ny, nx), pixel_scale,
@@ -626,8 +627,11 @@ def _fallback(data, wavenumbers, reason: str):
     return (yield from METHODS[name].steps(data, wavenumbers=wavenumbers, device=None))
 
 
-def _with_oom_fallback(action, trainer: _Trainer, shrink):
-    """Run ``action()``; on a GPU out-of-memory error ``shrink()`` and retry, then go on on the CPU."""
+def with_oom_fallback(action, trainer, shrink, name: str = "n2s"):
+    """Run ``action()``; on a GPU out-of-memory error ``shrink()`` and retry, then go on on the CPU.
+
+    ``trainer`` has a ``device`` and a ``to(device)`` (a :class:`_Trainer`, or the per-spectrum
+    networks' adaptation); ``name`` begins the warning."""
     import torch
 
     from ..compute import is_out_of_memory
@@ -641,7 +645,7 @@ def _with_oom_fallback(action, trainer: _Trainer, shrink):
             if trainer.device.type == "cuda":
                 torch.cuda.empty_cache()
             if not shrink():
-                warnings.warn(f"n2s: {trainer.device} ran out of memory; continuing on the CPU", RuntimeWarning,
+                warnings.warn(f"{name}: {trainer.device} ran out of memory; continuing on the CPU", RuntimeWarning,
                               stacklevel=3)
                 trainer.to(torch.device("cpu"))
 
@@ -714,7 +718,7 @@ def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: floa
     threads = cpu_threads() if trainer.device.type == "cpu" and steps is None else None
     with torch_threads(threads):
         timed = time.perf_counter()
-        best_risk, best_alpha = _with_oom_fallback(trainer.risk, trainer, lambda: False)
+        best_risk, best_alpha = with_oom_fallback(trainer.risk, trainer, lambda: False)
         risk_seconds = time.perf_counter() - timed
         # one pass of the network over the whole image, from the passes over the region measured
         region_pixels = (region[0].stop - region[0].start) * (region[1].stop - region[1].start)
@@ -731,11 +735,11 @@ def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: floa
         while step < limit and (steps is not None or elapsed() + last + (
                 risk_seconds if (step + 1) % VALIDATE_EVERY == 0 else 0.0) < deadline):
             timed = time.perf_counter()
-            loss = _with_oom_fallback(trainer.step, trainer, shrink_batch)
+            loss = with_oom_fallback(trainer.step, trainer, shrink_batch)
             last = time.perf_counter() - timed
             step += 1
             if step % VALIDATE_EVERY == 0 or step == limit:
-                risk, alpha = _with_oom_fallback(trainer.risk, trainer, lambda: False)
+                risk, alpha = with_oom_fallback(trainer.risk, trainer, lambda: False)
                 if risk < best_risk:
                     best_risk, best_alpha, best_step = risk, alpha, step
                     best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
@@ -743,7 +747,7 @@ def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: floa
                        f"(best estimated error {best_risk:.3f} of the noise)", loss)
         model.load_state_dict(best_state)
         yield tick(f"n2s: denoising {k} components (weights of step {best_step} of {step})", best_risk)
-        denoised = _with_oom_fallback(lambda: trainer.predict(best_alpha), trainer, lambda: False)
+        denoised = with_oom_fallback(lambda: trainer.predict(best_alpha), trainer, lambda: False)
     with one_blas_thread():
         out = yield from back_project_steps(data, subspace, denoised, white, target)
     threads_used = f", {threads} CPU thread{'s' if threads != 1 else ''}" if threads else ""
