@@ -45,6 +45,8 @@ BLIND = {
     "pca auto": ("pca", {}),
     "resunet": ("resunet", {}),
     "aunet": ("aunet", {}),
+    "resunet as trained": ("resunet", {"adapt": "off"}),
+    "aunet as trained": ("aunet", {"adapt": "off"}),
 }
 #: Main bands scored per case: the strongest peaks of the clean mean spectrum, fitted per pixel.
 N_BANDS, BAND_WINDOW = 2, 8
@@ -339,6 +341,12 @@ def case_table(cases) -> str:
     return "\n".join(lines)
 
 
+def budgeted(job) -> bool:
+    """Whether a run trains on the cube and so takes its time budget (timed in the quality rows)."""
+    method, params = job
+    return method == "n2s" or (method in ("resunet", "aunet") and params.get("adapt", "auto") != "off")
+
+
 def speed(threads: int) -> list[tuple[str, float]]:
     import torch
     from threadpoolctl import threadpool_limits
@@ -348,7 +356,7 @@ def speed(threads: int) -> list[tuple[str, float]]:
     torch.set_num_threads(threads)
     cube = nd.simulate.simulate_cell((64, 64), n_bands=500, photons=30, seed=5).noisy
     n = cube.shape[1] * cube.shape[2]
-    timed = {label: job for label, job in blind_methods().items() if job[0] != "n2s"}  # n2s: its time budget
+    timed = {label: job for label, job in blind_methods().items() if not budgeted(job)}
     methods = {"savgol": ("savgol", {}), "whittaker": ("whittaker", {}), **timed}
     results = []
     with threadpool_limits(threads):
@@ -371,6 +379,36 @@ def speed(threads: int) -> list[tuple[str, float]]:
     return results
 
 
+def budget_table(rows: list[dict]) -> str:
+    """Seconds of the runs that train on the cube, per case (their default budget is 60 s)."""
+    labels = [label for label, job in blind_methods().items() if budgeted(job)]
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    seconds = {(r["case"], r["method"]): r["seconds"] for r in rows if "seconds" in r}
+    lines = ["| case | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    lines += [f"| {case} | " + " | ".join(f"{seconds[case, label]:.1f}" for label in labels) + " |"
+              for case in cases]
+    return "\n".join(lines)
+
+
+def projection_table(cases, rows: list[dict]) -> str:
+    """What the per-spectrum networks add to the projection they adapt on: each case's ratio to the
+    best tuned baseline of the spectra projected on the cube's whitened subspace alone
+    (:func:`napari_deeper.denoise.deep.projection_steps`), and of the adapted networks."""
+    from napari_deeper.compute import run
+    from napari_deeper.denoise import deep
+
+    lines = ["| case | components | projection alone | resunet | aunet |", "|---|---:|---:|---:|---:|"]
+    for case in cases:
+        nmse = {r["method"]: r["nmse"] for r in rows if r["case"] == case.name}
+        best = min(value for method, value in nmse.items() if method.endswith("(tuned)"))
+        projection, _, _ = run(deep.projection_steps(case.noisy))
+        flat = case.noisy.reshape(case.noisy.shape[0], -1)
+        alone = projection(flat.T, slice(None)).T.reshape(case.noisy.shape)
+        ratios = [best / scores(alone, case)["nmse"], best / nmse["resunet"], best / nmse["aunet"]]
+        lines.append(f"| {case.name} | {projection.components} | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
+    return "\n".join(lines)
+
+
 def speed_table(results) -> str:
     lines = ["| method | spectra/s | µs per 500-band spectrum |", "|---|---|---|"]
     lines += [f"| {m} | {s:,.0f} | {1e6 / s:.0f} |" for m, s in results]
@@ -385,10 +423,15 @@ def main() -> None:
                         help="JSON file of tuned-baseline rows to reuse (keyed by the case data); '' recomputes them")
     parser.add_argument("--quick", action="store_true", help="the first semi-real and simulated case only, no speed")
     parser.add_argument("--skip", nargs="*", default=[], help="methods (column labels) to leave out")
+    parser.add_argument("--projection-only", action="store_true",
+                        help="print only the networks' projection table, against the rows of the last run")
     args = parser.parse_args()
     SKIP.update(args.skip)
 
     cases = all_cases()
+    if args.projection_only:
+        print(projection_table(cases, json.loads(ROWS.read_text())["rows"]))
+        return
     if args.quick:
         cases = [cases[0], cases[-1]]
     cache = args.cache if str(args.cache) else None
@@ -417,6 +460,13 @@ def main() -> None:
         "that of the same method tuned with the clean answer (1.00: as good as the oracle; the wavelet oracle "
         "also searches db4 and hard thresholding, which `auto` does not):",
         calibration_table(rows),
+        "**Seconds per run of the methods that train on the cube** (default time budget 60 s; cubes of "
+        "fewer spectra than a method learns from fall back and take less):",
+        budget_table(rows),
+        "**The per-spectrum networks against the projection they adapt on** (ratio to the best tuned "
+        "baseline; where the network's held-out loss was not below the projection's, the projection "
+        "alone is kept and the columns are equal):",
+        projection_table(cases, rows),
         "**Parameters the tuning chose**:",
         tuned_params(rows),
         *([f"**Speed**, 64 x 64 x 500 cube, best of 3 ({args.threads} torch and BLAS threads; the machine "

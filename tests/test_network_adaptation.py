@@ -107,6 +107,13 @@ def test_too_few_spectra_or_no_noise_model_run_the_network_as_trained(foreign):
         assert denoise(constant, "aunet").shape == constant.shape
 
 
+def test_a_budget_too_short_to_train_says_so(foreign):
+    noisy, clean = foreign
+    with pytest.warns(RuntimeWarning, match="no training step fitted in the 0.01 s time budget"):
+        out = run(deep.network_steps(noisy, "resunet", time_budget=0.01))
+    assert _nmse(out, clean) < 0.1 * _nmse(noisy, clean)  # the projection or the network as trained, still used
+
+
 def test_bad_parameters_are_refused(foreign):
     noisy, _ = foreign
     with pytest.raises(ValueError, match="'adapt' must be one of auto, off"):

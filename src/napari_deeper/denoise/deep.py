@@ -38,7 +38,7 @@ import warnings
 
 import numpy as np
 
-from ..compute import Progress, chunk_size, map_batches, select_device, share
+from ..compute import Progress, chunk_size, chunks, map_batches, select_device, share
 
 #: Fewest bands a network accepts: below this a spectrum has no shape to learn from.
 MIN_BANDS = 32
@@ -53,8 +53,8 @@ DEFAULT_BUDGET = 60.0
 ADAPT_SPECTRA, HELD_OUT = 16384, 512
 #: Spectra per training step, Adam's learning rate, and steps between two held-out losses.
 ADAPT_BATCH, LEARNING_RATE, VALIDATE_EVERY = 128, 5e-4, 25
-#: Most spectral components the projection keeps.
-MAX_COMPONENTS = 32
+#: Most spectral components the projection keeps, and spectra projected at a time.
+MAX_COMPONENTS, PROJECT_SPECTRA = 32, 4096
 
 
 def load_denoiser(name: str, device):
@@ -246,6 +246,11 @@ def adapt_steps(net, data: np.ndarray, device, time_budget: float, steps: int | 
                 if held < best_loss:
                     best_loss, best_state, best_step = held, _state(adaptation.net), step
             yield tick(f"{message}: step {step}, loss {loss:.4g} (best held-out {best_loss:.4g})", loss)
+    if steps is None and step == 0:
+        advice = (f"no training step fitted in the {budget:g} s time budget (one pass of the network over the cube "
+                  f"takes about {network_seconds:.0f} s): give it more time to adapt")
+        warnings.warn(f"adapting: {advice}", RuntimeWarning, stacklevel=3)
+        yield tick(f"adapting: {advice}")
     if projection_loss <= best_loss:
         return None, projection, (f"adapted {step} steps; the projection on {k} components alone scored best "
                                   f"(held-out loss {projection_loss:.4g}), the network is not used")
@@ -331,8 +336,9 @@ def _apply_steps(net, model: str, flat, slices, out_flat, device, batch_size: in
     yield Progress(0, n, message)
     for sl in slices:
         spectra = np.ascontiguousarray(flat[:, sl].T)
-        if projection is not None:
-            spectra = projection(spectra, sl)
+        if projection is not None:  # in place, a part at a time: its temporaries stay small
+            for part in chunks(len(spectra), PROJECT_SPECTRA):
+                spectra[part] = projection(spectra[part], slice(sl.start + part.start, sl.start + part.stop))
         result = yield from share(map_batches(apply, spectra, device, batch_size, message),
                                   sl.start, sl.stop - sl.start, n)
         out_flat[:, sl] = result.T
