@@ -187,10 +187,8 @@ def denoise_steps(data, method: str | None = None, wavenumbers=None, device=None
         return (yield from _hybrid_steps(data, shape, wavenumbers, checked, out))
     if chosen.name == "pca":
         return (yield from _pca_steps(data, shape, wavenumbers, checked, out))
-    if chosen.name == "n2s":
-        return (yield from _n2s_steps(data, shape, wavenumbers, device, checked, out))
-    if chosen.kind == "network" and checked.get("adapt", "auto") != "off":
-        return (yield from _adapting_network_steps(data, chosen, shape, wavenumbers, device, checked, out))
+    if chosen.name == "n2s" or (chosen.kind == "network" and checked.get("adapt", "auto") != "off"):
+        return (yield from _trained_steps(data, chosen, shape, wavenumbers, device, checked, out))
     # every other denoiser works per spectrum (savgol, whittaker, wavelet, every saved task: denoise network)
     from .denoise.calibrate import calibrated_steps
     from .denoise.vst import stabiliser_steps
@@ -260,24 +258,12 @@ def _hybrid_steps(data, shape, wavenumbers, params: dict, out) -> Steps:
                                      record=record, label="hybrid (streamed)"))
 
 
-def _n2s_steps(data, shape, wavenumbers, device, params: dict, out) -> Steps:
-    """The self-supervised denoiser streamed: its noise model, subspace and scores from bounded
-    reads and passes over pixel blocks, its network trained on the component images (held in
-    memory, ``components x pixels`` float32), its back projection written by rows of tiles."""
-    from .denoise.selfsupervised import n2s_steps
-
-    record = {"operation": "denoise", "method": "n2s", "params": _plain(params)}
-
-    def fill(target, _spill):
-        return n2s_steps(data, wavenumbers, device, target=target, **params)
-
-    return (yield from _filled_steps(shape, fill, out=out, name="denoise-n2s", wavenumbers=wavenumbers, record=record,
-                                     label="n2s (streamed)"))
-
-
-def _adapting_network_steps(data, chosen, shape, wavenumbers, device, params: dict, out) -> Steps:
-    """A per-spectrum network adapted to the whole cube (its subspace from passes over pixel
-    blocks, its training sample read spectrum by spectrum), then applied block by block."""
+def _trained_steps(data, chosen, shape, wavenumbers, device, params: dict, out) -> Steps:
+    """A denoiser that trains on the whole cube first, streamed: ``n2s`` (its noise model,
+    subspace and scores from bounded reads and passes over pixel blocks, its network trained on
+    the component images, held in memory, ``components x pixels`` float32, its back projection
+    written by rows of tiles) or an adapting per-spectrum network (its subspace the same way, its
+    training sample read spectrum by spectrum, its result written block by block)."""
     record = {"operation": "denoise", "method": chosen.name, "params": _plain(params)}
 
     def fill(target, _spill):

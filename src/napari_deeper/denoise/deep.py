@@ -184,31 +184,21 @@ class Adaptation:
         return float(np.mean(((out - self.held_target) / scale) ** 2))
 
 
-def _state(net) -> dict:
-    return {name: t.detach().clone() for name, t in net.state_dict().items()}
-
-
-def adapt_steps(net, data: np.ndarray, device, time_budget: float, steps: int | None, seed: int, started: float):
-    """Steps generator: the network adapted to ``data`` (a copy; see the module notes).
+def adapt_steps(net, data: np.ndarray, flat, device, time_budget: float, steps: int | None, seed: int, started: float):
+    """Steps generator: the network adapted to ``data`` (a copy; see the module notes); ``flat``:
+    its ``(B, N)`` pixels (:func:`~napari_deeper.denoise.classical.pixel_blocks`).
 
     Returns ``(network or None, projection, words)``: None when the projection alone scored
     better than every network tried. Training stops after ``steps`` steps, or early enough for
     the run (started at ``started``, ``time.perf_counter()``) to finish within ``time_budget``.
     """
-    from .classical import pixel_blocks
-    from .selfsupervised import cpu_threads, torch_threads, with_oom_fallback
+    from .selfsupervised import Clock, cpu_threads, torch_threads, weights_copy, with_oom_fallback
 
     budget = float(time_budget)
-
-    def elapsed() -> float:
-        return time.perf_counter() - started
-
-    def tick(message, loss=None):
-        return Progress(int(1000 * min(elapsed(), budget)), int(1000 * budget), message, loss)
-
+    clock = Clock(budget, started)
+    elapsed, tick = clock.elapsed, clock.tick
     yield tick("adapting: estimating the noise")
     projection, noise_factor, words = yield from projection_steps(data)
-    flat, _ = pixel_blocks(data)
     n = flat.shape[1]
     pixels = np.unique(np.linspace(0, n - 1, min(n, ADAPT_SPECTRA)).round().astype(int))
     spectra = np.ascontiguousarray(flat[:, pixels].T, dtype=np.float32)
@@ -228,7 +218,7 @@ def adapt_steps(net, data: np.ndarray, device, time_budget: float, steps: int | 
         # one network pass over the whole cube, from the pass over the held-out spectra
         network_seconds = (time.perf_counter() - timed) * n / max(1, len(adaptation.held_in))
         projection_loss = adaptation.held_out_loss(use_net=False)
-        best_state, best_step = _state(adaptation.net), 0
+        best_state, best_step = weights_copy(adaptation.net), 0
         deadline = budget - 1.5 * network_seconds - 0.05 * budget
         limit = steps if steps is not None else np.inf
         step, last, loss = 0, 0.0, None
@@ -244,7 +234,7 @@ def adapt_steps(net, data: np.ndarray, device, time_budget: float, steps: int | 
             if step % VALIDATE_EVERY == 0 or step == limit:
                 held = with_oom_fallback(adaptation.held_out_loss, adaptation, lambda: False, "adapting")
                 if held < best_loss:
-                    best_loss, best_state, best_step = held, _state(adaptation.net), step
+                    best_loss, best_state, best_step = held, weights_copy(adaptation.net), step
             yield tick(f"{message}: step {step}, loss {loss:.4g} (best held-out {best_loss:.4g})", loss)
     if steps is None and step == 0:
         advice = (f"no training step fitted in the {budget:g} s time budget (one pass of the network over the cube "
@@ -296,7 +286,7 @@ def network_steps(data: np.ndarray, model: str, device=None, batch_size: int | N
         if reason is None:
             try:
                 net, projection, words = yield from share(
-                    adapt_steps(net, data, device, time_budget, steps, seed, started), 0, 9, 10)
+                    adapt_steps(net, data, flat, device, time_budget, steps, seed, started), 0, 9, 10)
                 message += f", {words}"
             except ValueError as error:  # no noise to model: a constant or noiseless cube
                 reason = str(error)
@@ -305,12 +295,12 @@ def network_steps(data: np.ndarray, model: str, device=None, batch_size: int | N
             message += " (as trained)"
     start, total = (9, 10) if choice == "auto" else (0, 1)  # adapting takes most of the time
     out, out_flat = result_target(target, data.shape)
-    yield from share(_apply_steps(net, model, flat, slices, out_flat, device, batch_size, message, projection),
+    yield from share(_apply_steps(net, flat, slices, out_flat, device, batch_size, message, projection),
                      start, 1, total)
     return out
 
 
-def _apply_steps(net, model: str, flat, slices, out_flat, device, batch_size: int | None, message: str,
+def _apply_steps(net, flat, slices, out_flat, device, batch_size: int | None, message: str,
                  projection: Projection | None = None):
     """Steps generator: ``net`` (None: the projection alone) on every spectrum of the ``(B, N)``
     pixels ``flat``, block by block (``slices``), into ``out_flat``."""
@@ -327,9 +317,9 @@ def _apply_steps(net, model: str, flat, slices, out_flat, device, batch_size: in
     def apply(batch, dev):
         if net is None:
             return batch
-        if dev != device:  # after a GPU ran out of memory, map_batches goes on on the CPU
-            if "net" not in on_cpu:  # (an adapted network is copied; the shipped one is loaded)
-                on_cpu["net"] = copy.deepcopy(net).to(dev) if projection is not None else load_denoiser(model, dev)[0]
+        if dev != device:  # after a GPU ran out of memory, map_batches goes on on the CPU, with a copy
+            if "net" not in on_cpu:
+                on_cpu["net"] = copy.deepcopy(net).to(dev)
             return normalised_apply(on_cpu["net"], batch, dev)
         return normalised_apply(net, batch, dev)
 

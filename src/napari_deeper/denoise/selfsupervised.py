@@ -589,6 +589,25 @@ def sure_blend(model, values: np.ndarray, scales: np.ndarray, device, variance: 
     return float(risk.sum() / trace.sum()), alpha
 
 
+class Clock:
+    """A run's time budget: seconds since it started (``time.perf_counter()``), and progress as
+    the share of the budget used."""
+
+    def __init__(self, budget: float, started: float):
+        self.budget, self.started = float(budget), started
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def tick(self, message: str, loss=None) -> Progress:
+        return Progress(int(1000 * min(self.elapsed(), self.budget)), int(1000 * self.budget), message, loss)
+
+
+def weights_copy(model) -> dict:
+    """A copy of ``model``'s weights (to keep the best seen while it trains on)."""
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+
 def load_pretrained(device):
     """A fresh copy of the shipped (or the user's) ``n2s`` weights on ``device``, and its card."""
     from ..models.registry import find_model, load_model
@@ -682,12 +701,8 @@ def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: floa
     if n_bands < 9:
         raise ValueError(f"the n2s method needs at least 9 bands to model the noise; this cube has {n_bands}")
 
-    def elapsed() -> float:
-        return time.perf_counter() - started
-
-    def tick(message, loss=None):
-        return Progress(int(1000 * min(elapsed(), budget)), int(1000 * budget), message, loss)
-
+    clock = Clock(budget, started)
+    elapsed, tick = clock.elapsed, clock.tick
     yield tick("n2s: estimating the noise")
     white, _model, words = whitening(data, noise, largest=high)
     device = select_device(device)
@@ -723,7 +738,7 @@ def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: floa
         # one pass of the network over the whole image, from the passes over the region measured
         region_pixels = (region[0].stop - region[0].start) * (region[1].stop - region[1].start)
         network_seconds = risk_seconds / (1 + SURE_PROBES) * ny * nx / region_pixels
-        best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        best_state = weights_copy(model)
         best_step = 0
         # Stop training early enough for one more network pass, the writing pass and a margin.
         deadline = budget - 1.5 * (network_seconds + pass_seconds) - 0.05 * budget
@@ -742,7 +757,7 @@ def n2s_steps(data: np.ndarray, wavenumbers=None, device=None, time_budget: floa
                 risk, alpha = with_oom_fallback(trainer.risk, trainer, lambda: False)
                 if risk < best_risk:
                     best_risk, best_alpha, best_step = risk, alpha, step
-                    best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+                    best_state = weights_copy(model)
             yield tick(f"{message}: step {step}, self-supervised loss {loss:.4f} "
                        f"(best estimated error {best_risk:.3f} of the noise)", loss)
         model.load_state_dict(best_state)
