@@ -123,6 +123,47 @@ def test_cell_abundances_structure(rng):
     assert three.shape == (3, 32, 32)
 
 
+def _jumps(maps: np.ndarray) -> tuple[float, float]:
+    """Median and 99.5th percentile of the steps between neighbouring pixels of the most varied
+    map, as shares of its range: flat domains with sharp boundaries have a tiny median and a
+    large top step; a smooth blend, neither."""
+    image = maps[np.argmax(maps.reshape(len(maps), -1).std(axis=1))]
+    steps = np.concatenate([np.abs(np.diff(image, axis=0)).ravel(), np.abs(np.diff(image, axis=1)).ravel()])
+    steps /= np.ptp(image)
+    return float(np.median(steps)), float(np.percentile(steps, 99.5))
+
+
+def test_textures_have_the_structure_they_are_named_for():
+    rng = np.random.default_rng(0)
+    names = list(sim.COMPONENTS)
+    maps = {t: sim.texture_abundances((96, 96), np.random.default_rng(1), t) for t in sim.TEXTURES}
+    for texture, a in maps.items():
+        assert a.shape == (5, 96, 96) and a.dtype == np.float32 and np.all(a >= 0), texture
+        assert np.all(np.isfinite(a)) and a.sum(axis=0).min() > 0, texture
+    np.testing.assert_array_equal(maps["cell"], sim.cell_abundances((96, 96), np.random.default_rng(1)))
+    # fibres: thin protein lines, so most of the image is substrate and the lines are narrow
+    protein = maps["fibres"][names.index("proteins")]
+    covered = protein > 0.5 * protein.max()
+    assert 0.01 < covered.mean() < 0.4
+    # edges: piecewise-constant domains, so a few large jumps; tissue blends smoothly
+    dominant = {t: np.argmax(maps[t], axis=0) for t in ("edges", "tissue")}
+    assert len(np.unique(dominant["edges"])) >= 2 and len(np.unique(dominant["tissue"])) >= 3
+    (flat, sharp), (_, smooth) = _jumps(maps["edges"]), _jumps(maps["tissue"])
+    assert flat < 0.005 and sharp > 0.4 and smooth < 0.25, (flat, sharp, smooth)
+    # particles: many small bright objects, each a few pixels at most
+    lipid = maps["particles"][names.index("lipids")]
+    from scipy import ndimage
+
+    labels, count = ndimage.label(lipid > 0.3)
+    sizes = np.bincount(labels.ravel())[1:]
+    assert count >= 5 and np.median(sizes) <= 12
+    for texture in sim.TEXTURES[1:]:  # seeded, and each a cube like a cell
+        np.testing.assert_array_equal(maps[texture], sim.texture_abundances((96, 96), np.random.default_rng(1), texture))
+        cube = sim.simulate_cell((32, 32), n_bands=60, seed=rng.integers(100), texture=texture)
+        assert cube.clean.shape == (60, 32, 32) and np.all(cube.clean >= 0) and cube.metadata["texture"] == texture
+    assert sim.texture_abundances((16, 16), 0, "edges", n_components=2).shape == (2, 16, 16)
+
+
 def test_simulate_cell_shapes_dtypes_and_ground_truth():
     cube = sim.simulate_cell((24, 20), n_bands=120, photons=200.0, seed=3)
     assert cube.clean.shape == cube.noisy.shape == (120, 24, 20)
@@ -287,6 +328,8 @@ def test_large_jobs_run_in_reasonable_time():
         (lambda: sim.simulate_cell((16, 16), n_bands=50, spikes=1.5), "spikes"),
         (lambda: sim.simulate_cell((16, 16), n_bands=50, variation=-1.0), "variation"),
         (lambda: sim.simulate_cell((2, 16), n_bands=50), "shape"),
+        (lambda: sim.simulate_cell((16, 16), n_bands=50, texture="wood"), "texture must be one of cell, fibres"),
+        (lambda: sim.texture_abundances((16, 16), 0, "edges", n_components=6), "n_components"),
         (lambda: sim.add_noise(-np.ones((3, 4, 4)), 10.0, 0), "non-negative"),
         (lambda: sim.add_noise(np.zeros((3, 4, 4)), 10.0, 0), "all zero"),
         (lambda: sim.add_noise(np.ones((3, 4, 4)), 10.0, 0, read_noise=-1.0), "read_noise"),

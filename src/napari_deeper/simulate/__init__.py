@@ -35,6 +35,7 @@ from .spectra import (
     spectra_batch,
     wavenumber_axis,
 )
+from .textures import TEXTURES, texture_abundances
 
 __all__ = [
     "COMPONENTS",
@@ -45,6 +46,7 @@ __all__ = [
     "SHIFT_STD",
     "WIDTH_STD",
     "SimulatedCube",
+    "TEXTURES",
     "add_noise",
     "cell_abundances",
     "component_spectra",
@@ -55,5 +57,6 @@ __all__ = [
     "simulate_superres_pair",
     "skip_sample",
     "spectra_batch",
+    "texture_abundances",
     "wavenumber_axis",
 ]

@@ -182,11 +182,13 @@ class SimulatedCube:
         return np.argmax(self.abundances, axis=0)
 
 
-def _cell_clean(shape, w, n_components, background, variation, rng):
-    """Clean cube, abundances, pure endmembers and names for one simulated cell."""
+def _cell_clean(shape, w, n_components, background, variation, rng, texture="cell"):
+    """Clean cube, abundances, pure endmembers and names for one simulated image of ``texture``."""
+    from .textures import texture_abundances  # it builds on this module's cell and fields
+
     ny, nx = shape
     n = ny * nx
-    abundances = cell_abundances(shape, rng, n_components)
+    abundances = texture_abundances(shape, rng, texture, n_components)
     names, tables = _band_table(list(COMPONENTS)[:n_components])
     endmembers, _ = component_spectra(w, names)
     basis = _variation_basis(w, tables, variation, rng)
@@ -222,6 +224,7 @@ def simulate_cell(
     spikes: float = 0.0,
     seed=0,
     n_components: int = len(COMPONENTS),
+    texture: str = "cell",
 ) -> SimulatedCube:
     """Simulate a Raman image of one cell: ``SimulatedCube`` with clean and noisy ``(B, Y, X)``.
 
@@ -232,7 +235,9 @@ def simulate_cell(
     is :func:`add_noise` of it at ``photons`` counts for the brightest value. ``wavenumbers``
     defaults to ``wavenumber_axis(n_bands)`` (500-1800 cm-1). Everything, noise included, is
     fixed by ``seed``; the noise is drawn last, so cubes that differ only in ``photons``,
-    ``read_noise`` or ``spikes`` share the same clean cube.
+    ``read_noise`` or ``spikes`` share the same clean cube. ``texture`` other than "cell" lays
+    the same components out as fibres, tissue, sharp-edged domains or particles
+    (:func:`~napari_deeper.simulate.textures.texture_abundances`).
     """
     shape = _shape2d(shape, 4)
     w = wavenumber_axis(n_bands) if wavenumbers is None else _axis(wavenumbers)
@@ -243,7 +248,7 @@ def simulate_cell(
     spikes = _fraction(spikes, "spikes")
     rng = np.random.default_rng(seed)
     clean, abundances, endmembers, names = _cell_clean(
-        shape, w, n_components, strength, variation, rng
+        shape, w, n_components, strength, variation, rng, texture
     )
     noisy = add_noise(clean, photons, rng, read_noise, spikes, band_axis=0)
     metadata = {
@@ -258,6 +263,7 @@ def simulate_cell(
         "spikes": spikes,
         "n_components": len(names),
         "seed": seed if seed is None else int(seed),
+        "texture": texture,
     }
     return SimulatedCube(clean, noisy, w, abundances, endmembers, names, photons, metadata)
 
