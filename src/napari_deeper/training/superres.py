@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import compute
 from .._validation import as_cube
+from ..simulate.textures import TEXTURES
 from ..superres import SCALES, check_scale
 from ..superres.adapt import dihedral
 from ..superres.deep import fit_basis
@@ -41,6 +42,8 @@ PATCH = {2: 24, 3: 18, 4: 14}
 MARGIN = 3
 #: photon counts at the brightest value of the noisy simulated training cells (log-uniform)
 PHOTONS = (300.0, 10000.0)
+#: band counts of the simulated training images (the first shipped models' default)
+BANDS = (150, 300)
 DEFAULT_CONFIGS = {
     "hyrisr": {"n_components": 12, "features": 32, "groups": 3, "blocks": 4, "reduction": 8,
                "scales": list(SCALES)},
@@ -211,32 +214,41 @@ def _evaluate_cubes(model, cubes, scale, device) -> dict:
 
 
 def simulated_pairs(n_cells: int, n_components: int, seed: int, scales=SCALES,
-                    photons=PHOTONS) -> compute.Steps[dict[int, list[ScorePair]]]:
-    """Score pairs of ``n_cells`` varied simulated cells for each scale.
+                    photons=PHOTONS, textures=("cell",), bands=BANDS,
+                    vary_axis: bool = False) -> compute.Steps[dict[int, list[ScorePair]]]:
+    """Score pairs of ``n_cells`` varied simulated images for each scale.
 
-    Cells vary in field size (64-112 pixels), band count (150 or 300), spectral variation,
-    background, and noise: a quarter are noise-free, the rest have a photon count at the
-    brightest value drawn log-uniformly in ``photons`` (default 300-10 000: high SNR, as a scan
-    to be super-resolved should be, or a denoised one). The target is always the clean HR cube.
+    Images vary in field size (64-112 pixels), texture (drawn from ``textures``, see
+    :data:`napari_deeper.simulate.TEXTURES`), band count (drawn from ``bands``), spectral
+    variation, background, and noise: a quarter are noise-free, the rest have a photon count at
+    the brightest value drawn log-uniformly in ``photons`` (default 300-10 000: high SNR, as a
+    scan to be super-resolved should be, or a denoised one). ``vary_axis``: the spectral range
+    too (from 200-700 to 1600-3200 cm-1, parts of it without Raman bands) and the background's
+    strength (0.2-4 times the default). The target is always the clean HR cube. The defaults draw
+    what the first shipped models were trained on (cells only, 150 or 300 bands).
     """
     from .. import simulate
 
     low, high = photons
     rng = np.random.default_rng(seed)
     out: dict[int, list[ScorePair]] = {s: [] for s in scales}
-    yield compute.Progress(0, n_cells, "simulating cells")
+    yield compute.Progress(0, n_cells, "simulating images")
     for i in range(n_cells):
         size = int(rng.choice([64, 80, 96, 112]))
         count = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-        cell = simulate.simulate_cell(
-            (size, size), n_bands=int(rng.choice([150, 300])), photons=count,
-            background=bool(rng.random() < 0.7), variation=float(rng.uniform(0.5, 1.5)),
-            seed=int(rng.integers(2**31)),
-        )
+        n_bands, background = int(rng.choice(list(bands))), bool(rng.random() < 0.7)
+        variation, image_seed = float(rng.uniform(0.5, 1.5)), int(rng.integers(2**31))
+        texture = textures[int(rng.integers(len(textures)))] if len(textures) > 1 else textures[0]
+        axis = None
+        if vary_axis:
+            axis = simulate.wavenumber_axis(n_bands, rng.uniform(200, 700), rng.uniform(1600, 3200))
+            background = background * simulate.DEFAULT_BACKGROUND * float(np.exp(rng.uniform(np.log(0.2), np.log(4))))
+        cell = simulate.simulate_cell((size, size), axis, n_bands, photons=count, background=background,
+                                      variation=variation, seed=image_seed, texture=texture)
         source = cell.clean if rng.random() < 0.25 else cell.noisy
         for s in scales:
             out[s].append(score_pair(source, cell.clean, s, n_components))
-        yield compute.Progress(i + 1, n_cells, "simulating cells")
+        yield compute.Progress(i + 1, n_cells, "simulating images")
     return out
 
 
@@ -295,6 +307,51 @@ def validation_psnr(model, cells, scales=SCALES, device="cpu") -> dict:
     return out
 
 
+def validation_real(paths) -> list[tuple[str, np.ndarray]]:
+    """Real measured cubes (any file :func:`napari_deeper.load_cube` reads), named by their file,
+    for model selection."""
+    from ..io import load_cube
+
+    return [(Path(path).name, np.asarray(load_cube(path).data, dtype=np.float32)) for path in paths]
+
+
+def real_gains(model, cubes, scales=SCALES, device="cpu") -> dict:
+    """Gain (dB) of ``model`` over the better of bilinear and bicubic on real ``cubes``, per
+    cube and scale: the LR is the measured cube skip-sampled, the reference the measured cube
+    (PSNR with its data range, common region), the network as a user gets it without adaptation.
+    A scale whose LR would be smaller than the scale is left out."""
+    from .. import metrics
+    from ..superres.deep import network_upscale_steps
+
+    model.eval()
+    gains: dict[str, dict[str, float]] = {}
+    for name, cube in cubes:
+        data_range = float(cube.max() - cube.min())
+        for s in scales:
+            lr = np.ascontiguousarray(cube[:, s // 2::s, s // 2::s])
+            if min(lr.shape[1:]) < s:
+                continue
+            best = max(metrics.psnr(interpolate(lr, s, m), cube, data_range, crop="overlap")
+                       for m in ("bilinear", "bicubic"))
+            net = metrics.psnr(compute.run(network_upscale_steps(model, lr, s, device)), cube, data_range,
+                               crop="overlap")
+            gains.setdefault(name, {})[str(s)] = float(net - best)
+    return gains
+
+
+def _validate(model, val_cells, val_real, scales, device) -> tuple[dict, float]:
+    """The validation record of ``model`` and the gain that selects checkpoints: the mean gain on
+    the real cubes when there are any (the simulated cells' gains, a few dB, would drown their
+    tenths of a dB), else the mean gain over the simulated cells' scales."""
+    record = {}
+    if val_cells:
+        record["gain_db"] = validation_psnr(model, val_cells, scales, device)["gain_db"]
+    if val_real:
+        record["real_gain_db"] = real_gains(model, val_real, scales, device)
+        return record, float(np.mean([g for per in record["real_gain_db"].values() for g in per.values()]))
+    return record, float(np.mean(list(record["gain_db"].values())))
+
+
 def _snapshot(model) -> dict:
     """A copy of ``model``'s weights on the CPU."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -303,13 +360,14 @@ def _snapshot(model) -> dict:
 def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], steps: int,
                 lr: float, batch: int, seed: int, checkpoint: Path | None = None,
                 val_cells=None, eval_every: int = 500, device="cpu",
-                init: dict | None = None) -> compute.Steps[dict]:
+                init: dict | None = None, val_real=None) -> compute.Steps[dict]:
     """Train ``arch`` on score ``pairs``: from scratch, from the weights ``init`` (a state
     dict), or from ``checkpoint`` if it exists.
 
     Each step draws one scale at random (weighted by its cost) and a batch of patches. Adam with
-    a cosine learning-rate decay; the weights with the best mean validation gain are kept (the
-    ``init`` weights included, so continuing never makes a model worse on validation).
+    a cosine learning-rate decay; the weights with the best validation gain (:func:`_validate`:
+    on the simulated ``val_cells`` and the real cubes ``val_real``) are kept (the ``init``
+    weights included, so continuing never makes a model worse on validation).
     Checkpoints (model, optimizer, step, best) are written every ``eval_every`` steps.
     """
     import torch
@@ -335,10 +393,9 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
         schedule.load_state_dict(saved["schedule"])
         state = saved["state"]
         rng = np.random.default_rng([seed + 1, state["step"]])
-    elif init is not None and val_cells:
-        gains = validation_psnr(model, val_cells, sorted(pairs), dev)["gain_db"]
-        state["history"].append({"step": 0, "gain_db": gains})
-        state["best_gain"] = float(np.mean(list(gains.values())))
+    elif init is not None and (val_cells or val_real):
+        record, state["best_gain"] = _validate(model, val_cells, val_real, sorted(pairs), dev)
+        state["history"].append({"step": 0, **record})
         state["best"] = _snapshot(model)
         state["best_step"] = 0
     scales = sorted(pairs)
@@ -355,10 +412,9 @@ def train_steps(arch: str, config: dict, pairs: dict[int, list[ScorePair]], step
         if step % eval_every == 0 or step == steps:
             record = {"step": step, "loss": float(np.mean(losses[-eval_every:])),
                       "seconds": time.perf_counter() - started}
-            if val_cells:
-                gains = validation_psnr(model, val_cells, scales, dev)["gain_db"]
-                record["gain_db"] = gains
-                mean_gain = float(np.mean(list(gains.values())))
+            if val_cells or val_real:
+                measured, mean_gain = _validate(model, val_cells, val_real, scales, dev)
+                record.update(measured)
                 if mean_gain > state["best_gain"]:
                     state["best_gain"] = mean_gain
                     state["best"] = _snapshot(model)
@@ -407,8 +463,8 @@ cube with its data range):
 |---|---|---|---|
 {rows}
 
-Test results on other simulated cells and on a real THP-1 cell image are in
-`docs/benchmarks.md` (section super-resolution). Limits: trained on simulated cells only; real
+{_real_rows(card)}Test results on other simulated cells and on real cubes are in
+`docs/benchmarks.md` (section super-resolution). Limits: trained on simulated images only; real
 images with other structures may need fine-tuning (Fine-tune models widget or
 `napari_deeper.training.finetune`)."""
     return cards.model_card_markdown(
@@ -425,6 +481,25 @@ images with other structures may need fine-tuning (Fine-tune models widget or
         ],
         measured=measured,
     )
+
+
+def _real_rows(card: dict) -> str:
+    """The card's table of gains on the real validation cubes, or nothing."""
+    real = card["validation"].get("real_gain_db")
+    if not real:
+        return ""
+    scales = card["scales"]
+    rows = "\n".join(f"| {name} | " + " | ".join(f"{gains[str(s)]:+.2f}" if str(s) in gains else "-" for s in scales)
+                     + " |" for name, gains in real.items())
+    return f"""Validation on real measured cubes, which chose the checkpoint: LR skip-sampled from
+the cube, PSNR against the cube itself, gain (dB) over the better of bilinear and bicubic, the
+network as trained (no adaptation):
+
+| cube | {' | '.join(f'{s}x' for s in scales)} |
+|---|{'---|' * len(scales)}
+{rows}
+
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -448,6 +523,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "--cells, --components and --photons apply only when it is written)")
     parser.add_argument("--photons", type=float, nargs=2, default=PHOTONS, metavar=("LOW", "HIGH"),
                         help="photon counts of the noisy training cells (log-uniform)")
+    parser.add_argument("--textures", nargs="+", default=["cell"], choices=TEXTURES,
+                        help="spatial textures of the simulated training images (drawn uniformly)")
+    parser.add_argument("--bands", type=int, nargs="+", default=list(BANDS),
+                        help="band counts of the simulated training images (drawn uniformly)")
+    parser.add_argument("--vary-axis", action="store_true",
+                        help="vary the spectral range (200-700 to 1600-3200 cm-1) and the background strength")
+    parser.add_argument("--val-real", type=Path, nargs="+", default=[],
+                        help="real measured cubes that select checkpoints too (skip-sampled, scored against "
+                        "themselves; gain over the better of bilinear and bicubic)")
     parser.add_argument("--init", type=Path,
                         help="start from these weights (a .pt written by this command)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -485,14 +569,16 @@ def main(args: argparse.Namespace) -> None:
         pairs = load_pairs(args.data_cache)
     else:
         pairs = compute.run(simulated_pairs(args.cells, args.components, data_seed, scales,
-                                            tuple(args.photons)), report)
+                                            tuple(args.photons), tuple(args.textures), tuple(args.bands),
+                                            args.vary_axis), report)
         if args.data_cache is not None:
             save_pairs(pairs, args.data_cache)
     data_seconds = time.perf_counter() - started
     val = validation_cells(args.val_cells, val_seed)
+    real = validation_real(args.val_real)
     result = compute.run(train_steps(args.arch, config, pairs, args.steps, args.lr, args.batch,
                                      args.seed, args.checkpoint, val, args.eval_every,
-                                     args.device, init), report)
+                                     args.device, init, real), report)
     for record in result["history"]:
         print(json.dumps(record), flush=True)
     model = result["model"]
@@ -504,10 +590,13 @@ def main(args: argparse.Namespace) -> None:
         "parameters": parameter_count(model),
         "size_bytes": 4 * parameter_count(model),
         "training": {
-            "data": f"{args.cells} simulated cells (napari_deeper.simulate.simulate_cell, "
-                    "64-112 pixels square, 150 or 300 bands, 25 % noise-free and 75 % at "
-                    f"{args.photons[0]:g}-{args.photons[1]:g} photons, target the clean cube), seed "
-                    f"{data_seed}; each used at every scale",
+            "data": f"{args.cells} simulated images (napari_deeper.simulate.simulate_cell, "
+                    f"textures {', '.join(args.textures)}; 64-112 pixels square, "
+                    f"{' or '.join(map(str, args.bands))} bands"
+                    + (", spectral range from 200-700 to 1600-3200 cm-1, background 0.2-4 times the default"
+                       if args.vary_axis else "")
+                    + f", 25 % noise-free and 75 % at {args.photons[0]:g}-{args.photons[1]:g} photons, "
+                    f"target the clean cube), seed {data_seed}; each used at every scale",
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "loss": "L1", "seconds": result["seconds"], "data_seconds": data_seconds,
             "hardware": f"{platform.machine()} CPU ({os.cpu_count()} cores, shared with other "
@@ -519,6 +608,8 @@ def main(args: argparse.Namespace) -> None:
         "validation": {"cells": len(val), "shape": [64, 64], "photons": 2000.0,
                        "seed": val_seed, **psnr},
     }
+    if real:
+        card["validation"]["real_gain_db"] = real_gains(model, real, scales)
     if earlier is not None:
         before = earlier.get("training", {})
         card["training"]["initialised_from"] = {"weights": str(args.init), "training": before}
@@ -544,6 +635,14 @@ def _command_line(args: argparse.Namespace) -> str:
         parts.append(f"--features {args.features}")
     if tuple(args.photons) != PHOTONS:
         parts.append(f"--photons {args.photons[0]:g} {args.photons[1]:g}")
+    if args.textures != ["cell"]:
+        parts.append("--textures " + " ".join(args.textures))
+    if tuple(args.bands) != BANDS:
+        parts.append("--bands " + " ".join(map(str, args.bands)))
+    if args.vary_axis:
+        parts.append("--vary-axis")
+    if args.val_real:
+        parts.append("--val-real " + " ".join(str(path) for path in args.val_real))
     if args.init is not None:
         parts.append(f"--init {args.init}")
     return " ".join(parts)
