@@ -402,7 +402,7 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None, upsca
     """:func:`napari_deeper.superres.restore_steps` (Fast scan restore), streamed by the rule of
     :func:`should_stream`: the denoised cube and the upscaled one each go into a store (in
     :func:`scratch_folder`); a cancel or a failure leaves neither."""
-    from .superres import RestoreResult, restore_plan
+    from .superres import RestoreResult, restore_choice_steps, restore_plan
     from .superres import restore_steps as plain
 
     b, ny, nx = _cube_shape(data)
@@ -414,9 +414,10 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None, upsca
              _destination(None, f"upscale-{plan['upscale_method']}-x{plan['scale']}")]
     try:
         denoised = yield from stage(denoise_steps(data, plan["denoise_method"], wavenumbers, device, out=paths[0],
-                                                  stream=True), 0, 2, "denoising")
+                                                  stream=True), 0, 3, "denoising")
+        plan = yield from stage(restore_choice_steps(data, plan, device), 1, 3, "self-check on the scan")
         upscaled = yield from stage(upscale_steps(denoised, plan["scale"], plan["upscale_method"], device, out=paths[1],
-                                                  stream=True, **plan["upscale_params"]), 1, 2, "super-resolving")
+                                                  stream=True, **plan["upscale_params"]), 2, 3, "super-resolving")
     except BaseException:
         for path in paths:
             shutil.rmtree(path, ignore_errors=True)

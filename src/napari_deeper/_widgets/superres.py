@@ -193,6 +193,8 @@ class SuperResWidget(QWidget):
         final_record = self._record(source, "fast_scan_restore", params, result.upscale_method,
                                     replay=[denoise_step, upscale_step])
         final_record["time_saving"] = result.time_saving
+        if result.note:
+            final_record["note"] = result.note
         final_record["intermediate"] = denoised.name
         final = self.viewer.add_image(
             result.upscaled,
@@ -205,6 +207,7 @@ class SuperResWidget(QWidget):
         self.restore_info.value = (
             f"Imaging-time saving: {result.time_saving:g}x "
             f"({result.scale}x{result.scale} fewer points x {result.exposure_ratio:g} shorter exposure)"
+            + (f"<br>{result.note}" if result.note else "")
         )
         if self.side_by_side.value:
             show_side_by_side(self.viewer, self.last_results)

@@ -53,6 +53,7 @@ __all__ = [
     "check_scale",
     "check_size",
     "restore",
+    "restore_choice_steps",
     "restore_plan",
     "restore_steps",
     "upscale",
@@ -233,6 +234,8 @@ class RestoreResult:
     upscale_method: str
     #: the upscaler's parameters as run (a network's ``noise`` is "denoised" unless given)
     upscale_params: dict = field(default_factory=dict)
+    #: why the upscaler run is not the one asked for (:func:`restore_choice_steps`), or ""
+    note: str = ""
 
 
 def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
@@ -250,7 +253,9 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     upscaler runs with ``noise="denoised"`` unless ``upscale_params`` says otherwise: its noise
     estimate, made along the spectra, may read what the denoiser kept as noise and shrink it
     away between the measured pixels, so it is used only where the self-check guards the result
-    (:mod:`napari_deeper.superres.deep`; measured in docs/superres.md).
+    (:mod:`napari_deeper.superres.deep`; measured in docs/superres.md). At 2x a self-check on
+    the raw scan, whose noise is independent between pixels, may run plain bilinear or bicubic
+    instead (:func:`restore_choice_steps`); ``upscale_method`` and ``note`` then say so.
     """
     cube = as_cube(data)
     as_wavenumbers(wavenumbers, cube.shape[0])
@@ -261,11 +266,39 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
         denoise.denoise_steps(cube, plan["denoise_method"], wavenumbers, device), 0, 2, "denoising"
     )
     denoised = np.asarray(denoised, dtype=np.float32)
+    plan = yield from compute.stage(restore_choice_steps(cube, plan, device), 1, 3, "self-check on the scan")
     upscaled = yield from compute.stage(
         upscale_steps(denoised, plan["scale"], plan["upscale_method"], wavenumbers, device, **plan["upscale_params"]),
-        1, 2, "super-resolving"
+        2, 3, "super-resolving"
     )
     return RestoreResult(denoised, upscaled, **plan)
+
+
+def restore_choice_steps(scan, plan: dict, device) -> compute.Steps[dict]:
+    """``plan`` (:func:`restore_plan`) with the upscaler Fast scan restore runs on the denoised scan.
+
+    At 2x, for an adapting network and a scan of at least
+    :data:`~napari_deeper.superres.adapt.CHECK_MIN` pixels a side (a lazy one: its central part,
+    :func:`~napari_deeper.superres.adapt.check_region`), the self-check on the raw ``scan``
+    (:func:`~napari_deeper.superres.adapt.scan_check_steps`, with the plan's denoiser) may put
+    plain bilinear or bicubic in its place, when the network is not significantly better on it;
+    ``note`` then says so. Otherwise ``plan`` is returned as it is.
+    """
+    from .adapt import CHECK_MIN, check_region, scan_check_steps
+
+    chosen, checked = FAMILY.check(plan["upscale_method"], {"scale": plan["scale"], **plan["upscale_params"]})
+    if chosen.kind != "network" or plan["scale"] != 2 or checked["adapt"] == "off" or min(scan.shape[1:]) < CHECK_MIN:
+        return plan
+    from ..models.registry import cached_model
+
+    model, _card = cached_model(chosen.model)
+    check = yield from scan_check_steps(model, check_region(scan), compute.select_device(device), checked["tile"],
+                                        checked["overlap"], plan["denoise_method"])
+    if check is None or check.method == "network":
+        return plan
+    note = (f"{check.method} chosen by the self-check on the raw scan: {chosen.name} was not significantly better "
+            "on it")
+    return {**plan, "upscale_method": check.method, "upscale_params": {}, "note": note}
 
 
 def restore_plan(shape, scale, denoise_method, upscale_method, exposure_ratio, upscale_params) -> dict:

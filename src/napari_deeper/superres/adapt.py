@@ -199,16 +199,22 @@ def fine_tune_steps(model, data: np.ndarray, scale: int, device, prep: Prepared,
     return tuned
 
 
+def _pixel_errors(estimate: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Squared error of each pixel in ``mask`` (mean over the bands)."""
+    return np.mean((estimate[:, mask].astype(np.float64) - target[:, mask]) ** 2, axis=0)
+
+
 def _masked_mse(estimate: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    return float(np.mean((estimate[:, mask].astype(np.float64) - target[:, mask]) ** 2))
+    return float(np.mean(_pixel_errors(estimate, target, mask)))
 
 
-def denoised_steps(data: np.ndarray) -> compute.Steps:
-    """``data`` through the default denoiser, or None when it cannot take it (a ``ValueError``)."""
-    from ..denoise import DEFAULT, denoise_steps
+def denoised_steps(data: np.ndarray, method: str | None = None) -> compute.Steps:
+    """``data`` through the denoiser ``method`` (None: the default), or None when it cannot take
+    it (a ``ValueError``)."""
+    from ..denoise import denoise_steps
 
     try:
-        out = yield from denoise_steps(data, DEFAULT)
+        out = yield from denoise_steps(data, method)
     except ValueError:
         return None
     return np.asarray(out, dtype=np.float32)
@@ -216,13 +222,14 @@ def denoised_steps(data: np.ndarray) -> compute.Steps:
 
 def _variant_steps(model, given: np.ndarray, measured: np.ndarray, target: np.ndarray, mask: np.ndarray,
                    noise: np.ndarray, bicubic: float | None, device, tile: int, overlap: int) -> compute.Steps:
-    """``(weight, error at that weight, error at weight 0)`` of the pipeline run on ``given``
-    (the coarser cube, raw or denoised) with the ``measured`` pixels kept and ``bicubic`` the
-    share of bicubic in its interpolation (None: the noise level's), scored against ``target``."""
+    """``(weight, per-pixel errors at that weight, per-pixel errors at weight 0)`` of the pipeline
+    run on ``given`` (the coarser cube, raw or denoised) with the ``measured`` pixels kept and
+    ``bicubic`` the share of bicubic in its interpolation (None: the noise level's), scored
+    against ``target`` at the pixels of ``mask`` (squared errors, mean over the bands)."""
     prep = prepare(given, model.n_components, noise)
     if prep is None:
-        error = _masked_mse(interpolate(measured, 2, "bicubic"), target, mask)
-        return 0.0, error, error
+        errors = _pixel_errors(interpolate(measured, 2, "bicubic"), target, mask)
+        return 0.0, errors, errors
     bicubic = prep.shrink.bicubic if bicubic is None else bicubic
     correction = yield from compute.share(
         correction_steps(model, prep.scores, 2, device, tile, overlap, "self-check"), 0, 1, 2)
@@ -232,12 +239,20 @@ def _variant_steps(model, given: np.ndarray, measured: np.ndarray, target: np.nd
     # the network's part, added with weight w: V (1 - shares) (network - interpolation) x scale
     between = interpolated(prep.scores, 2, bicubic)
     part = (1.0 - prep.shrink.components)[:, None, None] * (network_scores(prep, correction, 2) - between)
-    part = part[:, mask].astype(np.float64) * prep.basis.scale
-    projected = prep.basis.vectors.T.astype(np.float64) @ error
-    inner, power = float(np.sum(projected * part)), float(np.sum(part**2))
+    part = prep.basis.vectors.astype(np.float64) @ (part[:, mask].astype(np.float64) * prep.basis.scale)
+    inner, power = float(np.sum(error * part)), float(np.sum(part**2))
     weight = float(np.clip(inner / power, 0.0, 1.0)) if power > 0 else 0.0
-    total = float(np.sum(error**2))
-    return weight, (total - 2 * weight * inner + weight**2 * power) / error.size, total / error.size
+    return weight, np.mean((error - weight * part) ** 2, axis=0), np.mean(error**2, axis=0)
+
+
+def _check_pairs(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The self-check's input (``data`` skip-sampled by 2), its target (``data`` on the input's 2x
+    grid) and the mask of the target's pixels the input does not hold."""
+    small = np.ascontiguousarray(data[:, 1::2, 1::2])
+    ty, tx = 2 * small.shape[1], 2 * small.shape[2]
+    mask = np.ones((ty, tx), dtype=bool)
+    mask[1::2, 1::2] = False
+    return small, data[:, :ty, :tx], mask
 
 
 def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, overlap: int, report,
@@ -262,31 +277,77 @@ def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, ove
     h, w = data.shape[1:]
     if min(h, w) < CHECK_MIN:
         text = _note(report, f"{h} x {w} pixels is too small for the self-check (it needs {CHECK_MIN} x "
-                     f"{CHECK_MIN}): the network is not used, only the noise-aware interpolation", warn)
+                     f"{CHECK_MIN}): the network is not used, only the interpolation", warn)
         yield compute.Progress(1, 1, text)
         return None
     from .deep import assumed_noise
 
-    small = np.ascontiguousarray(data[:, 1::2, 1::2])
-    ty, tx = 2 * small.shape[1], 2 * small.shape[2]
-    target = data[:, :ty, :tx]
-    mask = np.ones((ty, tx), dtype=bool)
-    mask[1::2, 1::2] = False
+    small, target, mask = _check_pairs(data)
     errors = {name: _masked_mse(interpolate(small, 2, name), target, mask) for name in ("bilinear", "bicubic")}
-    weights = {}
-    weights["network"], errors["network"], errors["interpolation"] = yield from compute.share(
+    weights, pixels = {}, {}
+    weights["network"], pixels["network"], pixels["interpolation"] = yield from compute.share(
         _variant_steps(model, small, small, target, mask, assumed_noise(data, noise), None, device, tile, overlap),
         0, 1, 3,
         "self-check")
     clean = yield from compute.share(denoised_steps(small), 1, 1, 3, "self-check: denoising")
     if clean is not None:
-        weights["denoised network"], errors["denoised network"], _ = yield from compute.share(
+        weights["denoised network"], pixels["denoised network"], _ = yield from compute.share(
             _variant_steps(model, clean, small, target, mask, assumed_noise(clean, noise), bicubic, device, tile,
                            overlap),
             2, 1, 3, "self-check")
+    errors.update({name: float(values.mean()) for name, values in pixels.items()})
     candidates = [*weights, *(("bilinear", "bicubic") if scale == 2 else ())]
     best = min(candidates, key=errors.get)
     weight = weights.get(best, 0.0)
     yield compute.Progress(3, 3, f"self-check: {best}" + (f", network weight {weight:.2f}" if best in weights else ""))
     bicubic = bicubic if best == "denoised network" else None
     return Check(best, weight, errors, bicubic)
+
+
+#: a candidate other than plain bilinear must lower the scan check's error by this many standard
+#: errors (paired over the check's pixels) to be chosen
+SIGNIFICANCE = 2.0
+
+
+def scan_check_steps(model, scan: np.ndarray, device, tile: int, overlap: int,
+                     denoiser: str | None) -> compute.Steps:
+    """How to upscale 2x a cube denoised from the raw ``scan``, judged on the scan itself.
+
+    The scan skip-sampled by 2 goes through ``denoiser`` (a denoising method's name); the
+    candidates upscale that: plain bilinear and bicubic, and the network's pipeline (the cube
+    taken as noise-free, its measured pixels the denoised values, the network's weight in closed
+    form) with a bilinear or a bicubic base. Each is scored against the scan's own pixels between
+    the measured ones, whose noise is independent of the candidates' input. (A denoised cube's
+    residual error is shared between neighbours, so the upscaler's own check, scored on it,
+    favoured bicubic and the network where bilinear was better; measured in docs/superres.md.)
+    Plain bilinear, the smoothest, is kept unless a candidate lowers the error by
+    :data:`SIGNIFICANCE` standard errors. Returns a :class:`Check` ("bilinear", "bicubic" or
+    "network"; ``bicubic``: the chosen pipeline's interpolation share), or None when the
+    denoiser cannot take the scan's coarser version. The scan has at least :data:`CHECK_MIN`
+    pixels a side (the caller's condition).
+    """
+    small, target, mask = _check_pairs(np.asarray(scan, dtype=np.float32))
+    clean = yield from compute.share(denoised_steps(small, denoiser), 0, 1, 3, "self-check on the scan: denoising")
+    if clean is None:
+        return None
+    pixels = {name: _pixel_errors(interpolate(clean, 2, name), target, mask) for name in ("bilinear", "bicubic")}
+    weights, shares = {"bilinear": 0.0, "bicubic": 0.0}, {"bilinear": 0.0, "bicubic": 1.0}
+    noise_free = np.zeros(len(clean))
+    for index, (name, share) in enumerate((("network", 0.0), ("network, bicubic base", 1.0))):
+        weights[name], pixels[name], _ = yield from compute.share(
+            _variant_steps(model, clean, clean, target, mask, noise_free, share, device, tile, overlap), 1 + index, 1,
+            3, "self-check on the scan")
+        shares[name] = share
+    errors = {name: float(values.mean()) for name, values in pixels.items()}
+
+    def gain(name: str) -> float:  # how many standard errors below bilinear
+        difference = pixels["bilinear"] - pixels[name]
+        spread = difference.std(ddof=1) / np.sqrt(difference.size) if difference.size > 1 else 0.0
+        return float(difference.mean() / spread) if spread > 0 else 0.0
+
+    significant = [name for name in pixels if name != "bilinear" and gain(name) >= SIGNIFICANCE]
+    best = min(significant, key=errors.get) if significant else "bilinear"
+    method = "network" if best.startswith("network") else best
+    yield compute.Progress(3, 3, f"self-check on the scan: {best}"
+                           + (f", network weight {weights[best]:.2f}" if method == "network" else ""))
+    return Check(method, weights[best], errors, shares[best])

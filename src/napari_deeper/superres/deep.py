@@ -431,9 +431,12 @@ def network_upscale_steps(model, data, scale: int, device, tile: int = TILE,
     the self-check (at least :data:`~napari_deeper.superres.adapt.CHECK_MIN` pixels per side)
     choose between the network on the cube as it is and on the cube through the default
     denoiser, with their weights, or (at 2x) plain interpolation. A cube too small to fine-tune
-    gets the network as trained; one too small for the self-check, the noise-aware interpolation
-    (weight 0). "auto" says so in the progress message, "on" also warns. ``report``, when given,
-    is filled in (a :class:`Report`). ``noise`` (:data:`NOISE_CHOICES`): "none" takes ``data``
+    gets the network as trained; one too small for the self-check, the interpolation (weight 0);
+    "auto" says so in the progress message, "on" also warns. A raw cube (``noise="auto"``)
+    whose check could not weigh its denoised version (no check, or a coarser cube too small for
+    the default denoiser) takes its values between the measured pixels from the interpolation of
+    the denoised cube (weight 0), when the denoiser takes the cube. ``report``, when given, is
+    filled in (a :class:`Report`). ``noise`` (:data:`NOISE_CHOICES`): "none" takes ``data``
     as noise-free (:func:`assumed_noise`), here and in the self-check; "denoised" is "auto" when
     the self-check runs and "none" when it does not (too small, or no adaptation).
 
@@ -485,6 +488,11 @@ def network_upscale_steps(model, data, scale: int, device, tile: int = TILE,
             report.method, report.weight = "network", 0.0
         else:
             report.method, report.weight, report.bicubic = check.method, check.weight, check.bicubic
+        weighed = check is not None and "denoised network" in check.errors
+        if noise == "auto" and not denoised and report.method == "network" and not weighed:
+            # the check could not weigh the cube through the default denoiser (too small for it): the
+            # denoised cube's interpolation between the measured pixels (the check's weight was the raw cube's)
+            report.method, report.weight, report.bicubic = "denoised network", 0.0, prep.shrink.bicubic
         if report.method == "denoised network":
             raw = prep
             given = yield from compute.stage(zero_shot.denoised_steps(data) if streamed is None else
