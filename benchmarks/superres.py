@@ -339,10 +339,11 @@ The baselines (PSNR, dB):
 
 {tables['interp']}
 
-**Fast scan restore** (the default denoiser, then the default upscaler with adaptation) against
-the default denoiser followed by the better of bilinear and bicubic, on low-SNR cubes from the
-denoising benchmark's cases (real cubes made clean and given noise, and simulated cells), scored
-against the clean HR cube:
+**Fast scan restore** (the default denoiser, then the default upscaler with adaptation; at 2x
+plain bilinear or bicubic instead when the self-check on the raw scan finds the network not
+significantly better) against the default denoiser followed by the better of bilinear and
+bicubic, on low-SNR cubes from the denoising benchmark's cases (real cubes made clean and given
+noise, and simulated cells), scored against the clean HR cube:
 
 {tables['restore']}
 
