@@ -297,7 +297,8 @@ def test_adaptation_is_reproducible_within_its_steps(user_models, rng):
 
 
 def test_self_check_scores_the_cube_it_would_make(user_models, rng):
-    """The check's closed-form errors are those of the cube assembled at its weight, the best in 0..1."""
+    """The check's closed-form errors are those of the cube assembled at its weight, the best in
+    0..1, over the four coarser cubes together."""
     import torch
 
     from napari_deeper.models.registry import cached_model
@@ -308,23 +309,27 @@ def test_self_check_scores_the_cube_it_would_make(user_models, rng):
     model, _ = cached_model("tiny")
     cpu = torch.device("cpu")
     data = (_smooth_cube(rng, bands=30, shape=(16, 14)) + 0.1 * rng.standard_normal((30, 16, 14))).astype(np.float32)
-    small = np.ascontiguousarray(data[:, 1::2, 1::2])
-    between = np.ones((16, 14), bool)
-    between[1::2, 1::2] = False
-    weight, best, plain = compute.run(
-        adapt._variant_steps(model, small, small, data, between, band_noise(data), None, cpu, 96, 12))
-    prep = prepare(small, model.n_components, band_noise(data))
-    correction = compute.run(correction_steps(model, prep.scores, 2, cpu))
+    pieces, made = [], []
+    for offset in adapt.OFFSETS:
+        small, target, mask, window = adapt._check_pairs(data, offset)
+        pieces.append(compute.run(adapt._variant_steps(model, small, small, target, mask, band_noise(data), None, cpu,
+                                                       96, 12, window)))
+        prep = prepare(small, model.n_components, band_noise(data))
+        made.append((small, target, mask, window, prep, compute.run(correction_steps(model, prep.scores, 2, cpu))))
+    weight, best, plain = adapt._fit(pieces)
 
-    def error(w):  # per pixel, mean over the bands
-        out = compute.run(assemble_steps(small, 2, prep, correction, w))
-        return np.mean((out[:, between].astype(np.float64) - data[:, between]) ** 2, axis=0)
+    def error(w):  # per pixel, mean over the bands, every coarser cube's pixels in turn
+        found = []
+        for small, target, mask, window, prep, correction in made:
+            out = compute.run(assemble_steps(small, 2, prep, correction, w))[:, window[0], window[1]]
+            found.append(np.mean((out[:, mask].astype(np.float64) - target[:, mask]) ** 2, axis=0))
+        return np.concatenate(found)
 
-    assert 0.0 < weight <= 1.0 and best.shape == plain.shape == (between.sum(),)
+    assert 0.0 < weight <= 1.0 and best.shape == plain.shape == (sum(m.sum() for _, _, m, *_ in made),)
     np.testing.assert_allclose(best, error(weight), rtol=1e-4)
     np.testing.assert_allclose(plain, error(0.0), rtol=1e-4)
     assert all(best.mean() <= error(w).mean() * (1 + 1e-4) for w in (0.0, 0.25, 0.5, 0.75, 1.0))
-    check = compute.run(adapt.self_check_steps(model, data, 2, cpu, 96, 12, Report(), bicubic=prep.shrink.bicubic))
+    check = compute.run(adapt.self_check_steps(model, data, 2, cpu, 96, 12, Report(), bicubic=1.0))
     np.testing.assert_allclose(check.errors["network"], best.mean(), rtol=1e-6)
     assert set(check.errors) == {"network", "denoised network", "bilinear", "bicubic", "interpolation"}
     candidates = ("network", "denoised network", "bilinear", "bicubic")
@@ -500,6 +505,24 @@ def test_fast_scan_restore_returns_both_stages(user_models, rng):
     np.testing.assert_array_equal(fixed.upscaled[:, 1::2, 1::2], fixed.denoised)
     with pytest.raises(ValueError, match="has no parameter 'adapt'"):
         compute.run(restore_steps(lr, 2, upscale_method="bicubic", upscale_params={"adapt": "off"}))
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (8, 6)])
+def test_the_check_pairs_line_up_from_every_offset(shape):
+    """Each coarser scan's 2x grid (output pixel 2i + 1 on input pixel i) lands on the scan: its
+    window's measured pixels are the input's own, the rest is the target to score."""
+    from napari_deeper.superres import adapt
+
+    data = np.arange(2 * shape[0] * shape[1], dtype=np.float32).reshape(2, *shape)
+    for offset in adapt.OFFSETS:
+        small, target, mask, window = adapt._check_pairs(data, offset)
+        np.testing.assert_array_equal(small, data[:, offset[0]::2, offset[1]::2])
+        grid = np.zeros((2, 2 * small.shape[1], 2 * small.shape[2]), np.float32)
+        grid[:, 1::2, 1::2] = small
+        placed = grid[:, window[0], window[1]]
+        assert placed.shape == target.shape and (~mask).sum() == small[0].size
+        np.testing.assert_array_equal(placed[:, ~mask], target[:, ~mask])
+        assert target.shape[1] >= shape[0] - 1 and target.shape[2] >= shape[1] - 1
 
 
 def test_restore_checks_on_the_raw_scan_and_keeps_bilinear_unless_the_network_is_significantly_better(

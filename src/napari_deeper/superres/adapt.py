@@ -204,10 +204,6 @@ def _pixel_errors(estimate: np.ndarray, target: np.ndarray, mask: np.ndarray) ->
     return np.mean((estimate[:, mask].astype(np.float64) - target[:, mask]) ** 2, axis=0)
 
 
-def _masked_mse(estimate: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    return float(np.mean(_pixel_errors(estimate, target, mask)))
-
-
 def denoised_steps(data: np.ndarray, method: str | None = None) -> compute.Steps:
     """``data`` through the denoiser ``method`` (None: the default), or None when it cannot take
     it (a ``ValueError``)."""
@@ -221,43 +217,66 @@ def denoised_steps(data: np.ndarray, method: str | None = None) -> compute.Steps
 
 
 def _variant_steps(model, given: np.ndarray, measured: np.ndarray, target: np.ndarray, mask: np.ndarray,
-                   noise: np.ndarray, bicubic: float | None, device, tile: int, overlap: int) -> compute.Steps:
-    """``(weight, per-pixel errors at that weight, per-pixel errors at weight 0)`` of the pipeline
-    run on ``given`` (the coarser cube, raw or denoised) with the ``measured`` pixels kept and
-    ``bicubic`` the share of bicubic in its interpolation (None: the noise level's), scored
-    against ``target`` at the pixels of ``mask`` (squared errors, mean over the bands)."""
+                   noise: np.ndarray, bicubic: float | None, device, tile: int, overlap: int,
+                   window=(slice(None), slice(None))) -> compute.Steps:
+    """``(error, part)``, both ``(B, pixels)``, of the pipeline run 2x on ``given`` (a coarser
+    cube, raw or denoised) with the ``measured`` pixels kept and ``bicubic`` the share of bicubic
+    in its interpolation (None: the noise level's), its ``window`` scored against ``target`` at
+    the pixels of ``mask``: ``error`` is the target minus the pipeline at network weight 0, and
+    ``part`` what weight 1 adds (so the error at weight w is ``error - w * part``; see :func:`_fit`)."""
     prep = prepare(given, model.n_components, noise)
     if prep is None:
-        errors = _pixel_errors(interpolate(measured, 2, "bicubic"), target, mask)
-        return 0.0, errors, errors
+        error = (target - interpolate(measured, 2, "bicubic")[:, window[0], window[1]])[:, mask].astype(np.float64)
+        return error, np.zeros_like(error)
     bicubic = prep.shrink.bicubic if bicubic is None else bicubic
     correction = yield from compute.share(
         correction_steps(model, prep.scores, 2, device, tile, overlap, "self-check"), 0, 1, 2)
     base = yield from compute.share(
         assemble_steps(given, 2, prep, correction, 0.0, measured=measured, bicubic=bicubic), 1, 1, 2)
-    error = (target - base)[:, mask].astype(np.float64)
+    error = (target - base[:, window[0], window[1]])[:, mask].astype(np.float64)
     # the network's part, added with weight w: V (1 - shares) (network - interpolation) x scale
     between = interpolated(prep.scores, 2, bicubic)
     part = (1.0 - prep.shrink.components)[:, None, None] * (network_scores(prep, correction, 2) - between)
-    part = prep.basis.vectors.astype(np.float64) @ (part[:, mask].astype(np.float64) * prep.basis.scale)
+    part = part[:, window[0], window[1]]
+    return error, prep.basis.vectors.astype(np.float64) @ (part[:, mask].astype(np.float64) * prep.basis.scale)
+
+
+def _fit(pieces: list) -> tuple[float, np.ndarray, np.ndarray]:
+    """The network's weight (closed form, clipped to 0..1) that minimises the squared error over
+    ``pieces`` (:func:`_variant_steps` of each coarser cube), and the per-pixel squared errors
+    (mean over the bands) at that weight and at weight 0."""
+    error = np.concatenate([error for error, _ in pieces], axis=1)
+    part = np.concatenate([part for _, part in pieces], axis=1)
     inner, power = float(np.sum(error * part)), float(np.sum(part**2))
     weight = float(np.clip(inner / power, 0.0, 1.0)) if power > 0 else 0.0
     return weight, np.mean((error - weight * part) ** 2, axis=0), np.mean(error**2, axis=0)
 
 
-def _check_pairs(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The self-check's input (``data`` skip-sampled by 2), its target (``data`` on the input's 2x
-    grid) and the mask of the target's pixels the input does not hold."""
-    small = np.ascontiguousarray(data[:, 1::2, 1::2])
-    ty, tx = 2 * small.shape[1], 2 * small.shape[2]
-    mask = np.ones((ty, tx), dtype=bool)
-    mask[1::2, 1::2] = False
-    return small, data[:, :ty, :tx], mask
+#: where the self-check's four coarser cubes start (y, x): each skip-samples the cube by 2, and
+#: together they give four times the pixels to judge by that one would
+OFFSETS = ((1, 1), (0, 0), (0, 1), (1, 0))
+
+
+def _check_pairs(data: np.ndarray, offset=(1, 1)):
+    """The self-check's input (``data`` skip-sampled by 2 from ``offset``), its target (``data``
+    where the input's 2x upscale lands), the upscale's ``window`` (slices) that lands there, and
+    the mask of the target's pixels the input does not hold. Output pixel ``2i + 1`` lies on input
+    pixel ``i``, i.e. on ``data`` pixel ``2i + offset``."""
+    small = np.ascontiguousarray(data[:, offset[0]::2, offset[1]::2])
+    window, rows, measured = [], [], []
+    for o, n, size in zip(offset, small.shape[1:], data.shape[1:]):
+        start, stop = 1 - o, min(2 * n, size + 1 - o)
+        window.append(slice(start, stop))
+        rows.append(slice(start - 1 + o, stop - 1 + o))
+        measured.append(np.arange(start, stop) % 2 == 1)
+    mask = ~np.outer(*measured)
+    return small, data[:, rows[0], rows[1]], mask, tuple(window)
 
 
 def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, overlap: int, report,
                      warn: bool = False, bicubic: float = 1.0, noise: str = "auto") -> compute.Steps:
-    """Choose how to fill in ``data``'s new pixels, on ``data`` skip-sampled by 2 -> ``data``.
+    """Choose how to fill in ``data``'s new pixels, on ``data`` skip-sampled by 2 -> ``data``
+    (from each of the four :data:`OFFSETS`, all scored together).
 
     Candidates: the pipeline on the cube as it is ("network", the network's weight chosen in
     closed form), the same on the cube through the default denoiser ("denoised network": the
@@ -282,24 +301,37 @@ def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, ove
         return None
     from .deep import assumed_noise
 
-    small, target, mask = _check_pairs(data)
-    errors = {name: _masked_mse(interpolate(small, 2, name), target, mask) for name in ("bilinear", "bicubic")}
-    weights, pixels = {}, {}
-    weights["network"], pixels["network"], pixels["interpolation"] = yield from compute.share(
-        _variant_steps(model, small, small, target, mask, assumed_noise(data, noise), None, device, tile, overlap),
-        0, 1, 3,
-        "self-check")
-    clean = yield from compute.share(denoised_steps(small), 1, 1, 3, "self-check: denoising")
-    if clean is not None:
-        weights["denoised network"], pixels["denoised network"], _ = yield from compute.share(
+    raw_noise = assumed_noise(data, noise)
+    interpolations = {"bilinear": [], "bicubic": []}
+    pieces = {"network": [], "denoised network": []}
+    n = len(OFFSETS)
+    for index, offset in enumerate(OFFSETS):
+        small, target, mask, window = _check_pairs(data, offset)
+        for name, found in interpolations.items():
+            found.append(_pixel_errors(interpolate(small, 2, name)[:, window[0], window[1]], target, mask))
+        pieces["network"].append((yield from compute.share(
+            _variant_steps(model, small, small, target, mask, raw_noise, None, device, tile, overlap, window),
+            3 * index, 1, 3 * n, "self-check")))
+        if "denoised network" not in pieces:
+            continue
+        clean = yield from compute.share(denoised_steps(small), 3 * index + 1, 1, 3 * n, "self-check: denoising")
+        if clean is None:  # the default denoiser cannot take the coarser cube
+            del pieces["denoised network"]
+            continue
+        pieces["denoised network"].append((yield from compute.share(
             _variant_steps(model, clean, small, target, mask, assumed_noise(clean, noise), bicubic, device, tile,
-                           overlap),
-            2, 1, 3, "self-check")
-    errors.update({name: float(values.mean()) for name, values in pixels.items()})
+                           overlap, window), 3 * index + 2, 1, 3 * n, "self-check")))
+    errors = {name: float(np.concatenate(found).mean()) for name, found in interpolations.items()}
+    weights = {}
+    for name, found in pieces.items():
+        weights[name], at_weight, at_zero = _fit(found)
+        errors[name] = float(at_weight.mean())
+        if name == "network":
+            errors["interpolation"] = float(at_zero.mean())
     candidates = [*weights, *(("bilinear", "bicubic") if scale == 2 else ())]
     best = min(candidates, key=errors.get)
     weight = weights.get(best, 0.0)
-    yield compute.Progress(3, 3, f"self-check: {best}" + (f", network weight {weight:.2f}" if best in weights else ""))
+    yield compute.Progress(1, 1, f"self-check: {best}" + (f", network weight {weight:.2f}" if best in weights else ""))
     bicubic = bicubic if best == "denoised network" else None
     return Check(best, weight, errors, bicubic)
 
@@ -313,31 +345,41 @@ def scan_check_steps(model, scan: np.ndarray, device, tile: int, overlap: int,
                      denoiser: str | None) -> compute.Steps:
     """How to upscale 2x a cube denoised from the raw ``scan``, judged on the scan itself.
 
-    The scan skip-sampled by 2 goes through ``denoiser`` (a denoising method's name); the
-    candidates upscale that: plain bilinear and bicubic, and the network's pipeline (the cube
-    taken as noise-free, its measured pixels the denoised values, the network's weight in closed
-    form) with a bilinear or a bicubic base. Each is scored against the scan's own pixels between
-    the measured ones, whose noise is independent of the candidates' input. (A denoised cube's
-    residual error is shared between neighbours, so the upscaler's own check, scored on it,
-    favoured bicubic and the network where bilinear was better; measured in docs/superres.md.)
-    Plain bilinear, the smoothest, is kept unless a candidate lowers the error by
-    :data:`SIGNIFICANCE` standard errors. Returns a :class:`Check` ("bilinear", "bicubic" or
-    "network"; ``bicubic``: the chosen pipeline's interpolation share), or None when the
-    denoiser cannot take the scan's coarser version. The scan has at least :data:`CHECK_MIN`
-    pixels a side (the caller's condition).
+    The scan skip-sampled by 2, from each of the four :data:`OFFSETS` (four times the pixels to
+    judge by than one), goes through ``denoiser`` (a denoising method's name); the candidates
+    upscale that: plain bilinear and bicubic, and the network's pipeline (the cube taken as
+    noise-free, its measured pixels the denoised values, the network's weight in closed form)
+    with a bilinear or a bicubic base. Each is scored against the scan's own
+    pixels between the measured ones, whose noise is independent of the candidates' input. (A
+    denoised cube's residual error is shared between neighbours, so the upscaler's own check,
+    scored on it, favoured bicubic and the network where bilinear was better; measured in
+    docs/superres.md.) Plain bilinear, the smoothest, is kept unless a candidate lowers the error
+    by :data:`SIGNIFICANCE` standard errors (paired over every offset's pixels). Returns a
+    :class:`Check` ("bilinear", "bicubic" or "network"; ``bicubic``: the chosen pipeline's
+    interpolation share), or None when the denoiser cannot
+    take the scan's coarser versions. The scan has at least :data:`CHECK_MIN` pixels a side (the
+    caller's condition).
     """
-    small, target, mask = _check_pairs(np.asarray(scan, dtype=np.float32))
-    clean = yield from compute.share(denoised_steps(small, denoiser), 0, 1, 3, "self-check on the scan: denoising")
-    if clean is None:
-        return None
-    pixels = {name: _pixel_errors(interpolate(clean, 2, name), target, mask) for name in ("bilinear", "bicubic")}
-    weights, shares = {"bilinear": 0.0, "bicubic": 0.0}, {"bilinear": 0.0, "bicubic": 1.0}
-    noise_free = np.zeros(len(clean))
-    for index, (name, share) in enumerate((("network", 0.0), ("network, bicubic base", 1.0))):
-        weights[name], pixels[name], _ = yield from compute.share(
-            _variant_steps(model, clean, clean, target, mask, noise_free, share, device, tile, overlap), 1 + index, 1,
-            3, "self-check on the scan")
-        shares[name] = share
+    scan = np.asarray(scan, dtype=np.float32)
+    shares = {"bilinear": 0.0, "bicubic": 1.0, "network": 0.0, "network, bicubic base": 1.0}
+    found = {name: [] for name in shares}
+    n = len(OFFSETS)
+    for index, offset in enumerate(OFFSETS):
+        small, target, mask, window = _check_pairs(scan, offset)
+        clean = yield from compute.share(denoised_steps(small, denoiser), 3 * index, 1, 3 * n,
+                                         "self-check on the scan: denoising")
+        if clean is None:
+            return None
+        for name in ("bilinear", "bicubic"):
+            found[name].append(_pixel_errors(interpolate(clean, 2, name)[:, window[0], window[1]], target, mask))
+        for part, name in enumerate(("network", "network, bicubic base")):
+            found[name].append((yield from compute.share(
+                _variant_steps(model, clean, clean, target, mask, np.zeros(len(clean)), shares[name], device, tile,
+                               overlap, window), 3 * index + 1 + part, 1, 3 * n, "self-check on the scan")))
+    pixels = {name: np.concatenate(found[name]) for name in ("bilinear", "bicubic")}
+    weights = {"bilinear": 0.0, "bicubic": 0.0}
+    for name in ("network", "network, bicubic base"):
+        weights[name], pixels[name], _ = _fit(found[name])
     errors = {name: float(values.mean()) for name, values in pixels.items()}
 
     def gain(name: str) -> float:  # how many standard errors below bilinear
@@ -348,6 +390,6 @@ def scan_check_steps(model, scan: np.ndarray, device, tile: int, overlap: int,
     significant = [name for name in pixels if name != "bilinear" and gain(name) >= SIGNIFICANCE]
     best = min(significant, key=errors.get) if significant else "bilinear"
     method = "network" if best.startswith("network") else best
-    yield compute.Progress(3, 3, f"self-check on the scan: {best}"
+    yield compute.Progress(1, 1, f"self-check on the scan: {best}"
                            + (f", network weight {weights[best]:.2f}" if method == "network" else ""))
     return Check(method, weights[best], errors, shares[best])
