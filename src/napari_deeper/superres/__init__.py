@@ -278,7 +278,7 @@ def restore_choice_steps(scan, plan: dict, device) -> compute.Steps[dict]:
     """``plan`` (:func:`restore_plan`) with the upscaler Fast scan restore runs on the denoised scan.
 
     At 2x, for an adapting network and a scan of at least
-    :data:`~napari_deeper.superres.adapt.CHECK_MIN` pixels a side (a lazy one: its central part,
+    :data:`~napari_deeper.superres.adapt.CHECK_MIN` pixels a side (its central part,
     :func:`~napari_deeper.superres.adapt.check_region`), the self-check on the raw ``scan``
     (:func:`~napari_deeper.superres.adapt.scan_check_steps`, with the plan's denoiser) may put
     plain bilinear or bicubic in its place, when the network is not significantly better on it;

@@ -55,18 +55,19 @@ def adapt_min(scale: int) -> int:
 
 #: fewest LR pixels per side for the self-check
 CHECK_MIN = 2 * CHECK_INPUT
-#: a lazy cube is self-checked on its central part, at most this many pixels a side
+#: a cube is self-checked on its central part, at most this many pixels a side
 CHECK_SIDE = 256
 
 
 def check_region(data) -> np.ndarray:
-    """The cube the self-check runs on: ``data`` itself in memory, or the central
-    :data:`CHECK_SIDE` pixels a side of a lazy (dask) cube, read as float32."""
+    """The cube the self-check runs on: the central :data:`CHECK_SIDE` pixels a side of ``data``
+    (all of it when smaller), in memory or read from a lazy (dask) cube as float32; so the check's
+    cost is bounded, and a streamed cube is checked as the same cube in memory is."""
     from ..io._lazy import is_lazy
 
-    if not is_lazy(data):
-        return data
     window = [slice(max(0, (n - CHECK_SIDE) // 2), max(0, (n - CHECK_SIDE) // 2) + CHECK_SIDE) for n in data.shape[1:]]
+    if not is_lazy(data):
+        return data[:, window[0], window[1]]
     return np.ascontiguousarray(data[:, window[0], window[1]], dtype=np.float32)
 
 
@@ -219,37 +220,40 @@ def denoised_steps(data: np.ndarray, method: str | None = None) -> compute.Steps
 def _variant_steps(model, given: np.ndarray, measured: np.ndarray, target: np.ndarray, mask: np.ndarray,
                    noise: np.ndarray, bicubic: float | None, device, tile: int, overlap: int,
                    window=(slice(None), slice(None))) -> compute.Steps:
-    """``(error, part)``, both ``(B, pixels)``, of the pipeline run 2x on ``given`` (a coarser
-    cube, raw or denoised) with the ``measured`` pixels kept and ``bicubic`` the share of bicubic
-    in its interpolation (None: the noise level's), its ``window`` scored against ``target`` at
-    the pixels of ``mask``: ``error`` is the target minus the pipeline at network weight 0, and
-    ``part`` what weight 1 adds (so the error at weight w is ``error - w * part``; see :func:`_fit`)."""
+    """The pipeline run 2x on ``given`` (a coarser cube, raw or denoised) with the ``measured``
+    pixels kept and ``bicubic`` the share of bicubic in its interpolation (None: the noise
+    level's), its ``window`` scored against ``target`` at the pixels of ``mask``: with ``e`` the
+    target minus the pipeline at network weight 0 and ``p`` what weight 1 adds (so the error at
+    weight w is ``e - w p``), returns the per-pixel means over the bands of ``e**2``, ``e p`` and
+    ``p**2`` (:func:`_fit` weighs them; three numbers a pixel, whatever the band count)."""
     prep = prepare(given, model.n_components, noise)
     if prep is None:
         error = (target - interpolate(measured, 2, "bicubic")[:, window[0], window[1]])[:, mask].astype(np.float64)
-        return error, np.zeros_like(error)
+        zero = np.zeros(error.shape[1])
+        return np.mean(error**2, axis=0), zero, zero
     bicubic = prep.shrink.bicubic if bicubic is None else bicubic
     correction = yield from compute.share(
         correction_steps(model, prep.scores, 2, device, tile, overlap, "self-check"), 0, 1, 2)
     base = yield from compute.share(
         assemble_steps(given, 2, prep, correction, 0.0, measured=measured, bicubic=bicubic), 1, 1, 2)
     error = (target - base[:, window[0], window[1]])[:, mask].astype(np.float64)
+    del base
     # the network's part, added with weight w: V (1 - shares) (network - interpolation) x scale
     between = interpolated(prep.scores, 2, bicubic)
     part = (1.0 - prep.shrink.components)[:, None, None] * (network_scores(prep, correction, 2) - between)
-    part = part[:, window[0], window[1]]
-    return error, prep.basis.vectors.astype(np.float64) @ (part[:, mask].astype(np.float64) * prep.basis.scale)
+    part = prep.basis.vectors.astype(np.float64) @ (part[:, window[0], window[1]][:, mask].astype(np.float64)
+                                                    * prep.basis.scale)
+    return np.mean(error**2, axis=0), np.mean(error * part, axis=0), np.mean(part**2, axis=0)
 
 
 def _fit(pieces: list) -> tuple[float, np.ndarray, np.ndarray]:
     """The network's weight (closed form, clipped to 0..1) that minimises the squared error over
     ``pieces`` (:func:`_variant_steps` of each coarser cube), and the per-pixel squared errors
     (mean over the bands) at that weight and at weight 0."""
-    error = np.concatenate([error for error, _ in pieces], axis=1)
-    part = np.concatenate([part for _, part in pieces], axis=1)
-    inner, power = float(np.sum(error * part)), float(np.sum(part**2))
-    weight = float(np.clip(inner / power, 0.0, 1.0)) if power > 0 else 0.0
-    return weight, np.mean((error - weight * part) ** 2, axis=0), np.mean(error**2, axis=0)
+    squares, inner, power = (np.concatenate(column) for column in zip(*pieces))
+    total = float(np.sum(power))
+    weight = float(np.clip(np.sum(inner) / total, 0.0, 1.0)) if total > 0 else 0.0
+    return weight, squares - 2 * weight * inner + weight**2 * power, squares
 
 
 #: where the self-check's four coarser cubes start (y, x): each skip-samples the cube by 2, and

@@ -443,12 +443,12 @@ def network_upscale_steps(model, data, scale: int, device, tile: int = TILE,
     ``streamed`` (with ``data`` a dask array): the same pipeline on a cube larger than memory.
     Its basis and component images come from two passes over pixel blocks
     (:func:`prepare_steps`), the self-check runs on its central
-    :data:`~napari_deeper.superres.adapt.CHECK_SIDE` pixels a side, and the result goes into a
+    :data:`~napari_deeper.superres.adapt.CHECK_SIDE` pixels a side (as in memory), and the result goes into a
     store block by block of whole network tiles (:func:`correction_steps` of the block, then
     :func:`assemble_steps` of it with a :data:`~napari_deeper.superres.interpolation.MARGIN`),
     each block's result at most :data:`STREAM_BLOCK_BYTES` (or one tile's, when larger), put
-    together a few bands at a time. It equals the in-memory result to float32 rounding when the
-    self-check sees the whole cube (at most that side).
+    together a few bands at a time. It equals the in-memory result to float32 rounding on a cube of
+    at most that side (tested).
     """
     if noise not in NOISE_CHOICES:
         raise ValueError(f"noise must be one of {', '.join(NOISE_CHOICES)}, got {noise!r}")
