@@ -263,7 +263,7 @@ def restore_steps(data, scale: int = 2, denoise_method: str | None = None,
     from .. import denoise
 
     denoised = yield from compute.stage(
-        denoise.denoise_steps(cube, plan["denoise_method"], wavenumbers, device), 0, 2, "denoising"
+        denoise.denoise_steps(cube, plan["denoise_method"], wavenumbers, device), 0, 3, "denoising"
     )
     denoised = np.asarray(denoised, dtype=np.float32)
     plan = yield from compute.stage(restore_choice_steps(cube, plan, device), 1, 3, "self-check on the scan")

@@ -341,7 +341,7 @@ def self_check_steps(model, data: np.ndarray, scale: int, device, tile: int, ove
 
 
 #: a candidate other than plain bilinear must lower the scan check's error by this many standard
-#: errors (paired over the check's pixels) to be chosen
+#: errors (paired over the check's pixels) to be chosen (docs/superres.md: decided on test cases)
 SIGNIFICANCE = 2.0
 
 
@@ -353,16 +353,15 @@ def scan_check_steps(model, scan: np.ndarray, device, tile: int, overlap: int,
     judge by than one), goes through ``denoiser`` (a denoising method's name); the candidates
     upscale that: plain bilinear and bicubic, and the network's pipeline (the cube taken as
     noise-free, its measured pixels the denoised values, the network's weight in closed form)
-    with a bilinear or a bicubic base. Each is scored against the scan's own
-    pixels between the measured ones, whose noise is independent of the candidates' input. (A
-    denoised cube's residual error is shared between neighbours, so the upscaler's own check,
-    scored on it, favoured bicubic and the network where bilinear was better; measured in
-    docs/superres.md.) Plain bilinear, the smoothest, is kept unless a candidate lowers the error
-    by :data:`SIGNIFICANCE` standard errors (paired over every offset's pixels). Returns a
+    with a bilinear or a bicubic base. Each is scored against the scan's own pixels between the
+    measured ones, whose noise is independent of the candidates' input. (A denoised cube's
+    residual error is shared between neighbours, so the upscaler's own check, scored on it,
+    favoured bicubic and the network where bilinear was better; measured in docs/superres.md.)
+    Plain bilinear, the smoothest, is kept unless a candidate lowers the error by
+    :data:`SIGNIFICANCE` standard errors (paired over every offset's pixels). Returns a
     :class:`Check` ("bilinear", "bicubic" or "network"; ``bicubic``: the chosen pipeline's
-    interpolation share), or None when the denoiser cannot
-    take the scan's coarser versions. The scan has at least :data:`CHECK_MIN` pixels a side (the
-    caller's condition).
+    interpolation share), or None when the denoiser cannot take the scan's coarser versions. The
+    scan has at least :data:`CHECK_MIN` pixels a side (the caller's condition).
     """
     scan = np.asarray(scan, dtype=np.float32)
     shares = {"bilinear": 0.0, "bicubic": 1.0, "network": 0.0, "network, bicubic base": 1.0}
