@@ -556,7 +556,7 @@ def test_restore_checks_on_the_raw_scan_and_keeps_bilinear_unless_the_network_is
     assert plain.note.startswith("bilinear chosen by the self-check on the raw scan: tiny was not significantly")
     np.testing.assert_array_equal(plain.upscaled, upscale(plain.denoised, 2, "bilinear"))
     # not at 3x, nor without adaptation, nor for an interpolation
-    for scale, method, options in ((3, "tiny", params), (2, "tiny", {"adapt": "off"}), (2, "bicubic", {})):
+    for scale, method, options in ((3, "tiny", {"adapt_steps": 2}), (2, "tiny", {"adapt": "off"}), (2, "bicubic", {})):
         kept = compute.run(restore_steps(scan, scale, upscale_method=method, upscale_params=options))
         assert kept.upscale_method == method and kept.note == ""
 
